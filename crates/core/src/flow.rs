@@ -1,0 +1,125 @@
+//! Flow identity and direction.
+
+use bytes::Bytes;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Transport protocol of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4 {
+    /// TCP: a byte stream per direction.
+    Tcp,
+    /// UDP: one message per datagram.
+    Udp,
+}
+
+impl L4 {
+    /// Lower-case name as used in JSON ("tcp" / "udp").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L4::Tcp => "tcp",
+            L4::Udp => "udp",
+        }
+    }
+}
+
+/// A connection, oriented client -> server.
+///
+/// Sources orient the key as well as they can (TCP SYN, then port heuristics); inference may
+/// later discover that the roles are the other way round, and the flow table then swaps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Transport protocol.
+    pub l4: L4,
+    /// The side that opened the connection (sends requests).
+    pub client: SocketAddr,
+    /// The side that accepted the connection (sends responses).
+    pub server: SocketAddr,
+}
+
+impl FlowKey {
+    /// A TCP flow key.
+    pub fn tcp(client: SocketAddr, server: SocketAddr) -> Self {
+        FlowKey { l4: L4::Tcp, client, server }
+    }
+
+    /// A UDP flow key.
+    pub fn udp(client: SocketAddr, server: SocketAddr) -> Self {
+        FlowKey { l4: L4::Udp, client, server }
+    }
+
+    /// The same connection with client and server exchanged.
+    pub fn reversed(&self) -> Self {
+        FlowKey { l4: self.l4, client: self.server, server: self.client }
+    }
+
+    /// A hash that is the same for both orientations of the connection: used to pick a worker,
+    /// so that a flow whose roles get swapped stays on the same shard.
+    pub fn shard_hash(&self) -> u64 {
+        let a = addr_hash(&self.client);
+        let b = addr_hash(&self.server);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        // A cheap, well-mixing combination (splitmix64 finaliser).
+        let mut x = lo ^ hi.rotate_left(29) ^ (self.l4 as u64);
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+}
+
+fn addr_hash(a: &SocketAddr) -> u64 {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let n = u128::from(v6);
+            (n as u64) ^ ((n >> 64) as u64).rotate_left(17)
+        }
+    };
+    ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(a.port())
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        FlowKey { l4: L4::Tcp, client: unspecified, server: unspecified }
+    }
+}
+
+/// Which way a segment travels on its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client to the server (requests).
+    ClientToServer,
+    /// From the server to the client (responses).
+    ServerToClient,
+}
+
+impl Direction {
+    /// The other direction.
+    pub fn flip(self) -> Self {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+
+    /// 0 for client->server, 1 for server->client (index into per-direction arrays).
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ClientToServer => 0,
+            Direction::ServerToClient => 1,
+        }
+    }
+}
+
+/// The process behind a socket, when the source knows it (eBPF capture does, pcap does not).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessInfo {
+    /// Process id (thread group id).
+    pub pid: u32,
+    /// Thread id that made the syscall.
+    pub tid: u32,
+    /// Command name (at most 16 bytes in Linux).
+    pub comm: Bytes,
+}

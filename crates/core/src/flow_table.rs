@@ -1,0 +1,491 @@
+//! The per-worker flow table and the processor that turns segments into records.
+
+use crate::counters::bump;
+use crate::stream::FrameCtx;
+use crate::{
+    Config, Counters, Direction, DropReason, FlowKey, FramedMessage, L4, L7Record, MessageRole,
+    PairingMode, PairingQueue, Parser, ProcessInfo, ResponseStatus, Segment, StreamBuf, StreamEvent,
+};
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the table knows about one connection.
+struct FlowState {
+    /// Roles are the other way round from the source's key.
+    swapped: bool,
+    /// Index of the parser in the registry, once inferred.
+    slot: Option<usize>,
+    /// The parser's per-flow state.
+    parser_state: Box<dyn Any + Send>,
+    streams: [StreamBuf; 2],
+    pairing: PairingQueue,
+    last_seen_ns: u64,
+    inference_attempts: u32,
+    consecutive_errors: u32,
+    unparseable: bool,
+    process: Option<ProcessInfo>,
+}
+
+impl FlowState {
+    fn new(ts_ns: u64) -> Self {
+        FlowState {
+            swapped: false,
+            slot: None,
+            parser_state: Box::new(()),
+            streams: [StreamBuf::default(), StreamBuf::default()],
+            pairing: PairingQueue::new(PairingMode::Sequential),
+            last_seen_ns: ts_ns,
+            inference_attempts: 0,
+            consecutive_errors: 0,
+            unparseable: false,
+            process: None,
+        }
+    }
+}
+
+/// The flows of one worker, bounded by [`Config::max_flows_per_worker`].
+#[derive(Default)]
+pub struct FlowTable {
+    flows: HashMap<FlowKey, FlowState>,
+}
+
+impl FlowTable {
+    /// Flows currently tracked.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// True when no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+/// One worker's pipeline: flow table, inference cache, framing, parsing and pairing.
+///
+/// It is single-threaded by design: the engine gives each worker its own processor and routes
+/// every flow to one worker, so nothing here takes a lock.
+pub struct FlowProcessor {
+    table: FlowTable,
+    parsers: Arc<[Arc<dyn Parser>]>,
+    /// Per server endpoint: which parser slot its flows speak.
+    inference_cache: HashMap<(L4, SocketAddr), usize>,
+    config: Config,
+    counters: Arc<Counters>,
+    now_ns: u64,
+    last_sweep_ns: u64,
+    scratch: Vec<FramedMessage>,
+}
+
+impl FlowProcessor {
+    /// A processor using `parsers` (in inference priority order) and counting into `counters`.
+    pub fn new(parsers: Arc<[Arc<dyn Parser>]>, config: Config, counters: Arc<Counters>) -> Self {
+        FlowProcessor {
+            table: FlowTable::default(),
+            parsers,
+            inference_cache: HashMap::new(),
+            config,
+            counters,
+            now_ns: 0,
+            last_sweep_ns: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The counters this processor writes.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Flows currently tracked.
+    pub fn flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Processes one segment; records complete because of it are passed to `emit`.
+    pub fn process(&mut self, seg: Segment, emit: &mut dyn FnMut(L7Record)) {
+        let c = Arc::clone(&self.counters);
+        bump(&c.segments, 1);
+        bump(&c.bytes, seg.payload.len() as u64);
+        if seg.ts_ns > self.now_ns {
+            self.now_ns = seg.ts_ns;
+        }
+        if self.now_ns.saturating_sub(self.last_sweep_ns) >= self.config.sweep_interval_ns {
+            self.sweep(emit);
+        }
+
+        if !self.table.flows.contains_key(&seg.flow) {
+            if self.table.flows.len() >= self.config.max_flows_per_worker.max(1) {
+                self.evict_oldest(emit);
+            }
+            bump(&c.flows_created, 1);
+            self.table.flows.insert(seg.flow, FlowState::new(seg.ts_ns));
+        }
+        let Some(mut flow) = self.table.flows.remove(&seg.flow) else { return };
+        flow.last_seen_ns = seg.ts_ns;
+        if seg.process.is_some() {
+            flow.process = seg.process.clone();
+        }
+        if !seg.payload.is_empty() {
+            self.on_payload(&seg, &mut flow, emit);
+        }
+        if seg.end_of_flow {
+            bump(&c.flows_closed, 1);
+            self.close_flow(seg.flow, flow, seg.ts_ns, emit);
+        } else {
+            self.table.flows.insert(seg.flow, flow);
+        }
+    }
+
+    fn on_payload(&mut self, seg: &Segment, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
+        let c = Arc::clone(&self.counters);
+        if flow.unparseable {
+            c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
+            return;
+        }
+        let mut dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
+        if flow.slot.is_none() {
+            match self.infer(seg, flow, dir) {
+                Some(d) => dir = d,
+                None => {
+                    c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
+                    return;
+                }
+            }
+        }
+        let Some(slot) = flow.slot else { return };
+        let Some(parser) = self.parsers.get(slot).cloned() else { return };
+        let mut events = Vec::new();
+        {
+            let mut cx = FrameCtx {
+                parser: parser.as_ref(),
+                state: flow.parser_state.as_mut(),
+                direction: dir,
+                max_message_bytes: self.config.max_message_bytes,
+                counters: &c,
+            };
+            let datagram = seg.flow.l4 == L4::Udp;
+            flow.streams[dir.index()].push(
+                seg.payload.clone(),
+                seg.offset,
+                seg.gap_before,
+                seg.ts_ns,
+                datagram,
+                &mut cx,
+                &mut |e| events.push(e),
+            );
+        }
+        let key = if flow.swapped { seg.flow.reversed() } else { seg.flow };
+        for ev in events {
+            self.on_event(ev, dir, slot, key, flow, emit);
+        }
+    }
+
+    /// Picks the parser for a flow. Returns the (possibly corrected) direction of `seg`.
+    fn infer(&mut self, seg: &Segment, flow: &mut FlowState, dir: Direction) -> Option<Direction> {
+        let c = Arc::clone(&self.counters);
+        let l4 = seg.flow.l4;
+        let server = if flow.swapped { seg.flow.client } else { seg.flow.server };
+        let cached = self.inference_cache.get(&(l4, server)).copied();
+        let mut best: Option<(usize, crate::Inference)> = None;
+        if let Some(slot) = cached {
+            if let Some(p) = self.parsers.get(slot) {
+                bump(&c.inference_cache_hits, 1);
+                // Still ask the cached parser, only to learn the message's role.
+                let inf = p.check(&seg.payload, dir).unwrap_or(crate::Inference {
+                    confidence: 0,
+                    role: if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response },
+                });
+                best = Some((slot, inf));
+            }
+        }
+        if best.is_none() {
+            for (slot, p) in self.parsers.iter().enumerate() {
+                if !p.supports(l4) {
+                    continue;
+                }
+                if let Some(inf) = p.check(&seg.payload, dir) {
+                    if best.as_ref().is_none_or(|(_, b)| inf.confidence > b.confidence) {
+                        best = Some((slot, inf));
+                    }
+                }
+            }
+        }
+        let Some((slot, inf)) = best else {
+            flow.inference_attempts += 1;
+            if flow.inference_attempts >= self.config.max_inference_attempts {
+                flow.unparseable = true;
+                bump(&c.flows_unparseable, 1);
+            }
+            return None;
+        };
+        let mut dir = dir;
+        let seen_role = if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response };
+        if inf.role != seen_role {
+            flow.swapped = !flow.swapped;
+            dir = dir.flip();
+            bump(&c.flows_swapped, 1);
+        }
+        let parser = &self.parsers[slot];
+        flow.slot = Some(slot);
+        flow.parser_state = parser.new_state();
+        flow.pairing = PairingQueue::new(parser.pairing());
+        bump(&c.flows_inferred, 1);
+        if cached.is_none() {
+            let server = if flow.swapped { seg.flow.client } else { seg.flow.server };
+            if self.inference_cache.len() >= self.config.inference_cache_entries.max(1) {
+                c.count_drop(DropReason::InferenceCacheFull, self.inference_cache.len() as u64);
+                self.inference_cache.clear();
+            }
+            self.inference_cache.insert((l4, server), slot);
+        }
+        Some(dir)
+    }
+
+    fn on_event(
+        &mut self,
+        ev: StreamEvent,
+        dir: Direction,
+        slot: usize,
+        key: FlowKey,
+        flow: &mut FlowState,
+        emit: &mut dyn FnMut(L7Record),
+    ) {
+        let c = Arc::clone(&self.counters);
+        match ev {
+            StreamEvent::Error(_) => {
+                c.parse_error(slot);
+                flow.consecutive_errors += 1;
+                if flow.consecutive_errors >= self.config.max_parse_errors_per_flow {
+                    flow.unparseable = true;
+                    bump(&c.flows_unparseable, 1);
+                }
+            }
+            StreamEvent::Message(m) => {
+                flow.consecutive_errors = 0;
+                bump(&c.messages, 1);
+                let role = m.role.unwrap_or(if dir == Direction::ClientToServer {
+                    MessageRole::Request
+                } else {
+                    MessageRole::Response
+                });
+                match role {
+                    MessageRole::Request => {
+                        if m.one_way || flow.pairing.mode() == PairingMode::OneWay {
+                            let rec = self.build(key, flow, slot, Some(m), None);
+                            self.emit_record(rec, emit);
+                        } else if let Some(old) = flow.pairing.push_request(m, self.config.max_pending_requests) {
+                            c.count_drop(DropReason::PairingQueueFull, 1);
+                            let mut rec = self.build(key, flow, slot, Some(old), None);
+                            rec.unpaired = true;
+                            self.emit_record(rec, emit);
+                        }
+                    }
+                    MessageRole::Response => {
+                        let req = flow.pairing.match_response(&m);
+                        let mut rec = if req.is_some() || flow.pairing.mode() != PairingMode::OneWay {
+                            let paired = req.is_some();
+                            let mut r = self.build(key, flow, slot, req, Some(m));
+                            r.unpaired = !paired;
+                            r
+                        } else {
+                            self.build(key, flow, slot, None, Some(m))
+                        };
+                        if flow.pairing.mode() == PairingMode::OneWay {
+                            rec.unpaired = false;
+                        }
+                        self.emit_record(rec, emit);
+                    }
+                }
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        key: FlowKey,
+        flow: &FlowState,
+        slot: usize,
+        req: Option<FramedMessage>,
+        resp: Option<FramedMessage>,
+    ) -> L7Record {
+        let protocol = self.parsers.get(slot).map(|p| p.protocol()).unwrap_or_default();
+        let mut r = L7Record { flow: key, process: flow.process.clone(), protocol, ..Default::default() };
+        match (req, resp) {
+            (Some(q), Some(s)) => {
+                r.start_ns = q.start_ns;
+                r.end_ns = s.end_ns.max(q.end_ns);
+                r.rrt_ns = s.end_ns.saturating_sub(q.start_ns);
+                fill_request(&mut r, q);
+                fill_response(&mut r, s);
+            }
+            (Some(q), None) => {
+                r.start_ns = q.start_ns;
+                r.end_ns = q.end_ns;
+                r.status_from_request(&q);
+                fill_request(&mut r, q);
+            }
+            (None, Some(s)) => {
+                r.start_ns = s.start_ns;
+                r.end_ns = s.end_ns;
+                fill_response(&mut r, s);
+            }
+            (None, None) => {}
+        }
+        r
+    }
+
+    fn emit_record(&self, rec: L7Record, emit: &mut dyn FnMut(L7Record)) {
+        let c = &self.counters;
+        bump(&c.records, 1);
+        if rec.response_status == ResponseStatus::Timeout {
+            bump(&c.records_timeout, 1);
+        } else if rec.unpaired {
+            bump(&c.records_unpaired, 1);
+        } else {
+            bump(&c.records_paired, 1);
+        }
+        emit(rec);
+    }
+
+    /// Ends a flow: parses what is left as final, flushes unanswered requests as unpaired.
+    fn close_flow(&mut self, key: FlowKey, mut flow: FlowState, ts_ns: u64, emit: &mut dyn FnMut(L7Record)) {
+        let c = Arc::clone(&self.counters);
+        if let Some(slot) = flow.slot {
+            if let Some(parser) = self.parsers.get(slot).cloned() {
+                let rkey = if flow.swapped { key.reversed() } else { key };
+                for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+                    let mut events = Vec::new();
+                    {
+                        let mut cx = FrameCtx {
+                            parser: parser.as_ref(),
+                            state: flow.parser_state.as_mut(),
+                            direction: dir,
+                            max_message_bytes: self.config.max_message_bytes,
+                            counters: &c,
+                        };
+                        flow.streams[dir.index()].finish(ts_ns, &mut cx, &mut |e| events.push(e));
+                    }
+                    for ev in events {
+                        self.on_event(ev, dir, slot, rkey, &mut flow, emit);
+                    }
+                }
+                let left: Vec<_> = flow.pairing.drain().collect();
+                for q in left {
+                    let mut rec = self.build(rkey, &flow, slot, Some(q), None);
+                    rec.unpaired = true;
+                    self.emit_record(rec, emit);
+                }
+            }
+        }
+    }
+
+    /// Flushes timed-out requests and removes idle flows (capture time, see [`Config`]).
+    pub fn sweep(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        self.last_sweep_ns = self.now_ns;
+        let req_deadline = self.now_ns.saturating_sub(self.config.request_timeout_ns);
+        let idle_deadline = self.now_ns.saturating_sub(self.config.flow_idle_timeout_ns);
+        let mut idle = Vec::new();
+        let mut expired = std::mem::take(&mut self.scratch);
+        let keys: Vec<FlowKey> = self.table.flows.keys().copied().collect();
+        for key in keys {
+            let Some(mut flow) = self.table.flows.remove(&key) else { continue };
+            if flow.last_seen_ns < idle_deadline {
+                idle.push((key, flow));
+                continue;
+            }
+            if let Some(slot) = flow.slot {
+                flow.pairing.expire(req_deadline, &mut expired);
+                let rkey = if flow.swapped { key.reversed() } else { key };
+                for q in expired.drain(..) {
+                    let mut rec = self.build(rkey, &flow, slot, Some(q), None);
+                    rec.response_status = ResponseStatus::Timeout;
+                    self.emit_record(rec, emit);
+                }
+            }
+            self.table.flows.insert(key, flow);
+        }
+        self.scratch = expired;
+        for (key, flow) in idle {
+            bump(&self.counters.flows_expired, 1);
+            let now = self.now_ns;
+            self.close_flow(key, flow, now, emit);
+        }
+    }
+
+    fn evict_oldest(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        let oldest = self.table.flows.iter().min_by_key(|(_, f)| f.last_seen_ns).map(|(k, _)| *k);
+        if let Some(key) = oldest {
+            if let Some(flow) = self.table.flows.remove(&key) {
+                self.counters.count_drop(DropReason::FlowTableFull, 1);
+                let now = self.now_ns;
+                self.close_flow(key, flow, now, emit);
+            }
+        }
+    }
+
+    /// Ends every flow (end of input): what is buffered is parsed as final, and waiting
+    /// requests are flushed as unpaired.
+    pub fn flush_all(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        let flows: Vec<(FlowKey, FlowState)> = self.table.flows.drain().collect();
+        let now = self.now_ns;
+        for (key, flow) in flows {
+            self.close_flow(key, flow, now, emit);
+        }
+    }
+}
+
+impl L7Record {
+    fn status_from_request(&mut self, _q: &FramedMessage) {
+        self.response_status = ResponseStatus::Unknown;
+    }
+}
+
+fn fill_request(r: &mut L7Record, q: FramedMessage) {
+    r.version = q.version;
+    r.request_type = q.request_type;
+    r.request_domain = q.request_domain;
+    r.request_resource = q.request_resource;
+    r.endpoint = q.endpoint;
+    r.request_id = q.request_id;
+    r.req_len = q.body_len;
+    r.trace_id = q.trace_id;
+    r.span_id = q.span_id;
+    r.x_request_id = q.x_request_id;
+    r.content_type = q.content_type;
+    r.truncated |= q.truncated;
+    r.request_body = q.body;
+}
+
+fn fill_response(r: &mut L7Record, s: FramedMessage) {
+    if r.version.is_empty() {
+        r.version = s.version;
+    }
+    if r.endpoint.is_empty() {
+        r.endpoint = s.endpoint;
+    }
+    if r.request_id.is_none() {
+        r.request_id = s.request_id;
+    }
+    r.response_status = s.status;
+    r.response_code = s.code;
+    r.response_exception = s.exception;
+    r.response_result = s.result;
+    r.resp_len = s.body_len;
+    if r.trace_id.is_empty() {
+        r.trace_id = s.trace_id;
+    }
+    if r.span_id.is_empty() {
+        r.span_id = s.span_id;
+    }
+    if r.x_request_id.is_empty() {
+        r.x_request_id = s.x_request_id;
+    }
+    if !s.content_type.is_empty() {
+        r.content_type = s.content_type;
+    }
+    r.truncated |= s.truncated;
+    r.response_body = s.body;
+}

@@ -1,0 +1,191 @@
+//! The trait every protocol implements, and what parsing returns.
+
+use crate::{Direction, L4, PairingMode, Protocol, ResponseStatus};
+use std::any::Any;
+use std::borrow::Cow;
+
+/// How sure an inference check is; higher wins, ties go to the earlier parser.
+pub type Confidence = u8;
+
+/// The verdict of a cheap inference check on a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inference {
+    /// How sure the check is (0..=255).
+    pub confidence: Confidence,
+    /// Whether the payload looks like a request or a response. A response seen from the
+    /// side the source took for the client tells the flow table to swap the roles.
+    pub role: MessageRole,
+}
+
+/// Whether a message asks or answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageRole {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}
+
+/// How much more input a message needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// Not known yet (e.g. the head is not complete).
+    Unknown,
+    /// The whole message is this many bytes long (head + body).
+    Total(usize),
+    /// The message ends when the connection closes (HTTP/1.0 bodies without length).
+    UntilClose,
+}
+
+/// How the parser is being asked to read the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseMode {
+    /// Return a message only when it is complete.
+    Complete,
+    /// The buffer reached `max_message_bytes`: return what can be read of the message now,
+    /// flagged truncated, and say in [`Message::rest`] how the rest is skipped.
+    Truncate,
+    /// The connection closed: the input is all there will ever be.
+    Eof,
+}
+
+/// Parsing context handed to [`Parser::parse`].
+pub struct ParseCtx<'s> {
+    /// Which way the input travels.
+    pub direction: Direction,
+    /// How to read it.
+    pub mode: ParseMode,
+    /// The parser's per-flow state, created by [`Parser::new_state`].
+    pub state: &'s mut (dyn Any + Send),
+}
+
+/// How the remainder of a truncated message is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Remaining {
+    /// Nothing left: [`Message::len`] bytes cover the message.
+    #[default]
+    None,
+    /// The message goes on for [`Message::len`] bytes in total; the framer skips what is
+    /// beyond the buffer itself.
+    Known,
+    /// Only the parser knows where it ends (chunked bodies): the framer hands it the
+    /// following bytes through [`Parser::skip`] until it says done.
+    ParserDriven,
+    /// The message runs until the connection closes.
+    UntilClose,
+}
+
+/// The result of skipping the rest of a truncated message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkipProgress {
+    /// Bytes of the input that belong to the skipped message.
+    pub consumed: usize,
+    /// The message ended within the input.
+    pub done: bool,
+}
+
+/// One parsed message, borrowing from the input (zero-copy).
+///
+/// Empty slices mean "absent". Fields that need decoding (base64 in `sw8`, chunked bodies)
+/// are `Cow::Owned`; everything else borrows.
+#[derive(Debug, Clone, Default)]
+pub struct Message<'a> {
+    /// Request or response.
+    pub role: Option<MessageRole>,
+    /// Bytes of the stream this message occupies (head + body). In [`ParseMode::Truncate`]
+    /// this may exceed the input (see `rest`).
+    pub len: usize,
+    /// How the part beyond the input is skipped when the message was truncated.
+    pub rest: Remaining,
+    /// The body is cut (message larger than the buffer limit).
+    pub truncated: bool,
+    /// Protocol version ("1.1").
+    pub version: &'a [u8],
+    /// Method / command / verb.
+    pub request_type: &'a [u8],
+    /// Host / database / topic.
+    pub request_domain: &'a [u8],
+    /// Path / statement / key.
+    pub request_resource: &'a [u8],
+    /// Low-cardinality endpoint.
+    pub endpoint: &'a [u8],
+    /// Id used for pairing by id and shown as `request_id`.
+    pub request_id: Option<u64>,
+    /// Response status class.
+    pub status: ResponseStatus,
+    /// Response code.
+    pub code: Option<i32>,
+    /// Error text.
+    pub exception: &'a [u8],
+    /// Result text.
+    pub result: &'a [u8],
+    /// Trace id from propagation headers.
+    pub trace_id: Cow<'a, [u8]>,
+    /// Span id from propagation headers.
+    pub span_id: Cow<'a, [u8]>,
+    /// Request id header.
+    pub x_request_id: &'a [u8],
+    /// Content type.
+    pub content_type: &'a [u8],
+    /// Declared or decoded body length.
+    pub body_len: Option<u64>,
+    /// The body (decoded when the transfer encoding requires it).
+    pub body: Cow<'a, [u8]>,
+    /// This request gets no response (one-way message).
+    pub one_way: bool,
+}
+
+/// The outcome of one parse call.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// A message was read.
+    Message(Message<'a>),
+    /// This many bytes carry nothing to record (HTTP 1xx interim responses, keep-alive noise).
+    Skip(usize),
+    /// More input is needed. Never an error, never counted as one.
+    Incomplete(Needed),
+}
+
+/// Why input could not be parsed. The framer drops the buffered bytes, counts the error
+/// against the protocol and resynchronises on a later segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{protocol} parse error: {reason}")]
+pub struct ParseError {
+    /// Protocol name.
+    pub protocol: &'static str,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// A protocol parser: cheap inference, framing and parsing, and how its messages pair.
+///
+/// Implementations are stateless and shared by all workers; per-flow state lives in the
+/// `Box<dyn Any + Send>` made by [`Parser::new_state`] and owned by the flow table.
+pub trait Parser: Send + Sync + 'static {
+    /// The protocol this parser reads.
+    fn protocol(&self) -> Protocol;
+
+    /// Whether the parser runs on this transport.
+    fn supports(&self, l4: L4) -> bool;
+
+    /// Cheap inference on the first bytes of a message: `None` when it is not this protocol.
+    fn check(&self, payload: &[u8], direction: Direction) -> Option<Inference>;
+
+    /// How requests and responses pair.
+    fn pairing(&self) -> PairingMode;
+
+    /// Fresh per-flow state (HPACK tables, prepared statements, pending HEAD requests, ...).
+    fn new_state(&self) -> Box<dyn Any + Send> {
+        Box::new(())
+    }
+
+    /// Reads one message from the start of `input`.
+    fn parse<'a>(&self, input: &'a [u8], ctx: &mut ParseCtx<'_>) -> Result<Parsed<'a>, ParseError>;
+
+    /// Skips the rest of a truncated message whose end only the parser can find
+    /// ([`Remaining::ParserDriven`]). The default gives up and lets the framer resynchronise.
+    fn skip(&self, input: &[u8], state: &mut (dyn Any + Send)) -> SkipProgress {
+        let _ = state;
+        SkipProgress { consumed: input.len(), done: true }
+    }
+}

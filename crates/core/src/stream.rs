@@ -1,0 +1,502 @@
+//! Message framing across segments: the per-direction stream buffer.
+
+use crate::counters::bump;
+use crate::{
+    Counters, Direction, DropReason, Message, MessageRole, Needed, ParseCtx, ParseError, ParseMode,
+    Parsed, Parser, Remaining, ResponseStatus,
+};
+use bytes::{Buf, Bytes, BytesMut};
+use std::any::Any;
+use std::borrow::Cow;
+
+/// One message cut out of a stream, its fields as [`Bytes`] slices of the captured payload.
+#[derive(Debug, Clone, Default)]
+pub struct FramedMessage {
+    /// Request or response.
+    pub role: Option<MessageRole>,
+    /// Timestamp of the segment that carried the first byte.
+    pub start_ns: u64,
+    /// Timestamp of the segment that carried the last byte.
+    pub end_ns: u64,
+    /// The body was cut at `max_message_bytes`.
+    pub truncated: bool,
+    /// See [`Message::version`].
+    pub version: Bytes,
+    /// See [`Message::request_type`].
+    pub request_type: Bytes,
+    /// See [`Message::request_domain`].
+    pub request_domain: Bytes,
+    /// See [`Message::request_resource`].
+    pub request_resource: Bytes,
+    /// See [`Message::endpoint`].
+    pub endpoint: Bytes,
+    /// See [`Message::request_id`].
+    pub request_id: Option<u64>,
+    /// See [`Message::status`].
+    pub status: ResponseStatus,
+    /// See [`Message::code`].
+    pub code: Option<i32>,
+    /// See [`Message::exception`].
+    pub exception: Bytes,
+    /// See [`Message::result`].
+    pub result: Bytes,
+    /// See [`Message::trace_id`].
+    pub trace_id: Bytes,
+    /// See [`Message::span_id`].
+    pub span_id: Bytes,
+    /// See [`Message::x_request_id`].
+    pub x_request_id: Bytes,
+    /// See [`Message::content_type`].
+    pub content_type: Bytes,
+    /// See [`Message::body_len`].
+    pub body_len: Option<u64>,
+    /// See [`Message::body`].
+    pub body: Bytes,
+    /// See [`Message::one_way`].
+    pub one_way: bool,
+}
+
+/// What the stream buffer produced from a segment.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A whole (or truncated) message.
+    Message(FramedMessage),
+    /// The parser rejected the input; the buffered bytes were dropped.
+    Error(ParseError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    None,
+    Bytes(u64),
+    ParserDriven,
+    UntilClose,
+}
+
+/// Frames the messages of one direction of one flow.
+///
+/// The common case, a segment holding whole messages, parses straight from the segment's
+/// [`Bytes`] and never copies. Only a message split over segments is gathered in a bounded
+/// buffer (at most `max_message_bytes`); past that the message is cut, flagged truncated and
+/// the rest of it skipped, so a 1 GiB download costs 64 KiB.
+#[derive(Debug)]
+pub struct StreamBuf {
+    pending: BytesMut,
+    pending_start_ns: u64,
+    /// Do not re-parse before the buffer holds this many bytes (the parser said so).
+    wait_until: usize,
+    next_offset: Option<u64>,
+    skip: Skip,
+    desync: bool,
+}
+
+impl Default for StreamBuf {
+    fn default() -> Self {
+        StreamBuf {
+            pending: BytesMut::new(),
+            pending_start_ns: 0,
+            wait_until: 0,
+            next_offset: None,
+            skip: Skip::None,
+            desync: false,
+        }
+    }
+}
+
+/// Everything [`StreamBuf::push`] needs besides the payload.
+pub struct FrameCtx<'p, 's> {
+    /// The flow's parser.
+    pub parser: &'p dyn Parser,
+    /// The parser's per-flow state.
+    pub state: &'s mut (dyn Any + Send),
+    /// Which way the bytes travel (after role correction).
+    pub direction: Direction,
+    /// Buffer limit.
+    pub max_message_bytes: usize,
+    /// Where drops are counted.
+    pub counters: &'p Counters,
+}
+
+impl StreamBuf {
+    /// Bytes currently held.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Drops the partial message (counted as `reason`) and waits for a message start.
+    fn reset(&mut self, counters: &Counters, reason: DropReason) {
+        if !self.pending.is_empty() {
+            counters.count_drop(reason, self.pending.len() as u64);
+        }
+        self.pending.clear();
+        self.wait_until = 0;
+        self.skip = Skip::None;
+        self.desync = true;
+    }
+
+    /// Feeds one segment's payload. `offset` is its stream offset, `gap_before` the bytes the
+    /// source knows are missing before it; `datagram` treats the payload as one whole message.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        payload: Bytes,
+        offset: u64,
+        gap_before: u64,
+        ts_ns: u64,
+        datagram: bool,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
+        if payload.is_empty() {
+            return;
+        }
+        if datagram {
+            self.push_datagram(payload, ts_ns, cx, out);
+            return;
+        }
+        let expected = self.next_offset.unwrap_or(offset);
+        if gap_before > 0 || expected != offset {
+            bump(&cx.counters.gaps, 1);
+            self.reset(cx.counters, DropReason::GapBytes);
+        }
+        self.next_offset = Some(offset.wrapping_add(payload.len() as u64));
+        let mut data = payload;
+
+        match self.skip {
+            Skip::None => {}
+            Skip::Bytes(n) => {
+                let k = n.min(data.len() as u64);
+                data.advance(k as usize);
+                cx.counters.count_drop(DropReason::TruncatedBytes, k);
+                self.skip = if n == k { Skip::None } else { Skip::Bytes(n - k) };
+            }
+            Skip::ParserDriven => {
+                let p = cx.parser.skip(&data, cx.state);
+                let k = p.consumed.min(data.len());
+                data.advance(k);
+                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
+                if p.done {
+                    self.skip = Skip::None;
+                }
+            }
+            Skip::UntilClose => {
+                cx.counters.count_drop(DropReason::TruncatedBytes, data.len() as u64);
+                return;
+            }
+        }
+        if data.is_empty() {
+            return;
+        }
+        if self.desync {
+            if cx.parser.check(&data, cx.direction).is_none() {
+                cx.counters.count_drop(DropReason::ResyncBytes, data.len() as u64);
+                return;
+            }
+            self.desync = false;
+        }
+
+        if self.pending.is_empty() {
+            // Fast path: parse straight from the segment, no copy.
+            while !data.is_empty() {
+                let res = {
+                    let mut pcx = ParseCtx { direction: cx.direction, mode: ParseMode::Complete, state: &mut *cx.state };
+                    cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
+                };
+                match res {
+                    Ok(Detached::Message(d)) if d.len <= data.len() && d.rest == Remaining::None => {
+                        let bytes = data.split_to(d.len.max(1).min(data.len()));
+                        out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+                    }
+                    Ok(Detached::Message(_)) | Ok(Detached::Incomplete(_)) => break,
+                    Ok(Detached::Skip(n)) => data.advance(n.clamp(1, data.len())),
+                    Err(e) => {
+                        cx.counters.count_drop(DropReason::ParseErrorBytes, data.len() as u64);
+                        self.reset(cx.counters, DropReason::ParseErrorBytes);
+                        out(StreamEvent::Error(e));
+                        return;
+                    }
+                }
+            }
+            if data.is_empty() {
+                return;
+            }
+            self.pending_start_ns = ts_ns;
+            self.wait_until = 0;
+        }
+        self.pending.extend_from_slice(&data);
+        self.drain_pending(ts_ns, ParseMode::Complete, cx, out);
+    }
+
+    fn push_datagram(&mut self, data: Bytes, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+        let res = {
+            let mut pcx = ParseCtx { direction: cx.direction, mode: ParseMode::Eof, state: &mut *cx.state };
+            cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
+        };
+        match res {
+            Ok(Detached::Message(d)) => {
+                let n = d.len.min(data.len());
+                let bytes = data.slice(..n);
+                out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+            }
+            Ok(Detached::Skip(_)) => {}
+            Ok(Detached::Incomplete(_)) => cx.counters.count_drop(DropReason::IncompleteAtClose, data.len() as u64),
+            Err(e) => {
+                cx.counters.count_drop(DropReason::ParseErrorBytes, data.len() as u64);
+                out(StreamEvent::Error(e));
+            }
+        }
+    }
+
+    /// Parses what is buffered until it runs dry or needs more.
+    fn drain_pending(&mut self, ts_ns: u64, mode: ParseMode, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+        loop {
+            if self.pending.is_empty() {
+                self.wait_until = 0;
+                return;
+            }
+            let full = self.pending.len() >= cx.max_message_bytes;
+            if mode == ParseMode::Complete && !full && self.pending.len() < self.wait_until {
+                return;
+            }
+            let this_mode = if mode == ParseMode::Complete && full { ParseMode::Truncate } else { mode };
+            let res = {
+                let mut pcx = ParseCtx { direction: cx.direction, mode: this_mode, state: &mut *cx.state };
+                cx.parser.parse(&self.pending, &mut pcx).map(|p| detach(p, &self.pending))
+            };
+            match res {
+                Ok(Detached::Message(d)) => {
+                    let avail = self.pending.len();
+                    let take = d.len.clamp(1, avail);
+                    let bytes = self.pending.split_to(take).freeze();
+                    let truncated = d.truncated || d.len > avail || d.rest != Remaining::None;
+                    if truncated {
+                        bump(&cx.counters.messages_truncated, 1);
+                        match d.rest {
+                            Remaining::None | Remaining::Known => {
+                                if d.len > avail {
+                                    self.skip = Skip::Bytes((d.len - avail) as u64);
+                                }
+                            }
+                            Remaining::ParserDriven => self.skip = Skip::ParserDriven,
+                            Remaining::UntilClose => self.skip = Skip::UntilClose,
+                        }
+                    }
+                    let mut m = d.attach(&bytes, self.pending_start_ns, ts_ns);
+                    m.truncated |= truncated;
+                    out(StreamEvent::Message(m));
+                    self.pending_start_ns = ts_ns;
+                    self.wait_until = 0;
+                    if self.skip != Skip::None {
+                        // Anything still buffered belongs to the skipped part.
+                        self.skip_buffered(cx);
+                    }
+                }
+                Ok(Detached::Skip(n)) => {
+                    self.pending.advance(n.clamp(1, self.pending.len()));
+                    self.pending_start_ns = ts_ns;
+                }
+                Ok(Detached::Incomplete(needed)) => {
+                    match (this_mode, needed) {
+                        (ParseMode::Complete, Needed::Total(n)) => self.wait_until = n,
+                        (ParseMode::Complete, _) => self.wait_until = self.pending.len() + 1,
+                        (ParseMode::Truncate, _) => {
+                            // Not even the head fits in the limit: nothing sensible to report.
+                            let e = ParseError { protocol: "framing", reason: "message head exceeds max_message_bytes" };
+                            self.reset(cx.counters, DropReason::ParseErrorBytes);
+                            out(StreamEvent::Error(e));
+                        }
+                        (ParseMode::Eof, _) => self.reset(cx.counters, DropReason::IncompleteAtClose),
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.reset(cx.counters, DropReason::ParseErrorBytes);
+                    out(StreamEvent::Error(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn skip_buffered(&mut self, cx: &mut FrameCtx<'_, '_>) {
+        match self.skip {
+            Skip::None => {}
+            Skip::Bytes(n) => {
+                let k = (n as usize).min(self.pending.len());
+                self.pending.advance(k);
+                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
+                self.skip = if k as u64 == n { Skip::None } else { Skip::Bytes(n - k as u64) };
+            }
+            Skip::ParserDriven => {
+                let p = cx.parser.skip(&self.pending, cx.state);
+                let k = p.consumed.min(self.pending.len());
+                self.pending.advance(k);
+                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
+                if p.done {
+                    self.skip = Skip::None;
+                }
+            }
+            Skip::UntilClose => {
+                cx.counters.count_drop(DropReason::TruncatedBytes, self.pending.len() as u64);
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// The connection closed: parse what is buffered as final (bodies that run until close).
+    pub fn finish(&mut self, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+        if !self.desync && !self.pending.is_empty() {
+            self.drain_pending(ts_ns, ParseMode::Eof, cx, out);
+        }
+        if !self.pending.is_empty() {
+            cx.counters.count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
+            self.pending.clear();
+        }
+    }
+}
+
+/// A slice of the parse input, or bytes the parser had to make.
+#[derive(Debug, Clone)]
+enum Piece {
+    Range(usize, usize),
+    Owned(Bytes),
+}
+
+impl Piece {
+    fn of(field: &[u8], base: &[u8]) -> Piece {
+        if field.is_empty() {
+            return Piece::Range(0, 0);
+        }
+        let b = base.as_ptr() as usize;
+        let f = field.as_ptr() as usize;
+        if f >= b && f + field.len() <= b + base.len() {
+            Piece::Range(f - b, f - b + field.len())
+        } else {
+            Piece::Owned(Bytes::copy_from_slice(field))
+        }
+    }
+
+    fn of_cow(field: Cow<'_, [u8]>, base: &[u8]) -> Piece {
+        match field {
+            Cow::Borrowed(f) => Piece::of(f, base),
+            Cow::Owned(v) => Piece::Owned(Bytes::from(v)),
+        }
+    }
+
+    fn get(&self, bytes: &Bytes) -> Bytes {
+        match self {
+            Piece::Range(a, b) if *b <= bytes.len() && a < b => bytes.slice(*a..*b),
+            // Points past what was kept (a cut message): keep what is there.
+            Piece::Range(a, _) if *a < bytes.len() => bytes.slice(*a..),
+            Piece::Range(..) => Bytes::new(),
+            Piece::Owned(b) => b.clone(),
+        }
+    }
+}
+
+/// A message whose borrowed fields were turned into ranges, so the buffer can be split.
+struct DetachedMessage {
+    role: Option<MessageRole>,
+    len: usize,
+    rest: Remaining,
+    truncated: bool,
+    request_id: Option<u64>,
+    status: ResponseStatus,
+    code: Option<i32>,
+    body_len: Option<u64>,
+    one_way: bool,
+    // version, type, domain, resource, endpoint, exception, result, trace, span, xrid, ctype, body
+    pieces: [Piece; 12],
+}
+
+enum Detached {
+    Message(Box<DetachedMessage>),
+    Skip(usize),
+    Incomplete(Needed),
+}
+
+fn detach(p: Parsed<'_>, base: &[u8]) -> Detached {
+    match p {
+        Parsed::Skip(n) => Detached::Skip(n),
+        Parsed::Incomplete(n) => Detached::Incomplete(n),
+        Parsed::Message(m) => {
+            let Message {
+                role,
+                len,
+                rest,
+                truncated,
+                version,
+                request_type,
+                request_domain,
+                request_resource,
+                endpoint,
+                request_id,
+                status,
+                code,
+                exception,
+                result,
+                trace_id,
+                span_id,
+                x_request_id,
+                content_type,
+                body_len,
+                body,
+                one_way,
+            } = m;
+            Detached::Message(Box::new(DetachedMessage {
+                role,
+                len,
+                rest,
+                truncated,
+                request_id,
+                status,
+                code,
+                body_len,
+                one_way,
+                pieces: [
+                    Piece::of(version, base),
+                    Piece::of(request_type, base),
+                    Piece::of(request_domain, base),
+                    Piece::of(request_resource, base),
+                    Piece::of(endpoint, base),
+                    Piece::of(exception, base),
+                    Piece::of(result, base),
+                    Piece::of_cow(trace_id, base),
+                    Piece::of_cow(span_id, base),
+                    Piece::of(x_request_id, base),
+                    Piece::of(content_type, base),
+                    Piece::of_cow(body, base),
+                ],
+            }))
+        }
+    }
+}
+
+impl DetachedMessage {
+    fn attach(&self, bytes: &Bytes, start_ns: u64, end_ns: u64) -> FramedMessage {
+        let p = &self.pieces;
+        FramedMessage {
+            role: self.role,
+            start_ns,
+            end_ns,
+            truncated: self.truncated,
+            version: p[0].get(bytes),
+            request_type: p[1].get(bytes),
+            request_domain: p[2].get(bytes),
+            request_resource: p[3].get(bytes),
+            endpoint: p[4].get(bytes),
+            request_id: self.request_id,
+            status: self.status,
+            code: self.code,
+            exception: p[5].get(bytes),
+            result: p[6].get(bytes),
+            trace_id: p[7].get(bytes),
+            span_id: p[8].get(bytes),
+            x_request_id: p[9].get(bytes),
+            content_type: p[10].get(bytes),
+            body_len: self.body_len,
+            body: p[11].get(bytes),
+            one_way: self.one_way,
+        }
+    }
+}

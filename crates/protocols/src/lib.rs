@@ -1,0 +1,40 @@
+//! l7tap-protocols: one module per application protocol.
+//!
+//! Each protocol implements [`l7tap_core::Parser`]: a cheap inference `check`, a zero-copy nom
+//! parser that frames and reads one message, and how its messages pair. Shared parsing helpers
+//! (byte classes, number and text readers) live in [`helpers`], never copied into a protocol.
+//!
+//! This crate knows nothing about capture, plugins or sinks.
+#![deny(missing_docs)]
+
+pub mod helpers;
+pub mod http1;
+
+use l7tap_core::{Parser, Protocol};
+use std::sync::Arc;
+
+pub use http1::{Http1Config, Http1Parser, TraceHeader, TraceHeaderFormat};
+
+/// Every built-in parser, in inference priority order, with default settings.
+pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
+    vec![Arc::new(Http1Parser::default())]
+}
+
+/// The built-in parsers for the named protocols (unknown names are returned as errors).
+pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, String> {
+    let all = default_parsers();
+    protocols
+        .iter()
+        .map(|p| {
+            all.iter()
+                .find(|q| q.protocol() == *p)
+                .cloned()
+                .ok_or_else(|| format!("protocol {} has no built-in parser yet", p.name()))
+        })
+        .collect()
+}
+
+/// Names of the protocols with a built-in parser.
+pub fn builtin_protocol_names() -> Vec<&'static str> {
+    vec!["http1"]
+}
