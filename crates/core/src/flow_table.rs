@@ -284,7 +284,17 @@ impl FlowProcessor {
                         }
                     }
                     MessageRole::Response => {
-                        let req = flow.pairing.match_response(&m);
+                        let mut req = flow.pairing.match_response(&m);
+                        let req_dir = dir.flip();
+                        if req.is_none()
+                            && flow.pairing.mode() == PairingMode::Sequential
+                            && flow.streams[req_dir.index()].has_partial()
+                        {
+                            // The server answered, so the request it answers is as complete
+                            // as it will get (its tail was lost or is still to come).
+                            self.force_request(req_dir, slot, key, flow, m.start_ns, emit);
+                            req = flow.pairing.match_response(&m);
+                        }
                         let mut rec = if req.is_some() || flow.pairing.mode() != PairingMode::OneWay {
                             let paired = req.is_some();
                             let mut r = self.build(key, flow, slot, req, Some(m));
@@ -300,6 +310,33 @@ impl FlowProcessor {
                     }
                 }
             }
+        }
+    }
+
+    fn force_request(
+        &mut self,
+        req_dir: Direction,
+        slot: usize,
+        key: FlowKey,
+        flow: &mut FlowState,
+        ts_ns: u64,
+        emit: &mut dyn FnMut(L7Record),
+    ) {
+        let Some(parser) = self.parsers.get(slot).cloned() else { return };
+        let c = Arc::clone(&self.counters);
+        let mut events = Vec::new();
+        {
+            let mut cx = FrameCtx {
+                parser: parser.as_ref(),
+                state: flow.parser_state.as_mut(),
+                direction: req_dir,
+                max_message_bytes: self.config.max_message_bytes,
+                counters: &c,
+            };
+            flow.streams[req_dir.index()].force_finish(ts_ns, &mut cx, &mut |e| events.push(e));
+        }
+        for ev in events {
+            self.on_event(ev, req_dir, slot, key, flow, emit);
         }
     }
 

@@ -22,7 +22,12 @@ mod source;
 mod stream;
 
 pub use config::Config;
-pub use counters::{Counters, DropReason, StatsSnapshot};
+pub use counters::{Counters, DropReason, StatsSnapshot, MAX_PROTOCOL_COUNTERS};
+
+/// How many parsers can have their own parse-error counter.
+pub fn counters_capacity() -> usize {
+    MAX_PROTOCOL_COUNTERS
+}
 pub use flow::{Direction, FlowKey, L4, ProcessInfo};
 pub use flow_table::{FlowProcessor, FlowTable};
 pub use pairing::{PairingMode, PairingQueue, PendingRequest};

@@ -343,6 +343,25 @@ impl StreamBuf {
         }
     }
 
+    /// True when part of a message is buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty() && !self.desync
+    }
+
+    /// The peer answered, so the buffered partial message is as complete as it will get:
+    /// parse it as final (flagged truncated when cut) and wait for a new message start.
+    pub fn force_finish(&mut self, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+        if self.has_partial() {
+            self.drain_pending(ts_ns, ParseMode::Eof, cx, out);
+            if !self.pending.is_empty() {
+                cx.counters.count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
+                self.pending.clear();
+            }
+            self.desync = true;
+            self.skip = Skip::None;
+        }
+    }
+
     /// The connection closed: parse what is buffered as final (bodies that run until close).
     pub fn finish(&mut self, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
         if !self.desync && !self.pending.is_empty() {
@@ -358,6 +377,7 @@ impl StreamBuf {
 /// A slice of the parse input, or bytes the parser had to make.
 #[derive(Debug, Clone)]
 enum Piece {
+    Empty,
     Range(usize, usize),
     Owned(Bytes),
 }
@@ -365,7 +385,7 @@ enum Piece {
 impl Piece {
     fn of(field: &[u8], base: &[u8]) -> Piece {
         if field.is_empty() {
-            return Piece::Range(0, 0);
+            return Piece::Empty;
         }
         let b = base.as_ptr() as usize;
         let f = field.as_ptr() as usize;
@@ -379,12 +399,14 @@ impl Piece {
     fn of_cow(field: Cow<'_, [u8]>, base: &[u8]) -> Piece {
         match field {
             Cow::Borrowed(f) => Piece::of(f, base),
+            Cow::Owned(v) if v.is_empty() => Piece::Empty,
             Cow::Owned(v) => Piece::Owned(Bytes::from(v)),
         }
     }
 
     fn get(&self, bytes: &Bytes) -> Bytes {
         match self {
+            Piece::Empty => Bytes::new(),
             Piece::Range(a, b) if *b <= bytes.len() && a < b => bytes.slice(*a..*b),
             // Points past what was kept (a cut message): keep what is there.
             Piece::Range(a, _) if *a < bytes.len() => bytes.slice(*a..),

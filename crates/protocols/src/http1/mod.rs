@@ -355,16 +355,20 @@ impl Parser for Http1Parser {
         let Some(state) = ctx.state.downcast_mut::<Http1State>() else {
             return Err(err("flow state is not HTTP/1 state"));
         };
-        let head_len = match memchr::memmem::find(input, b"\r\n\r\n") {
-            Some(i) => i + 4,
+        let (head, head_len, head_complete) = match memchr::memmem::find(input, b"\r\n\r\n") {
+            Some(i) => (&input[..i + 4], i + 4, true),
             None => {
                 if !plausible_start(input) {
                     return Err(err("not an HTTP/1 message start"));
                 }
-                return Ok(Parsed::Incomplete(Needed::Unknown));
+                // At close (or when the peer already answered) a head cut short by capture
+                // loss still tells method, path and the headers before the cut.
+                match (ctx.mode, memchr::memrchr(b'\n', input)) {
+                    (ParseMode::Eof, Some(i)) => (&input[..=i], input.len(), false),
+                    _ => return Ok(Parsed::Incomplete(Needed::Unknown)),
+                }
             }
         };
-        let head = &input[..head_len];
         let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
         let first = head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]);
         let headers = &head[(line_end + 1).min(head.len())..];
@@ -422,6 +426,7 @@ impl Parser for Http1Parser {
             }
         };
 
+        let framing = if head_complete { framing } else { Framing::Empty };
         let (len, body, body_len, rest, truncated) = match self.body(input, head_len, framing, ctx.mode, state)? {
             Body::Need(n) => return Ok(Parsed::Incomplete(n)),
             Body::Done { len, body, body_len } => (len, body, body_len, Remaining::None, false),
@@ -429,9 +434,9 @@ impl Parser for Http1Parser {
         };
         msg.len = len;
         msg.body = body;
-        msg.body_len = Some(body_len);
+        msg.body_len = if head_complete { Some(body_len) } else { f.content_length };
         msg.rest = rest;
-        msg.truncated = truncated;
+        msg.truncated = truncated || !head_complete;
         match msg.role {
             Some(MessageRole::Request) => {
                 if state.head_requests.len() >= MAX_PENDING_METHODS {
