@@ -191,6 +191,11 @@ impl Reassembler {
         emit: &mut dyn FnMut(Segment),
     ) {
         self.stats.tcp_segments += 1;
+        if !syn && pkt.payload.is_empty() && !self.conns.contains_key(&conn_id(L4::Tcp, pkt.src, pkt.dst)) {
+            // A bare ACK/FIN/RST of a connection we do not track (already closed, or seen
+            // before its data) carries nothing to deliver.
+            return;
+        }
         let hint = if syn { Some(!ack) } else { None };
         let (id, dir) = self.conn(L4::Tcp, pkt, ts_ns, hint);
         let cfg = self.config.clone();
