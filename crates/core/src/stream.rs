@@ -259,13 +259,17 @@ impl StreamBuf {
                 return;
             }
             let this_mode = if mode == ParseMode::Complete && full { ParseMode::Truncate } else { mode };
+            // A cut message keeps exactly the first `max_message_bytes`; what is buffered
+            // beyond belongs to the skipped rest (or to the next message).
+            let view = if this_mode == ParseMode::Truncate { cx.max_message_bytes } else { self.pending.len() };
             let res = {
                 let mut pcx = ParseCtx { direction: cx.direction, mode: this_mode, state: &mut *cx.state };
-                cx.parser.parse(&self.pending, &mut pcx).map(|p| detach(p, &self.pending))
+                let input = &self.pending[..view];
+                cx.parser.parse(input, &mut pcx).map(|p| detach(p, input))
             };
             match res {
                 Ok(Detached::Message(d)) => {
-                    let avail = self.pending.len();
+                    let avail = view;
                     let take = d.len.clamp(1, avail);
                     let bytes = self.pending.split_to(take).freeze();
                     let truncated = d.truncated || d.len > avail || d.rest != Remaining::None;
