@@ -90,7 +90,7 @@ impl Default for EngineBuilder {
             config: Config::default(),
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
             queue_capacity: 1024,
-            output: Output::Channel(65_536),
+            output: Output::Channel(4096),
             backpressure: Backpressure::Block,
         }
     }
@@ -163,7 +163,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Records go to a bounded channel of this capacity (the default, 65536), read with
+    /// Records go to a bounded channel of this capacity (the default, 4096), read with
     /// [`Engine::records`].
     pub fn channel_output(mut self, capacity: usize) -> Self {
         self.output = Output::Channel(capacity);

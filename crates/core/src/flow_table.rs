@@ -6,6 +6,7 @@ use crate::{
     Config, Counters, Direction, DropReason, FlowKey, FramedMessage, L4, L7Record, MessageRole,
     PairingMode, PairingQueue, Parser, ProcessInfo, ResponseStatus, Segment, StreamBuf, StreamEvent,
 };
+use bytes::{Bytes, BytesMut};
 use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +27,22 @@ struct FlowState {
     consecutive_errors: u32,
     unparseable: bool,
     process: Option<ProcessInfo>,
+    /// Bytes held per direction (source orientation) until inference can decide.
+    held: [Held; 2],
 }
+
+/// A few bytes held before inference.
+#[derive(Default)]
+struct Held {
+    bytes: Bytes,
+    offset: u64,
+    next_offset: u64,
+    ts_ns: u64,
+    gap_before: u64,
+}
+
+/// Bytes held per direction before inference gives up on them (a check decides on this many).
+const INFER_MIN_BYTES: usize = 16;
 
 impl FlowState {
     fn new(ts_ns: u64) -> Self {
@@ -41,6 +57,7 @@ impl FlowState {
             consecutive_errors: 0,
             unparseable: false,
             process: None,
+            held: [Held::default(), Held::default()],
         }
     }
 }
@@ -145,16 +162,69 @@ impl FlowProcessor {
             c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
             return;
         }
-        let mut dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
-        if flow.slot.is_none() {
-            match self.infer(seg, flow, dir) {
-                Some(d) => dir = d,
-                None => {
-                    c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
-                    return;
+        if flow.slot.is_some() {
+            let dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
+            self.frame(seg.clone(), dir, flow, emit);
+            return;
+        }
+        // Not inferred yet. A check needs a few bytes to decide (a 1-byte write of "P" is not
+        // yet "POST /"), so up to INFER_MIN_BYTES are held per direction until one can.
+        let sd = seg.direction.index();
+        let udp = seg.flow.l4 == L4::Udp;
+        let held = &mut flow.held[sd];
+        let continues = !held.bytes.is_empty() && !udp && seg.gap_before == 0 && held.next_offset == seg.offset;
+        let mut start = seg.clone();
+        if continues {
+            let mut b = BytesMut::with_capacity(held.bytes.len() + seg.payload.len());
+            b.extend_from_slice(&held.bytes);
+            b.extend_from_slice(&seg.payload);
+            start.payload = b.freeze();
+            start.offset = held.offset;
+            start.ts_ns = held.ts_ns;
+            start.gap_before = held.gap_before;
+        } else if !held.bytes.is_empty() {
+            c.count_drop(DropReason::UnparsedBytes, held.bytes.len() as u64);
+        }
+        held.bytes = Bytes::new();
+        let dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
+        match self.infer(&start.payload, seg.flow, flow, dir) {
+            Some(dir) => {
+                self.frame(start, dir, flow, emit);
+                // Bytes the other direction held meanwhile go in too.
+                let other = &mut flow.held[1 - sd];
+                if !other.bytes.is_empty() {
+                    let mut o = seg.clone();
+                    o.direction = seg.direction.flip();
+                    o.payload = std::mem::take(&mut other.bytes);
+                    o.offset = other.offset;
+                    o.ts_ns = other.ts_ns;
+                    o.gap_before = other.gap_before;
+                    o.end_of_flow = false;
+                    self.frame(o, dir.flip(), flow, emit);
+                }
+            }
+            None if start.payload.len() < INFER_MIN_BYTES && !udp => {
+                let held = &mut flow.held[sd];
+                held.next_offset = seg.offset.wrapping_add(seg.payload.len() as u64);
+                held.offset = start.offset;
+                held.ts_ns = start.ts_ns;
+                held.gap_before = start.gap_before;
+                held.bytes = start.payload;
+            }
+            None => {
+                c.count_drop(DropReason::UnparsedBytes, start.payload.len() as u64);
+                flow.inference_attempts += 1;
+                if flow.inference_attempts >= self.config.max_inference_attempts {
+                    flow.unparseable = true;
+                    bump(&c.flows_unparseable, 1);
                 }
             }
         }
+    }
+
+    /// Frames, parses and pairs one segment of an inferred flow.
+    fn frame(&mut self, seg: Segment, dir: Direction, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
+        let c = Arc::clone(&self.counters);
         let Some(slot) = flow.slot else { return };
         let Some(parser) = self.parsers.get(slot).cloned() else { return };
         let mut events = Vec::new();
@@ -168,7 +238,7 @@ impl FlowProcessor {
             };
             let datagram = seg.flow.l4 == L4::Udp;
             flow.streams[dir.index()].push(
-                seg.payload.clone(),
+                seg.payload,
                 seg.offset,
                 seg.gap_before,
                 seg.ts_ns,
@@ -183,18 +253,19 @@ impl FlowProcessor {
         }
     }
 
-    /// Picks the parser for a flow. Returns the (possibly corrected) direction of `seg`.
-    fn infer(&mut self, seg: &Segment, flow: &mut FlowState, dir: Direction) -> Option<Direction> {
+    /// Picks the parser for a flow from its first bytes. Returns the (possibly corrected)
+    /// direction of those bytes, or `None` when no parser recognises them.
+    fn infer(&mut self, payload: &[u8], key: FlowKey, flow: &mut FlowState, dir: Direction) -> Option<Direction> {
         let c = Arc::clone(&self.counters);
-        let l4 = seg.flow.l4;
-        let server = if flow.swapped { seg.flow.client } else { seg.flow.server };
+        let l4 = key.l4;
+        let server = if flow.swapped { key.client } else { key.server };
         let cached = self.inference_cache.get(&(l4, server)).copied();
         let mut best: Option<(usize, crate::Inference)> = None;
         if let Some(slot) = cached {
             if let Some(p) = self.parsers.get(slot) {
                 bump(&c.inference_cache_hits, 1);
                 // Still ask the cached parser, only to learn the message's role.
-                let inf = p.check(&seg.payload, dir).unwrap_or(crate::Inference {
+                let inf = p.check(payload, dir).unwrap_or(crate::Inference {
                     confidence: 0,
                     role: if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response },
                 });
@@ -206,21 +277,14 @@ impl FlowProcessor {
                 if !p.supports(l4) {
                     continue;
                 }
-                if let Some(inf) = p.check(&seg.payload, dir) {
+                if let Some(inf) = p.check(payload, dir) {
                     if best.as_ref().is_none_or(|(_, b)| inf.confidence > b.confidence) {
                         best = Some((slot, inf));
                     }
                 }
             }
         }
-        let Some((slot, inf)) = best else {
-            flow.inference_attempts += 1;
-            if flow.inference_attempts >= self.config.max_inference_attempts {
-                flow.unparseable = true;
-                bump(&c.flows_unparseable, 1);
-            }
-            return None;
-        };
+        let (slot, inf) = best?;
         let mut dir = dir;
         let seen_role = if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response };
         if inf.role != seen_role {
@@ -234,7 +298,7 @@ impl FlowProcessor {
         flow.pairing = PairingQueue::new(parser.pairing());
         bump(&c.flows_inferred, 1);
         if cached.is_none() {
-            let server = if flow.swapped { seg.flow.client } else { seg.flow.server };
+            let server = if flow.swapped { key.client } else { key.server };
             if self.inference_cache.len() >= self.config.inference_cache_entries.max(1) {
                 c.count_drop(DropReason::InferenceCacheFull, self.inference_cache.len() as u64);
                 self.inference_cache.clear();

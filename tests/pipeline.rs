@@ -1,0 +1,186 @@
+//! The core pipeline through the public Engine API: framing at every split point, pairing,
+//! timeouts, orphans, role correction, gaps and bounds.
+
+mod common;
+
+use bytes::Bytes;
+use common::s;
+use l7tap::{Direction, Engine, FlowKey, L7Record, ResponseStatus, Segment, StatsSnapshot};
+use std::time::Duration;
+
+const REQ: &[u8] = b"POST /api/v1/items?x=1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 11\r\n\r\nhello world";
+const RESP: &[u8] = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
+
+fn flow() -> FlowKey {
+    FlowKey::tcp("192.0.2.1:50000".parse().expect("addr"), "192.0.2.2:8080".parse().expect("addr"))
+}
+
+fn run(segs: Vec<Segment>, configure: impl FnOnce(l7tap::EngineBuilder) -> l7tap::EngineBuilder) -> (Vec<L7Record>, StatsSnapshot) {
+    let engine = configure(Engine::builder().workers(1)).build().expect("engine");
+    let rx = engine.records().expect("channel");
+    for s in segs {
+        engine.feed(s);
+    }
+    let stats = engine.finish();
+    (rx.iter().collect(), stats)
+}
+
+fn seg(dir: Direction, ts_ms: u64, offset: u64, data: &[u8]) -> Segment {
+    Segment::data(flow(), dir, ts_ms * 1_000_000, offset, Bytes::copy_from_slice(data))
+}
+
+fn check_exchange(r: &L7Record) {
+    assert_eq!(s(&r.request_type), "POST");
+    assert_eq!(s(&r.request_resource), "/api/v1/items?x=1");
+    assert_eq!(s(&r.endpoint), "/api/v1");
+    assert_eq!(s(&r.request_domain), "shop");
+    assert_eq!(r.req_len, Some(11));
+    assert_eq!(s(&r.request_body), "hello world");
+    assert_eq!(r.response_code, Some(201));
+    assert_eq!(r.resp_len, Some(9));
+    assert_eq!(s(&r.response_body), "Wikipedia");
+    assert!(!r.unpaired && !r.truncated);
+}
+
+#[test]
+fn every_split_point_of_request_and_response() {
+    for cut in 1..REQ.len().max(RESP.len()) {
+        let (qc, rc) = (cut.min(REQ.len() - 1), cut.min(RESP.len() - 1));
+        let segs = vec![
+            seg(Direction::ClientToServer, 1, 0, &REQ[..qc]),
+            seg(Direction::ClientToServer, 2, qc as u64, &REQ[qc..]),
+            seg(Direction::ServerToClient, 5, 0, &RESP[..rc]),
+            seg(Direction::ServerToClient, 7, rc as u64, &RESP[rc..]),
+        ];
+        let (recs, stats) = run(segs, |b| b);
+        assert_eq!(recs.len(), 1, "cut {cut}: {stats:?}");
+        check_exchange(&recs[0]);
+        assert_eq!(recs[0].start_ns, 1_000_000, "cut {cut}: starts with the request's first byte");
+        assert_eq!(recs[0].end_ns, 7_000_000, "cut {cut}: ends with the response's last byte");
+        assert_eq!(recs[0].rrt_ns, 6_000_000);
+    }
+}
+
+#[test]
+fn byte_by_byte() {
+    let mut segs = Vec::new();
+    for (i, b) in REQ.iter().enumerate() {
+        segs.push(seg(Direction::ClientToServer, 1, i as u64, &[*b]));
+    }
+    for (i, b) in RESP.iter().enumerate() {
+        segs.push(seg(Direction::ServerToClient, 2, i as u64, &[*b]));
+    }
+    let (recs, _) = run(segs, |b| b);
+    assert_eq!(recs.len(), 1);
+    check_exchange(&recs[0]);
+}
+
+#[test]
+fn unanswered_request_times_out() {
+    let other = FlowKey::tcp("192.0.2.9:1".parse().expect("addr"), "192.0.2.2:8080".parse().expect("addr"));
+    let segs = vec![
+        seg(Direction::ClientToServer, 0, 0, REQ),
+        // Capture time moves on (another flow) past the 5 s request timeout.
+        Segment::data(other, Direction::ClientToServer, 6_000_000_000, 0, Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
+    ];
+    let (recs, stats) = run(segs, |b| b.request_timeout(Duration::from_secs(5)));
+    let timed_out: Vec<_> = recs.iter().filter(|r| r.response_status == ResponseStatus::Timeout).collect();
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(s(&timed_out[0].request_resource), "/api/v1/items?x=1");
+    assert_eq!(stats.get("records_timeout"), 1);
+}
+
+#[test]
+fn orphan_response_and_lone_request_are_unpaired() {
+    let segs = vec![seg(Direction::ServerToClient, 1, 0, RESP)];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].unpaired);
+    assert_eq!(recs[0].response_code, Some(201));
+    assert!(recs[0].request_type.is_empty());
+    assert_eq!(stats.get("records_unpaired"), 1);
+
+    let (recs, _) = run(vec![seg(Direction::ClientToServer, 1, 0, REQ)], |b| b);
+    assert!(recs[0].unpaired && recs[0].response_code.is_none());
+    assert_eq!(recs[0].response_status, ResponseStatus::Unknown);
+}
+
+#[test]
+fn roles_are_corrected_when_the_source_guessed_wrong() {
+    // The source took the server for the client: the request travels "server to client".
+    let wrong = flow().reversed();
+    let segs = vec![
+        Segment::data(wrong, Direction::ServerToClient, 1, 0, Bytes::from_static(REQ)),
+        Segment::data(wrong, Direction::ClientToServer, 2, 0, Bytes::from_static(RESP)),
+    ];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 1);
+    check_exchange(&recs[0]);
+    assert_eq!(recs[0].flow, flow(), "record oriented client -> server");
+    assert_eq!(stats.get("flows_swapped"), 1);
+}
+
+#[test]
+fn gap_drops_the_partial_message_and_resyncs() {
+    let r2 = b"GET /after HTTP/1.1\r\nHost: shop\r\n\r\n";
+    let mut after_gap = Segment::data(flow(), Direction::ClientToServer, 3, 200, Bytes::from_static(r2));
+    after_gap.gap_before = 200 - 30;
+    let segs = vec![
+        seg(Direction::ClientToServer, 1, 0, &REQ[..30]),
+        after_gap,
+        seg(Direction::ServerToClient, 4, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 1, "{stats:?}");
+    assert_eq!(s(&recs[0].request_resource), "/after");
+    assert_eq!(recs[0].response_code, Some(200));
+    assert_eq!(stats.get("drop_gap_bytes"), 30, "the cut request's bytes are counted");
+    assert_eq!(stats.get("gaps"), 1);
+}
+
+#[test]
+fn garbage_flow_is_given_up_and_counted() {
+    let junk = [0x16u8; 16];
+    let segs: Vec<Segment> = (0..20).map(|i| seg(Direction::ClientToServer, i, i * 16, &junk)).collect();
+    let (recs, stats) = run(segs, |b| b);
+    assert!(recs.is_empty());
+    assert_eq!(stats.get("flows_unparseable"), 1, "given up after 8 failed inferences");
+    assert_eq!(stats.get("drop_unparsed_bytes"), 320, "every byte counted");
+}
+
+#[test]
+fn pending_requests_are_bounded() {
+    let segs: Vec<Segment> = (0..10)
+        .map(|i| seg(Direction::ClientToServer, i, i * 18, b"GET / HTTP/1.1\r\n\r\n"))
+        .collect();
+    let (recs, stats) = run(segs, |b| b.max_pending_requests(4));
+    assert_eq!(recs.len(), 10, "every request reported");
+    assert_eq!(stats.get("drop_pairing_queue_full"), 6);
+}
+
+#[test]
+fn callback_output() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s2 = std::sync::Arc::clone(&seen);
+    let engine = Engine::builder()
+        .workers(1)
+        .on_record(move |r| {
+            assert_eq!(r.response_code, Some(201));
+            s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .build()
+        .expect("engine");
+    assert!(engine.records().is_none());
+    engine.feed(seg(Direction::ClientToServer, 1, 0, REQ));
+    engine.feed(seg(Direction::ServerToClient, 2, 0, RESP));
+    let stats = engine.finish();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(stats.get("records"), 1);
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    assert!(Engine::builder().workers(0).build().is_err());
+    assert!(Engine::builder().max_message_bytes(1).build().is_err());
+    assert!(Engine::builder().protocols(&[l7tap::Protocol::Kafka]).build().is_err());
+}
