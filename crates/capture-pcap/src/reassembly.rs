@@ -108,7 +108,7 @@ fn src_is_server(src: u16, dst: u16) -> bool {
 #[derive(Debug, Default)]
 pub struct Reassembler {
     config: ReassemblyConfig,
-    conns: HashMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn, l7tap_core::FlowBuildHasher>,
     stats: ReassemblyStats,
     last_sweep_ns: u64,
 }

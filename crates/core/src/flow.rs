@@ -26,7 +26,7 @@ impl L4 {
 ///
 /// Sources orient the key as well as they can (TCP SYN, then port heuristics); inference may
 /// later discover that the roles are the other way round, and the flow table then swaps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Transport protocol.
     pub l4: L4,
@@ -65,6 +65,55 @@ impl FlowKey {
         x ^= x >> 27;
         x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^ (x >> 31)
+    }
+}
+
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // One word per key: cheap with [`FlowHasher`], still fine with any other hasher.
+        state.write_u64(addr_hash(&self.client).rotate_left(21) ^ addr_hash(&self.server) ^ self.l4 as u64);
+    }
+}
+
+/// A fast hasher for flow-keyed tables, keyed with a per-table random seed so that traffic
+/// cannot be crafted to collide (the seed comes from std's `RandomState`).
+#[derive(Debug, Clone, Copy)]
+pub struct FlowHasher(u64);
+
+impl std::hash::Hasher for FlowHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Builds [`FlowHasher`]s with a random seed.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowBuildHasher(u64);
+
+impl Default for FlowBuildHasher {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        FlowBuildHasher(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1)
+    }
+}
+
+impl std::hash::BuildHasher for FlowBuildHasher {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher(self.0)
     }
 }
 

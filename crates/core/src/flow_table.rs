@@ -3,7 +3,7 @@
 use crate::counters::bump;
 use crate::stream::FrameCtx;
 use crate::{
-    Config, Counters, Direction, DropReason, FlowKey, FramedMessage, L4, L7Record, MessageRole,
+    Config, Counters, Direction, DropReason, FlowBuildHasher, FlowKey, FramedMessage, L4, L7Record, MessageRole,
     PairingMode, PairingQueue, Parser, ProcessInfo, ResponseStatus, Segment, StreamBuf, StreamEvent,
 };
 use bytes::{Bytes, BytesMut};
@@ -65,7 +65,7 @@ impl FlowState {
 /// The flows of one worker, bounded by [`Config::max_flows_per_worker`].
 #[derive(Default)]
 pub struct FlowTable {
-    flows: HashMap<FlowKey, FlowState>,
+    flows: HashMap<FlowKey, FlowState, FlowBuildHasher>,
 }
 
 impl FlowTable {
@@ -86,14 +86,21 @@ impl FlowTable {
 /// every flow to one worker, so nothing here takes a lock.
 pub struct FlowProcessor {
     table: FlowTable,
-    parsers: Arc<[Arc<dyn Parser>]>,
-    /// Per server endpoint: which parser slot its flows speak.
-    inference_cache: HashMap<(L4, SocketAddr), usize>,
-    config: Config,
-    counters: Arc<Counters>,
+    ctx: Ctx,
     now_ns: u64,
     last_sweep_ns: u64,
     scratch: Vec<FramedMessage>,
+}
+
+/// Everything but the table, so a flow borrowed from the table can be worked on in place.
+struct Ctx {
+    parsers: Arc<[Arc<dyn Parser>]>,
+    /// Per server endpoint: which parser slot its flows speak.
+    inference_cache: HashMap<(L4, SocketAddr), usize, FlowBuildHasher>,
+    config: Config,
+    counters: Arc<Counters>,
+    /// Reused buffer of framing events.
+    events: Vec<StreamEvent>,
 }
 
 impl FlowProcessor {
@@ -101,10 +108,7 @@ impl FlowProcessor {
     pub fn new(parsers: Arc<[Arc<dyn Parser>]>, config: Config, counters: Arc<Counters>) -> Self {
         FlowProcessor {
             table: FlowTable::default(),
-            parsers,
-            inference_cache: HashMap::new(),
-            config,
-            counters,
+            ctx: Ctx { parsers, inference_cache: HashMap::default(), config, counters, events: Vec::new() },
             now_ns: 0,
             last_sweep_ns: 0,
             scratch: Vec::new(),
@@ -113,7 +117,7 @@ impl FlowProcessor {
 
     /// The counters this processor writes.
     pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
+        &self.ctx.counters
     }
 
     /// Flows currently tracked.
@@ -123,39 +127,95 @@ impl FlowProcessor {
 
     /// Processes one segment; records complete because of it are passed to `emit`.
     pub fn process(&mut self, seg: Segment, emit: &mut dyn FnMut(L7Record)) {
-        let c = Arc::clone(&self.counters);
+        let c = Arc::clone(&self.ctx.counters);
         bump(&c.segments, 1);
         bump(&c.bytes, seg.payload.len() as u64);
         if seg.ts_ns > self.now_ns {
             self.now_ns = seg.ts_ns;
         }
-        if self.now_ns.saturating_sub(self.last_sweep_ns) >= self.config.sweep_interval_ns {
+        if self.now_ns.saturating_sub(self.last_sweep_ns) >= self.ctx.config.sweep_interval_ns {
             self.sweep(emit);
         }
-
-        if !self.table.flows.contains_key(&seg.flow) {
-            if self.table.flows.len() >= self.config.max_flows_per_worker.max(1) {
-                self.evict_oldest(emit);
-            }
-            bump(&c.flows_created, 1);
-            self.table.flows.insert(seg.flow, FlowState::new(seg.ts_ns));
+        if self.table.flows.len() >= self.ctx.config.max_flows_per_worker.max(1)
+            && !self.table.flows.contains_key(&seg.flow)
+        {
+            self.evict_oldest(emit);
         }
-        let Some(mut flow) = self.table.flows.remove(&seg.flow) else { return };
+        let flow = self.table.flows.entry(seg.flow).or_insert_with(|| {
+            bump(&c.flows_created, 1);
+            FlowState::new(seg.ts_ns)
+        });
         flow.last_seen_ns = seg.ts_ns;
-        if seg.process.is_some() {
+        if seg.process.is_some() && flow.process != seg.process {
             flow.process = seg.process.clone();
         }
         if !seg.payload.is_empty() {
-            self.on_payload(&seg, &mut flow, emit);
+            self.ctx.on_payload(&seg, flow, emit);
         }
         if seg.end_of_flow {
-            bump(&c.flows_closed, 1);
-            self.close_flow(seg.flow, flow, seg.ts_ns, emit);
-        } else {
-            self.table.flows.insert(seg.flow, flow);
+            if let Some(flow) = self.table.flows.remove(&seg.flow) {
+                bump(&c.flows_closed, 1);
+                self.ctx.close_flow(seg.flow, flow, seg.ts_ns, emit);
+            }
         }
     }
 
+    /// Flushes timed-out requests and removes idle flows (capture time, see [`Config`]).
+    pub fn sweep(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        self.last_sweep_ns = self.now_ns;
+        let req_deadline = self.now_ns.saturating_sub(self.ctx.config.request_timeout_ns);
+        let idle_deadline = self.now_ns.saturating_sub(self.ctx.config.flow_idle_timeout_ns);
+        let mut idle = Vec::new();
+        let mut expired = std::mem::take(&mut self.scratch);
+        let keys: Vec<FlowKey> = self.table.flows.keys().copied().collect();
+        for key in keys {
+            let Some(mut flow) = self.table.flows.remove(&key) else { continue };
+            if flow.last_seen_ns < idle_deadline {
+                idle.push((key, flow));
+                continue;
+            }
+            if let Some(slot) = flow.slot {
+                flow.pairing.expire(req_deadline, &mut expired);
+                let rkey = if flow.swapped { key.reversed() } else { key };
+                for q in expired.drain(..) {
+                    let mut rec = self.ctx.build(rkey, &flow, slot, Some(q), None);
+                    rec.response_status = ResponseStatus::Timeout;
+                    self.ctx.emit_record(rec, emit);
+                }
+            }
+            self.table.flows.insert(key, flow);
+        }
+        self.scratch = expired;
+        for (key, flow) in idle {
+            bump(&self.ctx.counters.flows_expired, 1);
+            let now = self.now_ns;
+            self.ctx.close_flow(key, flow, now, emit);
+        }
+    }
+
+    fn evict_oldest(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        let oldest = self.table.flows.iter().min_by_key(|(_, f)| f.last_seen_ns).map(|(k, _)| *k);
+        if let Some(key) = oldest {
+            if let Some(flow) = self.table.flows.remove(&key) {
+                self.ctx.counters.count_drop(DropReason::FlowTableFull, 1);
+                let now = self.now_ns;
+                self.ctx.close_flow(key, flow, now, emit);
+            }
+        }
+    }
+
+    /// Ends every flow (end of input): what is buffered is parsed as final, and waiting
+    /// requests are flushed as unpaired.
+    pub fn flush_all(&mut self, emit: &mut dyn FnMut(L7Record)) {
+        let flows: Vec<(FlowKey, FlowState)> = self.table.flows.drain().collect();
+        let now = self.now_ns;
+        for (key, flow) in flows {
+            self.ctx.close_flow(key, flow, now, emit);
+        }
+    }
+}
+
+impl Ctx {
     fn on_payload(&mut self, seg: &Segment, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
         let c = Arc::clone(&self.counters);
         if flow.unparseable {
@@ -227,7 +287,7 @@ impl FlowProcessor {
         let c = Arc::clone(&self.counters);
         let Some(slot) = flow.slot else { return };
         let Some(parser) = self.parsers.get(slot).cloned() else { return };
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         {
             let mut cx = FrameCtx {
                 parser: parser.as_ref(),
@@ -248,9 +308,10 @@ impl FlowProcessor {
             );
         }
         let key = if flow.swapped { seg.flow.reversed() } else { seg.flow };
-        for ev in events {
+        for ev in events.drain(..) {
             self.on_event(ev, dir, slot, key, flow, emit);
         }
+        self.events = events;
     }
 
     /// Picks the parser for a flow from its first bytes. Returns the (possibly corrected)
@@ -388,7 +449,7 @@ impl FlowProcessor {
     ) {
         let Some(parser) = self.parsers.get(slot).cloned() else { return };
         let c = Arc::clone(&self.counters);
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         {
             let mut cx = FrameCtx {
                 parser: parser.as_ref(),
@@ -399,9 +460,10 @@ impl FlowProcessor {
             };
             flow.streams[req_dir.index()].force_finish(ts_ns, &mut cx, &mut |e| events.push(e));
         }
-        for ev in events {
+        for ev in events.drain(..) {
             self.on_event(ev, req_dir, slot, key, flow, emit);
         }
+        self.events = events;
     }
 
     fn build(
@@ -483,59 +545,6 @@ impl FlowProcessor {
         }
     }
 
-    /// Flushes timed-out requests and removes idle flows (capture time, see [`Config`]).
-    pub fn sweep(&mut self, emit: &mut dyn FnMut(L7Record)) {
-        self.last_sweep_ns = self.now_ns;
-        let req_deadline = self.now_ns.saturating_sub(self.config.request_timeout_ns);
-        let idle_deadline = self.now_ns.saturating_sub(self.config.flow_idle_timeout_ns);
-        let mut idle = Vec::new();
-        let mut expired = std::mem::take(&mut self.scratch);
-        let keys: Vec<FlowKey> = self.table.flows.keys().copied().collect();
-        for key in keys {
-            let Some(mut flow) = self.table.flows.remove(&key) else { continue };
-            if flow.last_seen_ns < idle_deadline {
-                idle.push((key, flow));
-                continue;
-            }
-            if let Some(slot) = flow.slot {
-                flow.pairing.expire(req_deadline, &mut expired);
-                let rkey = if flow.swapped { key.reversed() } else { key };
-                for q in expired.drain(..) {
-                    let mut rec = self.build(rkey, &flow, slot, Some(q), None);
-                    rec.response_status = ResponseStatus::Timeout;
-                    self.emit_record(rec, emit);
-                }
-            }
-            self.table.flows.insert(key, flow);
-        }
-        self.scratch = expired;
-        for (key, flow) in idle {
-            bump(&self.counters.flows_expired, 1);
-            let now = self.now_ns;
-            self.close_flow(key, flow, now, emit);
-        }
-    }
-
-    fn evict_oldest(&mut self, emit: &mut dyn FnMut(L7Record)) {
-        let oldest = self.table.flows.iter().min_by_key(|(_, f)| f.last_seen_ns).map(|(k, _)| *k);
-        if let Some(key) = oldest {
-            if let Some(flow) = self.table.flows.remove(&key) {
-                self.counters.count_drop(DropReason::FlowTableFull, 1);
-                let now = self.now_ns;
-                self.close_flow(key, flow, now, emit);
-            }
-        }
-    }
-
-    /// Ends every flow (end of input): what is buffered is parsed as final, and waiting
-    /// requests are flushed as unpaired.
-    pub fn flush_all(&mut self, emit: &mut dyn FnMut(L7Record)) {
-        let flows: Vec<(FlowKey, FlowState)> = self.table.flows.drain().collect();
-        let now = self.now_ns;
-        for (key, flow) in flows {
-            self.close_flow(key, flow, now, emit);
-        }
-    }
 }
 
 impl L7Record {

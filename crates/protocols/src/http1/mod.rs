@@ -57,9 +57,18 @@ impl Default for Http1Config {
 }
 
 /// The HTTP/1 parser.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Http1Parser {
     config: Http1Config,
+    /// Bit n set: some configured trace or request-id header name is n bytes long. Lets the
+    /// header loop skip the name comparisons for almost every header.
+    name_lens: u64,
+}
+
+impl Default for Http1Parser {
+    fn default() -> Self {
+        Http1Parser::new(Http1Config::default())
+    }
 }
 
 impl Http1Parser {
@@ -72,7 +81,13 @@ impl Http1Parser {
         for x in &mut config.x_request_id_headers {
             x.make_ascii_lowercase();
         }
-        Http1Parser { config }
+        let mut name_lens = 0u64;
+        let names = config.trace_headers.iter().map(|t| t.name.len()).chain(config.x_request_id_headers.iter().map(String::len));
+        for n in names {
+            // Names of 64 bytes or more share the top bit: still compared, never missed.
+            name_lens |= 1 << n.min(63);
+        }
+        Http1Parser { config, name_lens }
     }
 }
 
@@ -141,6 +156,7 @@ impl Http1Parser {
                 17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                     f.chunked = list_last(value).eq_ignore_ascii_case(b"chunked") || list_contains(value, b"chunked")
                 }
+                n if self.name_lens & (1 << n.min(63)) == 0 => {}
                 _ => {
                     if f.x_request_id.is_empty()
                         && self.config.x_request_id_headers.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))

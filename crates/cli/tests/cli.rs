@@ -1,0 +1,94 @@
+//! The `l7tap` binary as a user runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_l7tap"))
+}
+
+fn capture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/captures").join(name)
+}
+
+#[test]
+fn replay_prints_one_json_object_per_exchange() {
+    let out = bin().args(["replay"]).arg(capture("keepalive.pcap")).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let recs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(recs.len(), 5);
+    // Values from nginx's access log of the recording (tests/captures/keepalive.nginx.jsonl).
+    assert_eq!(recs[0]["request_type"], "GET");
+    assert_eq!(recs[0]["request_resource"], "/index.html");
+    assert_eq!(recs[0]["response_code"], 200);
+    assert_eq!(recs[0]["response_status"], "ok");
+    assert_eq!(recs[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(recs[0]["x_request_id"], "req-0001");
+    assert_eq!(recs[0]["protocol"], "http1");
+    assert_eq!(recs[0]["l4"], "tcp");
+    assert_eq!(recs[0]["server_port"], 18080);
+    assert_eq!(recs[2]["response_code"], 404);
+    assert_eq!(recs[2]["response_status"], "client_error");
+    assert_eq!(recs[3]["response_status"], "server_error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("records=5"), "summary on stderr: {stderr}");
+}
+
+#[test]
+fn table_format() {
+    let out = bin().args(["replay", "--format", "table"]).arg(capture("pipelined.pcap")).output().expect("runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "header + 3 rows:\n{stdout}");
+    assert!(lines[0].starts_with("PROTO"));
+    assert!(lines[2].contains("/missing") && lines[2].contains("404") && lines[2].contains("client_error"));
+}
+
+#[test]
+fn errors_are_one_clear_line_and_non_zero() {
+    let out = bin().args(["replay", "/nonexistent/file.pcap"]).output().expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("l7tap: /nonexistent/file.pcap:"), "{err}");
+
+    let out = bin().args(["replay", "--protocol", "gopher"]).arg(capture("keepalive.pcap")).output().expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown protocol 'gopher'"));
+
+    let out = bin().args(["replay", "--format", "xml", "x.pcap"]).output().expect("runs");
+    assert!(!out.status.success());
+
+    let out = bin().args(["replay", "--max-message-bytes", "10"]).arg(capture("keepalive.pcap")).output().expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_message_bytes"));
+}
+
+#[test]
+fn truncated_file_prints_what_came_before_and_fails() {
+    let data = std::fs::read(capture("keepalive.pcap")).expect("capture");
+    let dir = std::env::temp_dir().join(format!("l7tap-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &data[..data.len() - 40]).expect("write");
+    let out = bin().arg("replay").arg(&cut).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt or truncated at byte offset"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn protocol_filter_and_limits() {
+    let out = bin()
+        .args(["replay", "--protocol", "http1", "--max-message-bytes", "100000", "--workers", "2"])
+        .arg(capture("large.pcap"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(stdout.lines().all(|l| l.contains("\"truncated\":false") == !l.contains("/large.txt")));
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing l7tap needs on Debian 12 (as root; otherwise it only checks).
+set -euo pipefail
+pkgs=(ca-certificates gcc libc6-dev pkg-config)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "l7tap setup: missing Debian packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "l7tap setup: no cargo on PATH; l7tap needs Rust >= 1.85 (Debian 12's rustc 1.63 is too old): install it with rustup" >&2
+    exit 1
+fi
+ver="$(rustc --version | awk '{print $2}')"
+if [ "$(printf '%s\n1.85.0\n' "$ver" | sort -V | head -1)" != "1.85.0" ]; then
+    echo "l7tap setup: rustc $ver is older than 1.85; update it (rustup update stable)" >&2
+    exit 1
+fi
