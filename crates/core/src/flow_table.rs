@@ -89,7 +89,7 @@ pub struct FlowProcessor {
     ctx: Ctx,
     now_ns: u64,
     last_sweep_ns: u64,
-    scratch: Vec<FramedMessage>,
+    scratch: Vec<Box<FramedMessage>>,
 }
 
 /// Everything but the table, so a flow borrowed from the table can be worked on in place.
@@ -471,8 +471,8 @@ impl Ctx {
         key: FlowKey,
         flow: &FlowState,
         slot: usize,
-        req: Option<FramedMessage>,
-        resp: Option<FramedMessage>,
+        req: Option<Box<FramedMessage>>,
+        resp: Option<Box<FramedMessage>>,
     ) -> L7Record {
         let protocol = self.parsers.get(slot).map(|p| p.protocol()).unwrap_or_default();
         let mut r = L7Record { flow: key, process: flow.process.clone(), protocol, ..Default::default() };
@@ -553,7 +553,8 @@ impl L7Record {
     }
 }
 
-fn fill_request(r: &mut L7Record, q: FramedMessage) {
+fn fill_request(r: &mut L7Record, q: Box<FramedMessage>) {
+    let q = *q;
     r.version = q.version;
     r.request_type = q.request_type;
     r.request_domain = q.request_domain;
@@ -569,7 +570,8 @@ fn fill_request(r: &mut L7Record, q: FramedMessage) {
     r.request_body = q.body;
 }
 
-fn fill_response(r: &mut L7Record, s: FramedMessage) {
+fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
+    let s = *s;
     if r.version.is_empty() {
         r.version = s.version;
     }

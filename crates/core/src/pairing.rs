@@ -15,7 +15,7 @@ pub enum PairingMode {
 }
 
 /// A request waiting for its response.
-pub type PendingRequest = FramedMessage;
+pub type PendingRequest = Box<FramedMessage>;
 
 /// The requests of one flow that wait for responses, bounded by `max_pending`.
 #[derive(Debug)]

@@ -60,7 +60,7 @@ pub struct FramedMessage {
 #[derive(Debug)]
 pub enum StreamEvent {
     /// A whole (or truncated) message.
-    Message(FramedMessage),
+    Message(Box<FramedMessage>),
     /// The parser rejected the input; the buffered bytes were dropped.
     Error(ParseError),
 }
@@ -499,9 +499,9 @@ fn detach(p: Parsed<'_>, base: &[u8]) -> Detached {
 }
 
 impl DetachedMessage {
-    fn attach(&self, bytes: &Bytes, start_ns: u64, end_ns: u64) -> FramedMessage {
+    fn attach(&self, bytes: &Bytes, start_ns: u64, end_ns: u64) -> Box<FramedMessage> {
         let p = &self.pieces;
-        FramedMessage {
+        Box::new(FramedMessage {
             role: self.role,
             start_ns,
             end_ns,
@@ -523,6 +523,6 @@ impl DetachedMessage {
             body_len: self.body_len,
             body: p[11].get(bytes),
             one_way: self.one_way,
-        }
+        })
     }
 }

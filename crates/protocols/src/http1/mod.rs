@@ -60,6 +60,8 @@ impl Default for Http1Config {
 #[derive(Debug, Clone)]
 pub struct Http1Parser {
     config: Http1Config,
+    /// Finds the blank line ending a head (built once: building it costs more than a search).
+    head_end: memchr::memmem::Finder<'static>,
     /// Bit n set: some configured trace or request-id header name is n bytes long. Lets the
     /// header loop skip the name comparisons for almost every header.
     name_lens: u64,
@@ -87,7 +89,7 @@ impl Http1Parser {
             // Names of 64 bytes or more share the top bit: still compared, never missed.
             name_lens |= 1 << n.min(63);
         }
-        Http1Parser { config, name_lens }
+        Http1Parser { config, head_end: memchr::memmem::Finder::new(b"\r\n\r\n"), name_lens }
     }
 }
 
@@ -121,8 +123,8 @@ struct Fields<'a> {
     chunked: bool,
     content_type: &'a [u8],
     x_request_id: &'a [u8],
-    /// Index into the configured trace headers of the best one found, and its value.
-    trace: Option<(usize, &'a [u8])>,
+    /// Index into the configured trace headers of the best one found, and its ids.
+    trace: Option<(usize, (Cow<'a, [u8]>, Cow<'a, [u8]>))>,
 }
 
 impl Http1Parser {
@@ -166,12 +168,10 @@ impl Http1Parser {
                     if let Some(i) =
                         self.config.trace_headers.iter().position(|t| name.eq_ignore_ascii_case(t.name.as_bytes()))
                     {
-                        let better = match f.trace {
-                            None => trace::decode(self.config.trace_headers[i].format, value).is_some(),
-                            Some((j, _)) => i < j && trace::decode(self.config.trace_headers[i].format, value).is_some(),
-                        };
-                        if better {
-                            f.trace = Some((i, value));
+                        if f.trace.as_ref().is_none_or(|(j, _)| i < *j) {
+                            if let Some(ids) = trace::decode(self.config.trace_headers[i].format, value) {
+                                f.trace = Some((i, ids));
+                            }
                         }
                     }
                 }
@@ -371,7 +371,7 @@ impl Parser for Http1Parser {
         let Some(state) = ctx.state.downcast_mut::<Http1State>() else {
             return Err(err("flow state is not HTTP/1 state"));
         };
-        let (head, head_len, head_complete) = match memchr::memmem::find(input, b"\r\n\r\n") {
+        let (head, head_len, head_complete) = match self.head_end.find(input) {
             Some(i) => (&input[..i + 4], i + 4, true),
             None => {
                 if !plausible_start(input) {
@@ -388,10 +388,10 @@ impl Parser for Http1Parser {
         let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
         let first = head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]);
         let headers = &head[(line_end + 1).min(head.len())..];
-        let f = self.read_headers(headers)?;
+        let mut f = self.read_headers(headers)?;
 
-        let (trace_id, span_id) = match f.trace {
-            Some((i, v)) => trace::decode(self.config.trace_headers[i].format, v).unwrap_or_default(),
+        let (trace_id, span_id) = match f.trace.take() {
+            Some((_, ids)) => ids,
             None => (Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..])),
         };
 
