@@ -3,7 +3,7 @@
 //! against httparse (head only) on the same real messages. Run: `cargo bench --bench http1`.
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use l7tap::core::{ParseCtx, ParseMode, Parsed};
 use l7tap::pcap::PcapSource;
 use l7tap::protocols::Http1Parser;
@@ -41,9 +41,15 @@ fn inputs() -> Vec<(&'static str, Bytes)> {
 
 /// Parses with a flow's state that lives across messages, as in the pipeline.
 fn l7tap_parse(p: &Http1Parser, st: &mut Box<dyn std::any::Any + Send>, input: &[u8]) -> usize {
-    let mut cx = ParseCtx { direction: Direction::ClientToServer, mode: ParseMode::Complete, state: st.as_mut() };
+    let mut cx = ParseCtx {
+        direction: Direction::ClientToServer,
+        mode: ParseMode::Complete,
+        state: st.as_mut(),
+    };
     match p.parse(input, &mut cx) {
-        Ok(Parsed::Message(m)) => m.len + m.request_type.len() + m.code.unwrap_or(0) as usize + m.trace_id.len(),
+        Ok(Parsed::Message(m)) => {
+            m.len + m.request_type.len() + m.code.unwrap_or(0) as usize + m.trace_id.len()
+        }
         _ => 0,
     }
 }
@@ -73,7 +79,9 @@ fn bench(c: &mut Criterion) {
         assert!(httparse_parse(&input) > 0, "{name} parses with httparse");
         let mut g = c.benchmark_group(format!("http1/{name}"));
         g.throughput(Throughput::Bytes(input.len() as u64));
-        g.bench_function("l7tap", |b| b.iter(|| l7tap_parse(&p, &mut st, black_box(&input))));
+        g.bench_function("l7tap", |b| {
+            b.iter(|| l7tap_parse(&p, &mut st, black_box(&input)))
+        });
         g.bench_function("httparse", |b| b.iter(|| httparse_parse(black_box(&input))));
         g.finish();
     }

@@ -4,7 +4,7 @@
 //! pairing on one worker, in paired records per second. Run: `cargo bench --bench pipeline`.
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use l7tap::core::{Counters, FlowProcessor};
 use l7tap::pcap::PcapSource;
 use l7tap::{Config, Engine, FlowKey, Segment, Source};
@@ -40,13 +40,21 @@ fn workload() -> (Vec<Segment>, u64) {
     for _ in 0..ROUNDS {
         for (i, off) in offsets.iter_mut().enumerate() {
             let flow = FlowKey::tcp(
-                format!("10.1.0.{}:{}", i % 250, 30000 + i).parse().expect("addr"),
+                format!("10.1.0.{}:{}", i % 250, 30000 + i)
+                    .parse()
+                    .expect("addr"),
                 "10.2.0.1:80".parse().expect("addr"),
             );
             for s in &base {
                 ts += 1000;
                 let d = s.direction.index();
-                segs.push(Segment::data(flow, s.direction, ts, off[d], Bytes::clone(&s.payload)));
+                segs.push(Segment::data(
+                    flow,
+                    s.direction,
+                    ts,
+                    off[d],
+                    Bytes::clone(&s.payload),
+                ));
                 off[d] += s.payload.len() as u64;
             }
             requests += base.len() as u64 / 2;
@@ -64,7 +72,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("flow_processor_one_worker", |b| {
         b.iter(|| {
             let counters = Arc::new(Counters::default());
-            let mut p = FlowProcessor::new(l7tap::protocols::default_parsers().into(), Config::default(), counters);
+            let mut p = FlowProcessor::new(
+                l7tap::protocols::default_parsers().into(),
+                Config::default(),
+                counters,
+            );
             let mut n = 0u64;
             for s in segs.iter().cloned() {
                 p.process(s, &mut |r| {
@@ -81,7 +93,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut e = Engine::builder().workers(1).build().expect("engine");
             let rx = e.records().expect("channel");
-            let reader = std::thread::spawn(move || rx.iter().filter(|r| !r.unpaired).count() as u64);
+            let reader =
+                std::thread::spawn(move || rx.iter().filter(|r| !r.unpaired).count() as u64);
             for s in segs.iter().cloned() {
                 e.feed_batched(s);
             }

@@ -75,7 +75,15 @@ pub fn to_value(r: &L7Record) -> Value {
     m.insert("truncated".into(), r.truncated.into());
     m.insert("unpaired".into(), r.unpaired.into());
     if !r.plugins.is_empty() {
-        m.insert("plugins".into(), Value::Array(r.plugins.iter().map(|p| Value::String(p.to_string())).collect()));
+        m.insert(
+            "plugins".into(),
+            Value::Array(
+                r.plugins
+                    .iter()
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            ),
+        );
     }
     Value::Object(m)
 }

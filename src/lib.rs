@@ -29,15 +29,15 @@ pub mod json;
 pub use l7tap_capture_pcap as pcap;
 pub use l7tap_core as core;
 pub use l7tap_core::{
-    Attribute, Config, Direction, FlowKey, L4, L7Record, Parser, ProcessInfo, Protocol, ResponseStatus,
-    Segment, Source, SourceError, StatsSnapshot,
+    Attribute, Config, Direction, FlowKey, L7Record, Parser, ProcessInfo, Protocol, ResponseStatus,
+    Segment, Source, SourceError, StatsSnapshot, L4,
 };
 pub use l7tap_protocols as protocols;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use l7tap_core::{Counters, DropReason, FlowProcessor};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -88,7 +88,10 @@ impl Default for EngineBuilder {
             extra_parsers: Vec::new(),
             http1: None,
             config: Config::default(),
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(8),
             queue_capacity: 1024,
             output: Output::Channel(4096),
             backpressure: Backpressure::Block,
@@ -185,13 +188,20 @@ impl EngineBuilder {
     /// Starts the workers.
     pub fn build(self) -> Result<Engine, EngineError> {
         if self.workers == 0 || self.workers > 256 {
-            return Err(EngineError::Config(format!("workers must be 1..=256, not {}", self.workers)));
+            return Err(EngineError::Config(format!(
+                "workers must be 1..=256, not {}",
+                self.workers
+            )));
         }
         if self.config.max_message_bytes < 64 {
-            return Err(EngineError::Config("max_message_bytes must be at least 64".into()));
+            return Err(EngineError::Config(
+                "max_message_bytes must be at least 64".into(),
+            ));
         }
         if self.queue_capacity == 0 {
-            return Err(EngineError::Config("queue_capacity must be at least 1".into()));
+            return Err(EngineError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
         }
         let mut parsers: Vec<Arc<dyn Parser>> = match &self.protocols {
             None => protocols::default_parsers(),
@@ -208,7 +218,10 @@ impl EngineBuilder {
         if parsers.len() > l7tap_core::counters_capacity() {
             return Err(EngineError::Config("too many parsers".into()));
         }
-        let protocol_names: Vec<String> = parsers.iter().map(|p| p.protocol().name().to_string()).collect();
+        let protocol_names: Vec<String> = parsers
+            .iter()
+            .map(|p| p.protocol().name().to_string())
+            .collect();
         let parsers: Arc<[Arc<dyn Parser>]> = parsers.into();
         let mut config = self.config.clone();
         config.max_flows_per_worker = (config.max_flows_per_worker / self.workers).max(1);
@@ -410,7 +423,10 @@ impl Engine {
             s.merge(&c.snapshot(&self.protocol_names));
         }
         let drops = self.input_drops.load(Ordering::Relaxed);
-        s.merge(&StatsSnapshot(vec![(DropReason::InputQueueFull.name().to_string(), drops)]));
+        s.merge(&StatsSnapshot(vec![(
+            DropReason::InputQueueFull.name().to_string(),
+            drops,
+        )]));
         s.merge(&self.source_stats);
         s
     }

@@ -1,5 +1,6 @@
 //! The bundled captures (recorded from nginx and curl on loopback, see
 //! `tests/captures/record.sh`), compared with what nginx logged and curl reported.
+#![allow(clippy::panic, clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
@@ -10,13 +11,21 @@ use serde_json::Value;
 /// nginx's access-log lines for a capture (log format in tests/captures/nginx.conf).
 fn nginx_log(name: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(capture(&format!("{name}.nginx.jsonl"))).expect("nginx log");
-    text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 /// curl's `-w '%{http_code} %{size_download} %{size_upload} %{num_connects}'` lines.
 fn curl_report(name: &str) -> Vec<Vec<u64>> {
     let text = std::fs::read_to_string(capture(&format!("{name}.curl.txt"))).expect("curl report");
-    text.lines().map(|l| l.split_whitespace().map(|w| w.parse().expect("number")).collect()).collect()
+    text.lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|w| w.parse().expect("number"))
+                .collect()
+        })
+        .collect()
 }
 
 fn status_class(code: u64) -> ResponseStatus {
@@ -31,18 +40,42 @@ fn status_class(code: u64) -> ResponseStatus {
 /// Checks every record against nginx's log line of the same exchange.
 fn check_against_nginx(name: &str, records: &[L7Record]) {
     let log = nginx_log(name);
-    assert_eq!(records.len(), log.len(), "{name}: one record per request nginx served");
+    assert_eq!(
+        records.len(),
+        log.len(),
+        "{name}: one record per request nginx served"
+    );
     for (i, (r, n)) in records.iter().zip(&log).enumerate() {
         let at = format!("{name} #{i}");
-        assert_eq!(s(&r.request_type), n["method"].as_str().expect("method"), "{at} method");
-        assert_eq!(s(&r.request_resource), n["uri"].as_str().expect("uri"), "{at} uri");
-        assert_eq!(s(&r.request_domain), n["host"].as_str().expect("host"), "{at} host");
+        assert_eq!(
+            s(&r.request_type),
+            n["method"].as_str().expect("method"),
+            "{at} method"
+        );
+        assert_eq!(
+            s(&r.request_resource),
+            n["uri"].as_str().expect("uri"),
+            "{at} uri"
+        );
+        assert_eq!(
+            s(&r.request_domain),
+            n["host"].as_str().expect("host"),
+            "{at} host"
+        );
         let code = n["status"].as_u64().expect("status");
         assert_eq!(r.response_code, Some(code as i32), "{at} status");
         assert_eq!(r.response_status, status_class(code), "{at} class");
-        let req_len = n["req_content_length"].as_str().expect("req len").parse::<u64>().unwrap_or(0);
+        let req_len = n["req_content_length"]
+            .as_str()
+            .expect("req len")
+            .parse::<u64>()
+            .unwrap_or(0);
         assert_eq!(r.req_len, Some(req_len), "{at} request body length");
-        assert_eq!(s(&r.x_request_id), n["x_request_id"].as_str().expect("xrid"), "{at} x-request-id");
+        assert_eq!(
+            s(&r.x_request_id),
+            n["x_request_id"].as_str().expect("xrid"),
+            "{at} x-request-id"
+        );
         let tp = n["traceparent"].as_str().expect("traceparent");
         let parts: Vec<&str> = tp.split('-').collect();
         if parts.len() == 4 {
@@ -63,9 +96,17 @@ fn check_against_nginx(name: &str, records: &[L7Record]) {
 /// Checks response body lengths against curl's `size_download`.
 fn check_against_curl(name: &str, records: &[L7Record]) {
     let report = curl_report(name);
-    assert_eq!(records.len(), report.len(), "{name}: one record per curl transfer");
+    assert_eq!(
+        records.len(),
+        report.len(),
+        "{name}: one record per curl transfer"
+    );
     for (i, (r, c)) in records.iter().zip(&report).enumerate() {
-        assert_eq!(r.response_code, Some(c[0] as i32), "{name} #{i} code per curl");
+        assert_eq!(
+            r.response_code,
+            Some(c[0] as i32),
+            "{name} #{i} code per curl"
+        );
         assert_eq!(r.resp_len, Some(c[1]), "{name} #{i} body bytes per curl");
         if c[2] > 0 {
             assert_eq!(r.req_len, Some(c[2]), "{name} #{i} uploaded bytes per curl");
@@ -74,11 +115,17 @@ fn check_against_curl(name: &str, records: &[L7Record]) {
 }
 
 fn medium_file() -> Vec<u8> {
-    (0..1100).map(|i| format!("line {i:06} of the medium file\n")).collect::<String>().into_bytes()
+    (0..1100)
+        .map(|i| format!("line {i:06} of the medium file\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn large_file() -> Vec<u8> {
-    (0..6000).map(|i| format!("line {i:06} of the large file.....\n")).collect::<String>().into_bytes()
+    (0..6000)
+        .map(|i| format!("line {i:06} of the large file.....\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 #[test]
@@ -88,8 +135,16 @@ fn keepalive_with_head_404_503_post_and_trace_headers() {
     check_against_curl("keepalive", &records);
     assert_eq!(stats.get("records_paired"), 5);
     assert_eq!(stats.get("flows_created"), 1, "one keep-alive connection");
-    assert_eq!(s(&records[4].request_body), r#"{"item":42,"qty":3}"#, "POST body kept for plugins");
-    assert_eq!(s(&records[3].response_exception), "Service Temporarily Unavailable", "503 reason phrase as nginx sends it (tshark: http.response.phrase)");
+    assert_eq!(
+        s(&records[4].request_body),
+        r#"{"item":42,"qty":3}"#,
+        "POST body kept for plugins"
+    );
+    assert_eq!(
+        s(&records[3].response_exception),
+        "Service Temporarily Unavailable",
+        "503 reason phrase as nginx sends it (tshark: http.response.phrase)"
+    );
 }
 
 #[test]
@@ -97,8 +152,17 @@ fn pipelined_requests_pair_in_order() {
     let (records, _) = replay(&capture("pipelined.pcap"));
     check_against_nginx("pipelined", &records);
     let printed = std::fs::read_to_string(capture("pipelined.curl.txt")).expect("client output");
-    let codes: Vec<i32> = printed.split_whitespace().map(|c| c.parse().expect("code")).collect();
-    assert_eq!(records.iter().map(|r| r.response_code.unwrap_or(0)).collect::<Vec<_>>(), codes);
+    let codes: Vec<i32> = printed
+        .split_whitespace()
+        .map(|c| c.parse().expect("code"))
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.response_code.unwrap_or(0))
+            .collect::<Vec<_>>(),
+        codes
+    );
 }
 
 #[test]
@@ -108,7 +172,10 @@ fn chunked_gzip_responses() {
     check_against_curl("chunked", &records);
     // The decoded chunked body is gzip data (RFC 1952 magic) of the length curl received.
     assert_eq!(&records[0].response_body[..2], &[0x1f, 0x8b]);
-    assert_eq!(records[0].response_body.len() as u64, records[0].resp_len.unwrap_or(0));
+    assert_eq!(
+        records[0].response_body.len() as u64,
+        records[0].resp_len.unwrap_or(0)
+    );
 }
 
 #[test]
@@ -118,12 +185,26 @@ fn large_bodies_reassembled_and_cut_at_the_limit() {
     check_against_curl("large", &records);
     let medium = &records[0];
     assert!(!medium.truncated);
-    assert_eq!(medium.response_body.as_ref(), medium_file().as_slice(), "35 KB body reassembled byte for byte");
+    assert_eq!(
+        medium.response_body.as_ref(),
+        medium_file().as_slice(),
+        "35 KB body reassembled byte for byte"
+    );
     let large = &records[1];
     assert!(large.truncated, "210 KB body exceeds the 64 KiB default");
-    assert!(large.response_body.len() > 60_000 && large.response_body.len() < 65_536, "{}", large.response_body.len());
-    assert!(large_file().starts_with(&large.response_body), "kept part is the body's start");
-    assert!(stats.get("drop_truncated_bytes") > 140_000, "the rest was skipped and counted: {stats:?}");
+    assert!(
+        large.response_body.len() > 60_000 && large.response_body.len() < 65_536,
+        "{}",
+        large.response_body.len()
+    );
+    assert!(
+        large_file().starts_with(&large.response_body),
+        "kept part is the body's start"
+    );
+    assert!(
+        stats.get("drop_truncated_bytes") > 140_000,
+        "the rest was skipped and counted: {stats:?}"
+    );
     // The record after the cut body is parsed normally: the skip ended exactly at its end.
     assert!(!records[2].truncated);
     assert_eq!(s(&records[2].request_resource), "/index.html");
@@ -131,7 +212,8 @@ fn large_bodies_reassembled_and_cut_at_the_limit() {
 
 #[test]
 fn larger_limit_keeps_the_large_body_whole() {
-    let (records, stats) = common::replay_with(&capture("large.pcap"), |b| b.max_message_bytes(512 * 1024));
+    let (records, stats) =
+        common::replay_with(&capture("large.pcap"), |b| b.max_message_bytes(512 * 1024));
     assert!(!records[1].truncated);
     assert_eq!(records[1].response_body.as_ref(), large_file().as_slice());
     assert_eq!(stats.get("drop_truncated_bytes"), 0);
@@ -142,8 +224,16 @@ fn expect_100_continue() {
     let (records, stats) = replay(&capture("continue.pcap"));
     check_against_nginx("continue", &records);
     check_against_curl("continue", &records);
-    assert_eq!(records[0].request_body.as_ref(), medium_file().as_slice(), "request body after 100 Continue");
-    assert_eq!(stats.get("records"), 1, "the interim 100 response is not a record");
+    assert_eq!(
+        records[0].request_body.as_ref(),
+        medium_file().as_slice(),
+        "request body after 100 Continue"
+    );
+    assert_eq!(
+        stats.get("records"),
+        1,
+        "the interim 100 response is not a record"
+    );
 }
 
 #[test]
@@ -152,7 +242,10 @@ fn opt_status_body_is_kept_for_plugins() {
     check_against_nginx("opt_status", &records);
     check_against_curl("opt_status", &records);
     // The literal nginx returns (tests/captures/nginx.conf).
-    assert_eq!(s(&records[0].response_body), r#"{"OPT_STATUS":"FAILED","DESCRIPTION":"order 1001 not found in inventory"}"#);
+    assert_eq!(
+        s(&records[0].response_body),
+        r#"{"OPT_STATUS":"FAILED","DESCRIPTION":"order 1001 not found in inventory"}"#
+    );
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Every HTTP/1 capture of the shared DeepFlow corpus, compared field by field with the
 //! DeepFlow agent's own parse (`.result`). Deliberate differences: `tests/DIFFERENCES.md`.
+#![allow(clippy::panic, clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
-use common::deepflow_result::{Value, parse_file};
+use common::deepflow_result::{parse_file, Value};
 use common::{corpus_dir, replay, s};
 use l7tap::ResponseStatus;
 
@@ -34,7 +35,11 @@ fn expected_exchanges(lines: &[common::deepflow_result::Line]) -> Vec<Expected> 
     for r in &http1 {
         match r.get("msg_type").and_then(Value::text) {
             Some("Request") => out.push(Expected {
-                method: r.get("method").and_then(Value::text).unwrap_or("").to_ascii_uppercase(),
+                method: r
+                    .get("method")
+                    .and_then(Value::text)
+                    .unwrap_or("")
+                    .to_ascii_uppercase(),
                 path: r.get("path").and_then(Value::text).unwrap_or("").into(),
                 host: r.get("host").and_then(Value::text).unwrap_or("").into(),
                 endpoint: r.opt_text("endpoint"),
@@ -51,7 +56,10 @@ fn expected_exchanges(lines: &[common::deepflow_result::Line]) -> Vec<Expected> 
             }),
             Some("Response") => responses.push((
                 r.opt_int("status_code").unwrap_or(-1),
-                r.get("status").and_then(Value::text).unwrap_or("").to_string(),
+                r.get("status")
+                    .and_then(Value::text)
+                    .unwrap_or("")
+                    .to_string(),
                 r.opt_int("resp_content_length"),
             )),
             _ => {}
@@ -79,9 +87,16 @@ fn corpus_http1_matches_deepflow() {
     let Some(dir) = corpus_dir() else { return };
     let dir = dir.join("http");
     let mut compared = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("http dir").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("http dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
-    for result in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "result")) {
+    for result in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "result"))
+    {
         let text = std::fs::read_to_string(result).expect("result readable");
         let lines = parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", result.display()));
         let expected = expected_exchanges(&lines);
@@ -90,8 +105,15 @@ fn corpus_http1_matches_deepflow() {
         }
         let pcap = result.with_extension("pcap");
         let (records, stats) = replay(&pcap);
-        let name = pcap.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        assert_eq!(records.len(), expected.len(), "{name}: one record per request; stats {stats:?}");
+        let name = pcap
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert_eq!(
+            records.len(),
+            expected.len(),
+            "{name}: one record per request; stats {stats:?}"
+        );
         for (i, (r, e)) in records.iter().zip(&expected).enumerate() {
             let at = format!("{name} record {i}");
             assert_eq!(s(&r.request_type), e.method, "{at}: method");
@@ -100,7 +122,11 @@ fn corpus_http1_matches_deepflow() {
             if let Some(ep) = &e.endpoint {
                 assert_eq!(&s(&r.endpoint), ep, "{at}: endpoint");
             }
-            assert_eq!(r.req_len.map(|n| n as i64), e.req_content_length, "{at}: request length");
+            assert_eq!(
+                r.req_len.map(|n| n as i64),
+                e.req_content_length,
+                "{at}: request length"
+            );
             if let Some(t) = &e.trace_id {
                 assert_eq!(&s(&r.trace_id), t, "{at}: trace id");
             }
@@ -111,10 +137,18 @@ fn corpus_http1_matches_deepflow() {
             match &e.response {
                 Some((code, status, resp_len)) => {
                     assert!(!r.unpaired, "{at}: paired with its response");
-                    assert_eq!(r.response_code.map(i64::from), Some(*code), "{at}: status code");
+                    assert_eq!(
+                        r.response_code.map(i64::from),
+                        Some(*code),
+                        "{at}: status code"
+                    );
                     assert_eq!(r.response_status, status_name(status), "{at}: status class");
                     if let Some(n) = resp_len {
-                        assert_eq!(r.resp_len.map(|v| v as i64), Some(*n), "{at}: response length");
+                        assert_eq!(
+                            r.resp_len.map(|v| v as i64),
+                            Some(*n),
+                            "{at}: response length"
+                        );
                     }
                     assert!(r.rrt_ns > 0, "{at}: rrt");
                 }
@@ -123,19 +157,29 @@ fn corpus_http1_matches_deepflow() {
         }
         compared += 1;
     }
-    assert_eq!(compared, 3, "client-ip, httpv1 and sw8 are the corpus's HTTP/1 captures");
+    assert_eq!(
+        compared, 3,
+        "client-ip, httpv1 and sw8 are the corpus's HTTP/1 captures"
+    );
 }
 
 #[test]
 fn result_reader_reads_every_http_file() {
     let Some(dir) = corpus_dir() else { return };
-    for e in std::fs::read_dir(dir.join("http")).expect("http dir").flatten() {
+    for e in std::fs::read_dir(dir.join("http"))
+        .expect("http dir")
+        .flatten()
+    {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "result") {
             let text = std::fs::read_to_string(&p).expect("readable");
             let lines = parse_file(&text).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
             assert!(!lines.is_empty(), "{}", p.display());
-            assert!(lines.iter().all(|l| l.verdict.is_some()), "{}: every line has its verdict", p.display());
+            assert!(
+                lines.iter().all(|l| l.verdict.is_some()),
+                "{}: every line has its verdict",
+                p.display()
+            );
         }
     }
 }

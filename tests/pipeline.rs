@@ -1,5 +1,6 @@
 //! The core pipeline through the public Engine API: framing at every split point, pairing,
 //! timeouts, orphans, role correction, gaps and bounds.
+#![allow(clippy::panic, clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
@@ -8,15 +9,24 @@ use common::s;
 use l7tap::{Direction, Engine, FlowKey, L7Record, ResponseStatus, Segment, StatsSnapshot};
 use std::time::Duration;
 
-const REQ: &[u8] = b"POST /api/v1/items?x=1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 11\r\n\r\nhello world";
+const REQ: &[u8] =
+    b"POST /api/v1/items?x=1 HTTP/1.1\r\nHost: shop\r\nContent-Length: 11\r\n\r\nhello world";
 const RESP: &[u8] = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
 
 fn flow() -> FlowKey {
-    FlowKey::tcp("192.0.2.1:50000".parse().expect("addr"), "192.0.2.2:8080".parse().expect("addr"))
+    FlowKey::tcp(
+        "192.0.2.1:50000".parse().expect("addr"),
+        "192.0.2.2:8080".parse().expect("addr"),
+    )
 }
 
-fn run(segs: Vec<Segment>, configure: impl FnOnce(l7tap::EngineBuilder) -> l7tap::EngineBuilder) -> (Vec<L7Record>, StatsSnapshot) {
-    let engine = configure(Engine::builder().workers(1)).build().expect("engine");
+fn run(
+    segs: Vec<Segment>,
+    configure: impl FnOnce(l7tap::EngineBuilder) -> l7tap::EngineBuilder,
+) -> (Vec<L7Record>, StatsSnapshot) {
+    let engine = configure(Engine::builder().workers(1))
+        .build()
+        .expect("engine");
     let rx = engine.records().expect("channel");
     for s in segs {
         engine.feed(s);
@@ -26,7 +36,13 @@ fn run(segs: Vec<Segment>, configure: impl FnOnce(l7tap::EngineBuilder) -> l7tap
 }
 
 fn seg(dir: Direction, ts_ms: u64, offset: u64, data: &[u8]) -> Segment {
-    Segment::data(flow(), dir, ts_ms * 1_000_000, offset, Bytes::copy_from_slice(data))
+    Segment::data(
+        flow(),
+        dir,
+        ts_ms * 1_000_000,
+        offset,
+        Bytes::copy_from_slice(data),
+    )
 }
 
 fn check_exchange(r: &L7Record) {
@@ -55,8 +71,14 @@ fn every_split_point_of_request_and_response() {
         let (recs, stats) = run(segs, |b| b);
         assert_eq!(recs.len(), 1, "cut {cut}: {stats:?}");
         check_exchange(&recs[0]);
-        assert_eq!(recs[0].start_ns, 1_000_000, "cut {cut}: starts with the request's first byte");
-        assert_eq!(recs[0].end_ns, 7_000_000, "cut {cut}: ends with the response's last byte");
+        assert_eq!(
+            recs[0].start_ns, 1_000_000,
+            "cut {cut}: starts with the request's first byte"
+        );
+        assert_eq!(
+            recs[0].end_ns, 7_000_000,
+            "cut {cut}: ends with the response's last byte"
+        );
         assert_eq!(recs[0].rrt_ns, 6_000_000);
     }
 }
@@ -77,14 +99,26 @@ fn byte_by_byte() {
 
 #[test]
 fn unanswered_request_times_out() {
-    let other = FlowKey::tcp("192.0.2.9:1".parse().expect("addr"), "192.0.2.2:8080".parse().expect("addr"));
+    let other = FlowKey::tcp(
+        "192.0.2.9:1".parse().expect("addr"),
+        "192.0.2.2:8080".parse().expect("addr"),
+    );
     let segs = vec![
         seg(Direction::ClientToServer, 0, 0, REQ),
         // Capture time moves on (another flow) past the 5 s request timeout.
-        Segment::data(other, Direction::ClientToServer, 6_000_000_000, 0, Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
+        Segment::data(
+            other,
+            Direction::ClientToServer,
+            6_000_000_000,
+            0,
+            Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"),
+        ),
     ];
     let (recs, stats) = run(segs, |b| b.request_timeout(Duration::from_secs(5)));
-    let timed_out: Vec<_> = recs.iter().filter(|r| r.response_status == ResponseStatus::Timeout).collect();
+    let timed_out: Vec<_> = recs
+        .iter()
+        .filter(|r| r.response_status == ResponseStatus::Timeout)
+        .collect();
     assert_eq!(timed_out.len(), 1);
     assert_eq!(s(&timed_out[0].request_resource), "/api/v1/items?x=1");
     assert_eq!(stats.get("records_timeout"), 1);
@@ -110,8 +144,20 @@ fn roles_are_corrected_when_the_source_guessed_wrong() {
     // The source took the server for the client: the request travels "server to client".
     let wrong = flow().reversed();
     let segs = vec![
-        Segment::data(wrong, Direction::ServerToClient, 1, 0, Bytes::from_static(REQ)),
-        Segment::data(wrong, Direction::ClientToServer, 2, 0, Bytes::from_static(RESP)),
+        Segment::data(
+            wrong,
+            Direction::ServerToClient,
+            1,
+            0,
+            Bytes::from_static(REQ),
+        ),
+        Segment::data(
+            wrong,
+            Direction::ClientToServer,
+            2,
+            0,
+            Bytes::from_static(RESP),
+        ),
     ];
     let (recs, stats) = run(segs, |b| b);
     assert_eq!(recs.len(), 1);
@@ -123,35 +169,63 @@ fn roles_are_corrected_when_the_source_guessed_wrong() {
 #[test]
 fn gap_drops_the_partial_message_and_resyncs() {
     let r2 = b"GET /after HTTP/1.1\r\nHost: shop\r\n\r\n";
-    let mut after_gap = Segment::data(flow(), Direction::ClientToServer, 3, 200, Bytes::from_static(r2));
+    let mut after_gap = Segment::data(
+        flow(),
+        Direction::ClientToServer,
+        3,
+        200,
+        Bytes::from_static(r2),
+    );
     after_gap.gap_before = 200 - 30;
     let segs = vec![
         seg(Direction::ClientToServer, 1, 0, &REQ[..30]),
         after_gap,
-        seg(Direction::ServerToClient, 4, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        seg(
+            Direction::ServerToClient,
+            4,
+            0,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
     ];
     let (recs, stats) = run(segs, |b| b);
     assert_eq!(recs.len(), 1, "{stats:?}");
     assert_eq!(s(&recs[0].request_resource), "/after");
     assert_eq!(recs[0].response_code, Some(200));
-    assert_eq!(stats.get("drop_gap_bytes"), 30, "the cut request's bytes are counted");
+    assert_eq!(
+        stats.get("drop_gap_bytes"),
+        30,
+        "the cut request's bytes are counted"
+    );
     assert_eq!(stats.get("gaps"), 1);
 }
 
 #[test]
 fn garbage_flow_is_given_up_and_counted() {
     let junk = [0x16u8; 16];
-    let segs: Vec<Segment> = (0..20).map(|i| seg(Direction::ClientToServer, i, i * 16, &junk)).collect();
+    let segs: Vec<Segment> = (0..20)
+        .map(|i| seg(Direction::ClientToServer, i, i * 16, &junk))
+        .collect();
     let (recs, stats) = run(segs, |b| b);
     assert!(recs.is_empty());
-    assert_eq!(stats.get("flows_unparseable"), 1, "given up after 8 failed inferences");
+    assert_eq!(
+        stats.get("flows_unparseable"),
+        1,
+        "given up after 8 failed inferences"
+    );
     assert_eq!(stats.get("drop_unparsed_bytes"), 320, "every byte counted");
 }
 
 #[test]
 fn pending_requests_are_bounded() {
     let segs: Vec<Segment> = (0..10)
-        .map(|i| seg(Direction::ClientToServer, i, i * 18, b"GET / HTTP/1.1\r\n\r\n"))
+        .map(|i| {
+            seg(
+                Direction::ClientToServer,
+                i,
+                i * 18,
+                b"GET / HTTP/1.1\r\n\r\n",
+            )
+        })
         .collect();
     let (recs, stats) = run(segs, |b| b.max_pending_requests(4));
     assert_eq!(recs.len(), 10, "every request reported");
@@ -182,5 +256,8 @@ fn callback_output() {
 fn bad_configuration_is_an_error() {
     assert!(Engine::builder().workers(0).build().is_err());
     assert!(Engine::builder().max_message_bytes(1).build().is_err());
-    assert!(Engine::builder().protocols(&[l7tap::Protocol::Kafka]).build().is_err());
+    assert!(Engine::builder()
+        .protocols(&[l7tap::Protocol::Kafka])
+        .build()
+        .is_err());
 }

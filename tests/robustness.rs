@@ -1,14 +1,15 @@
 //! Damaged captures and random bytes at every entry point: clear errors, counted drops, and
 //! never a panic.
+#![allow(clippy::panic, clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 
 use bytes::Bytes;
 use common::{capture, s};
 use l7tap::core::{ParseCtx, ParseMode};
-use l7tap::pcap::{PcapSource, link};
+use l7tap::pcap::{link, PcapSource};
 use l7tap::protocols::Http1Parser;
-use l7tap::{Direction, Engine, FlowKey, L4, Parser, Segment, SourceError};
+use l7tap::{Direction, Engine, FlowKey, Parser, Segment, SourceError, L4};
 
 /// xorshift64*: deterministic pseudo-random bytes, no dependency.
 struct Rng(u64);
@@ -50,7 +51,9 @@ fn truncated_capture_reports_offset_and_keeps_what_came_before() {
         assert!(n <= full, "cut {cut}");
         match res {
             Ok(()) => {}
-            Err(SourceError::Corrupt { offset, .. }) => assert!(offset as usize <= cut, "cut {cut}: offset {offset}"),
+            Err(SourceError::Corrupt { offset, .. }) => {
+                assert!(offset as usize <= cut, "cut {cut}: offset {offset}")
+            }
             Err(e) => panic!("cut {cut}: unexpected {e}"),
         }
     }
@@ -64,7 +67,13 @@ fn truncated_capture_reports_offset_and_keeps_what_came_before() {
 #[test]
 fn corrupted_bytes_never_panic() {
     let mut rng = Rng(0x5eed);
-    for name in ["keepalive.pcap", "chunked.pcap", "large.pcap", "pipelined.pcap", "continue.pcap"] {
+    for name in [
+        "keepalive.pcap",
+        "chunked.pcap",
+        "large.pcap",
+        "pipelined.pcap",
+        "continue.pcap",
+    ] {
         let data = std::fs::read(capture(name)).expect("capture");
         for _ in 0..60 {
             let mut d = data.clone();
@@ -96,8 +105,13 @@ fn not_a_capture_is_a_clear_error() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let err = PcapSource::open("/nonexistent/x.pcap").err().expect("error");
-    assert!(err.to_string().starts_with("/nonexistent/x.pcap: "), "{err}");
+    let err = PcapSource::open("/nonexistent/x.pcap")
+        .err()
+        .expect("error");
+    assert!(
+        err.to_string().starts_with("/nonexistent/x.pcap: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -140,7 +154,14 @@ fn random_and_mutated_http_to_the_parser() {
     ];
     let mut rng = Rng(1234);
     for i in 0..30_000 {
-        let mut input = if i % 4 == 0 { { let n = rng.below(200); rng.bytes(n) } } else { seeds[i % 3].to_vec() };
+        let mut input = if i % 4 == 0 {
+            {
+                let n = rng.below(200);
+                rng.bytes(n)
+            }
+        } else {
+            seeds[i % 3].to_vec()
+        };
         for _ in 0..rng.below(6) {
             if input.is_empty() {
                 break;
@@ -154,7 +175,11 @@ fn random_and_mutated_http_to_the_parser() {
         }
         for mode in [ParseMode::Complete, ParseMode::Truncate, ParseMode::Eof] {
             let mut st = p.new_state();
-            let mut cx = ParseCtx { direction: Direction::ClientToServer, mode, state: st.as_mut() };
+            let mut cx = ParseCtx {
+                direction: Direction::ClientToServer,
+                mode,
+                state: st.as_mut(),
+            };
             if let Ok(l7tap::core::Parsed::Message(m)) = p.parse(&input, &mut cx) {
                 assert!(m.len > 0);
             }
@@ -167,7 +192,12 @@ fn random_and_mutated_http_to_the_parser() {
 #[test]
 fn random_segments_to_the_engine() {
     let mut rng = Rng(42);
-    let engine = Engine::builder().workers(2).max_message_bytes(256).max_flows(8).build().expect("engine");
+    let engine = Engine::builder()
+        .workers(2)
+        .max_message_bytes(256)
+        .max_flows(8)
+        .build()
+        .expect("engine");
     let rx = engine.records().expect("channel");
     let reader = std::thread::spawn(move || rx.iter().count());
     let http = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
@@ -176,10 +206,16 @@ fn random_segments_to_the_engine() {
         let flow_no = rng.below(16);
         let flow = FlowKey {
             l4: if flow_no % 5 == 0 { L4::Udp } else { L4::Tcp },
-            client: format!("10.0.0.{}:{}", flow_no, 40000 + flow_no).parse().expect("addr"),
+            client: format!("10.0.0.{}:{}", flow_no, 40000 + flow_no)
+                .parse()
+                .expect("addr"),
             server: "10.0.1.1:80".parse().expect("addr"),
         };
-        let dir = if rng.below(2) == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
+        let dir = if rng.below(2) == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
         let payload: Vec<u8> = if rng.below(3) == 0 {
             let n = rng.below(400);
             rng.bytes(n)
@@ -189,7 +225,13 @@ fn random_segments_to_the_engine() {
             http[a..b].to_vec()
         };
         let slot = flow_no * 2 + dir.index();
-        let mut seg = Segment::data(flow, dir, i * 1_000_000, offsets[slot], Bytes::from(payload));
+        let mut seg = Segment::data(
+            flow,
+            dir,
+            i * 1_000_000,
+            offsets[slot],
+            Bytes::from(payload),
+        );
         offsets[slot] += seg.payload.len() as u64;
         if rng.below(50) == 0 {
             seg.gap_before = rng.below(1000) as u64;
@@ -201,8 +243,15 @@ fn random_segments_to_the_engine() {
     }
     let stats = engine.finish();
     let n = reader.join().expect("reader");
-    assert_eq!(stats.get("records"), n as u64, "every record counted was delivered");
+    assert_eq!(
+        stats.get("records"),
+        n as u64,
+        "every record counted was delivered"
+    );
     assert_eq!(stats.get("segments"), 20_000, "every segment counted");
-    assert!(stats.get("drop_flow_table_full") > 0, "16 flows into a table of 8 evicts, counted");
+    assert!(
+        stats.get("drop_flow_table_full") > 0,
+        "16 flows into a table of 8 evicts, counted"
+    );
     let _ = s(&Bytes::new());
 }

@@ -92,7 +92,9 @@ impl P<'_> {
     fn word(&mut self) -> String {
         self.ws();
         let st = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || b"_.-+".contains(&self.s[self.i])) {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || b"_.-+".contains(&self.s[self.i]))
+        {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[st..self.i]).into_owned()
@@ -116,10 +118,17 @@ impl P<'_> {
                         b'0' => out.push(0),
                         b'u' => {
                             // \u{XXXX}
-                            let close = self.s[self.i..].iter().position(|&b| b == b'}').ok_or("bad \\u")?;
-                            let hex = String::from_utf8_lossy(&self.s[self.i + 1..self.i + close]).into_owned();
+                            let close = self.s[self.i..]
+                                .iter()
+                                .position(|&b| b == b'}')
+                                .ok_or("bad \\u")?;
+                            let hex = String::from_utf8_lossy(&self.s[self.i + 1..self.i + close])
+                                .into_owned();
                             self.i += close + 1;
-                            let ch = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).unwrap_or('\u{fffd}');
+                            let ch = u32::from_str_radix(&hex, 16)
+                                .ok()
+                                .and_then(char::from_u32)
+                                .unwrap_or('\u{fffd}');
                             let mut b = [0; 4];
                             out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
                         }
@@ -184,7 +193,10 @@ impl P<'_> {
 
 /// Parses one line of a `.result` file.
 pub fn parse_line(line: &str) -> Result<Line, String> {
-    let mut p = P { s: line.as_bytes(), i: 0 };
+    let mut p = P {
+        s: line.as_bytes(),
+        i: 0,
+    };
     let record = p.value()?;
     let rest = String::from_utf8_lossy(&p.s[p.i..]).into_owned();
     let verdict = rest.split_whitespace().last().and_then(|w| w.parse().ok());
@@ -193,5 +205,8 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
 
 /// Parses every non-empty line.
 pub fn parse_file(text: &str) -> Result<Vec<Line>, String> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(parse_line).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect()
 }

@@ -20,7 +20,10 @@ pub fn corpus_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("SKIP: corpus not found at {} (set L7TAP_CORPUS); corpus tests skipped", dir.display());
+        eprintln!(
+            "SKIP: corpus not found at {} (set L7TAP_CORPUS); corpus tests skipped",
+            dir.display()
+        );
         None
     }
 }
@@ -31,8 +34,13 @@ pub fn capture(name: &str) -> PathBuf {
 }
 
 /// Replays a file on one worker (so records keep capture order) and returns records + stats.
-pub fn replay_with(path: &Path, configure: impl FnOnce(EngineBuilder) -> EngineBuilder) -> (Vec<L7Record>, StatsSnapshot) {
-    let mut engine = configure(Engine::builder().workers(1)).build().expect("engine builds");
+pub fn replay_with(
+    path: &Path,
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+) -> (Vec<L7Record>, StatsSnapshot) {
+    let mut engine = configure(Engine::builder().workers(1))
+        .build()
+        .expect("engine builds");
     let rx = engine.records().expect("channel output");
     let mut src = PcapSource::open(path).expect("capture opens");
     engine.run(&mut src).expect("capture replays without error");

@@ -20,7 +20,7 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, PcapError};
 use std::fs::File;
 use std::io::Read;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 pub use reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
@@ -65,7 +65,10 @@ impl PcapSource {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let p = path.as_ref();
         let name = p.display().to_string();
-        let f = File::open(p).map_err(|e| SourceError::Io { path: name.clone(), source: e })?;
+        let f = File::open(p).map_err(|e| SourceError::Io {
+            path: name.clone(),
+            source: e,
+        })?;
         Ok(Self::from_reader(name, f))
     }
 
@@ -103,10 +106,20 @@ impl PcapSource {
     }
 
     fn corrupt(&self, offset: u64, reason: impl Into<String>) -> SourceError {
-        SourceError::Corrupt { path: self.name.clone(), offset, reason: reason.into() }
+        SourceError::Corrupt {
+            path: self.name.clone(),
+            offset,
+            reason: reason.into(),
+        }
     }
 
-    fn on_frame(&mut self, link: DataLink, ts_ns: u64, data: &[u8], emit: &mut dyn FnMut(Segment) -> bool) -> bool {
+    fn on_frame(
+        &mut self,
+        link: DataLink,
+        ts_ns: u64,
+        data: &[u8],
+        emit: &mut dyn FnMut(Segment) -> bool,
+    ) -> bool {
         self.stats.packets += 1;
         match link::decode(link, data) {
             Ok(pkt) => {
@@ -190,15 +203,24 @@ fn ts_ns(d: std::time::Duration) -> u64 {
 
 /// pcap-file is not ours: a panic inside it on hostile input becomes a corrupt-file error.
 fn guarded<T>(f: impl FnOnce() -> Result<T, PcapError>) -> Result<T, PcapError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(PcapError::InvalidField("parser failure on damaged input")))
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(PcapError::InvalidField(
+        "parser failure on damaged input",
+    )))
 }
 
 impl PcapSource {
     fn io(&self, e: std::io::Error) -> SourceError {
-        SourceError::Io { path: self.name.clone(), source: e }
+        SourceError::Io {
+            path: self.name.clone(),
+            source: e,
+        }
     }
 
-    fn run_pcap(&mut self, w: &mut Window, emit: &mut dyn FnMut(Segment) -> bool) -> Result<(), SourceError> {
+    fn run_pcap(
+        &mut self,
+        w: &mut Window,
+        emit: &mut dyn FnMut(Segment) -> bool,
+    ) -> Result<(), SourceError> {
         let (link, parser) = loop {
             match guarded(|| PcapParser::new(w.unread()).map(|(rem, p)| (rem.len(), p))) {
                 Ok((rem, p)) => {
@@ -215,11 +237,18 @@ impl PcapSource {
             }
         };
         if !link::supported(link) {
-            return Err(SourceError::Unsupported { path: self.name.clone(), reason: format!("link type {link:?} is not supported") });
+            return Err(SourceError::Unsupported {
+                path: self.name.clone(),
+                reason: format!("link type {link:?} is not supported"),
+            });
         }
         let mut last_progress = 0u64;
         loop {
-            let res = guarded(|| parser.next_packet(w.unread()).map(|(rem, p)| (rem.len(), ts_ns(p.timestamp), p.data.len())));
+            let res = guarded(|| {
+                parser
+                    .next_packet(w.unread())
+                    .map(|(rem, p)| (rem.len(), ts_ns(p.timestamp), p.data.len()))
+            });
             match res {
                 Ok((rem, ts, len)) => {
                     let end = w.buf.len() - rem;
@@ -232,10 +261,21 @@ impl PcapSource {
                 }
                 Err(PcapError::IncompleteBuffer) => {
                     if w.unread().len() >= 16 {
-                        let incl = u32::from_le_bytes([w.unread()[8], w.unread()[9], w.unread()[10], w.unread()[11]]);
-                        let incl_be = u32::from_be_bytes([w.unread()[8], w.unread()[9], w.unread()[10], w.unread()[11]]);
+                        let incl = u32::from_le_bytes([
+                            w.unread()[8],
+                            w.unread()[9],
+                            w.unread()[10],
+                            w.unread()[11],
+                        ]);
+                        let incl_be = u32::from_be_bytes([
+                            w.unread()[8],
+                            w.unread()[9],
+                            w.unread()[10],
+                            w.unread()[11],
+                        ]);
                         if incl.min(incl_be) as usize > MAX_RECORD {
-                            return Err(self.corrupt(w.offset(), "packet record length is implausibly large"));
+                            return Err(self
+                                .corrupt(w.offset(), "packet record length is implausibly large"));
                         }
                     }
                     let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
@@ -266,7 +306,11 @@ impl PcapSource {
         Ok(())
     }
 
-    fn run_pcapng(&mut self, w: &mut Window, emit: &mut dyn FnMut(Segment) -> bool) -> Result<(), SourceError> {
+    fn run_pcapng(
+        &mut self,
+        w: &mut Window,
+        emit: &mut dyn FnMut(Segment) -> bool,
+    ) -> Result<(), SourceError> {
         let mut parser = loop {
             match guarded(|| PcapNgParser::new(w.unread()).map(|(rem, p)| (rem.len(), p))) {
                 Ok((rem, p)) => {
@@ -297,7 +341,10 @@ impl PcapSource {
                         Some((link, 0, p.data.to_vec()))
                     }
                     Block::Packet(p) => {
-                        let link = parser.interfaces().get(usize::from(p.interface_id)).map(|i| i.linktype);
+                        let link = parser
+                            .interfaces()
+                            .get(usize::from(p.interface_id))
+                            .map(|i| i.linktype);
                         Some((link, p.timestamp.saturating_mul(1000), p.data.to_vec()))
                     }
                     _ => None,
@@ -311,7 +358,10 @@ impl PcapSource {
                         let Some(link) = link else {
                             let off = w.offset();
                             self.finish(emit);
-                            return Err(self.corrupt(off, "packet refers to an interface that was not described"));
+                            return Err(self.corrupt(
+                                off,
+                                "packet refers to an interface that was not described",
+                            ));
                         };
                         if !link::supported(link) {
                             self.stats.packets += 1;
@@ -327,7 +377,9 @@ impl PcapSource {
                         let le = u32::from_le_bytes([u[4], u[5], u[6], u[7]]);
                         let be = u32::from_be_bytes([u[4], u[5], u[6], u[7]]);
                         if le.min(be) as usize > MAX_RECORD {
-                            return Err(self.corrupt(w.offset(), "block length is implausibly large"));
+                            return Err(
+                                self.corrupt(w.offset(), "block length is implausibly large")
+                            );
                         }
                     }
                     let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
@@ -370,7 +422,12 @@ impl PcapSource {
 
 impl Source for PcapSource {
     fn run(&mut self, emit: &mut dyn FnMut(Segment) -> bool) -> Result<(), SourceError> {
-        let mut w = Window { buf: Vec::new(), start: 0, base: 0, eof: false };
+        let mut w = Window {
+            buf: Vec::new(),
+            start: 0,
+            base: 0,
+            eof: false,
+        };
         while w.unread().len() < 4 {
             if !w.fill(&mut self.reader).map_err(|e| self.io(e))? {
                 return Err(self.corrupt(0, "file too short to be a capture"));
@@ -379,12 +436,16 @@ impl Source for PcapSource {
         let magic = [w.buf[0], w.buf[1], w.buf[2], w.buf[3]];
         match magic {
             [0x0a, 0x0d, 0x0d, 0x0a] => self.run_pcapng(&mut w, emit),
-            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
-                self.run_pcap(&mut w, emit)
-            }
+            [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0x4d, 0x3c, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d] => self.run_pcap(&mut w, emit),
             _ => Err(SourceError::Unsupported {
                 path: self.name.clone(),
-                reason: format!("not a pcap or pcapng file (magic {:02x}{:02x}{:02x}{:02x})", magic[0], magic[1], magic[2], magic[3]),
+                reason: format!(
+                    "not a pcap or pcapng file (magic {:02x}{:02x}{:02x}{:02x})",
+                    magic[0], magic[1], magic[2], magic[3]
+                ),
             }),
         }
     }

@@ -72,45 +72,66 @@ pub fn supported(link: DataLink) -> bool {
 /// Decodes one frame of link type `link`.
 pub fn decode(link: DataLink, frame: &[u8]) -> Result<Packet<'_>, Skipped> {
     let sliced = match link {
-        DataLink::ETHERNET => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skipped::Malformed)?,
+        DataLink::ETHERNET => {
+            LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skipped::Malformed)?
+        }
         // Linux cooked v1: 16-byte header, protocol (EtherType) in its last two bytes.
         DataLink::LINUX_SLL => {
             let proto = frame.get(14..16).ok_or(Skipped::Malformed)?;
             let body = frame.get(16..).ok_or(Skipped::Malformed)?;
-            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([proto[0], proto[1]])), body)
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+                body,
+            )
         }
         // Linux cooked v2: 20-byte header, protocol (EtherType) in its first two bytes.
         DataLink::LINUX_SLL2 => {
             let proto = frame.get(0..2).ok_or(Skipped::Malformed)?;
             let body = frame.get(20..).ok_or(Skipped::Malformed)?;
-            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([proto[0], proto[1]])), body)
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+                body,
+            )
         }
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => {
             LaxSlicedPacket::from_ip(frame).map_err(|_| Skipped::Malformed)?
         }
         // BSD loopback: a 4-byte address family, then the IP packet (its version says which).
         DataLink::NULL | DataLink::LOOP => {
-            LaxSlicedPacket::from_ip(frame.get(4..).ok_or(Skipped::Malformed)?).map_err(|_| Skipped::Malformed)?
+            LaxSlicedPacket::from_ip(frame.get(4..).ok_or(Skipped::Malformed)?)
+                .map_err(|_| Skipped::Malformed)?
         }
         _ => return Err(Skipped::UnsupportedLink),
     };
     let (src_ip, dst_ip, fragmented, incomplete): (IpAddr, IpAddr, bool, bool) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
-            (h.source_addr().into(), h.destination_addr().into(), v4.is_payload_fragmented(), v4.payload().incomplete)
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                v4.is_payload_fragmented(),
+                v4.payload().incomplete,
+            )
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            (h.source_addr().into(), h.destination_addr().into(), v6.is_payload_fragmented(), v6.payload().incomplete)
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                v6.is_payload_fragmented(),
+                v6.payload().incomplete,
+            )
         }
         Some(LaxNetSlice::Arp(_)) | None => {
-            return Err(if sliced.stop_err.is_some() && sliced.net.is_none() && sliced.link.is_some() {
-                Skipped::NotIp
-            } else if sliced.stop_err.is_some() {
-                Skipped::Malformed
-            } else {
-                Skipped::NotIp
-            })
+            return Err(
+                if sliced.stop_err.is_some() && sliced.net.is_none() && sliced.link.is_some() {
+                    Skipped::NotIp
+                } else if sliced.stop_err.is_some() {
+                    Skipped::Malformed
+                } else {
+                    Skipped::NotIp
+                },
+            )
         }
     };
     if fragmented {
@@ -120,7 +141,13 @@ pub fn decode(link: DataLink, frame: &[u8]) -> Result<Packet<'_>, Skipped> {
         Some(TransportSlice::Tcp(tcp)) => Ok(Packet {
             src: SocketAddr::new(src_ip, tcp.source_port()),
             dst: SocketAddr::new(dst_ip, tcp.destination_port()),
-            transport: Transport::Tcp { seq: tcp.sequence_number(), syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+            transport: Transport::Tcp {
+                seq: tcp.sequence_number(),
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
             payload: tcp.payload(),
             incomplete,
         }),
@@ -132,6 +159,10 @@ pub fn decode(link: DataLink, frame: &[u8]) -> Result<Packet<'_>, Skipped> {
             incomplete,
         }),
         Some(_) => Err(Skipped::NotTcpUdp),
-        None => Err(if sliced.stop_err.is_some() { Skipped::Malformed } else { Skipped::NotTcpUdp }),
+        None => Err(if sliced.stop_err.is_some() {
+            Skipped::Malformed
+        } else {
+            Skipped::NotTcpUdp
+        }),
     }
 }

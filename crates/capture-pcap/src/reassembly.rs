@@ -8,7 +8,7 @@
 
 use crate::link::{Packet, Transport};
 use bytes::Bytes;
-use l7tap_core::{Direction, FlowKey, L4, Segment};
+use l7tap_core::{Direction, FlowKey, Segment, L4};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
@@ -85,7 +85,11 @@ struct Conn {
 type ConnId = (L4, SocketAddr, SocketAddr);
 
 fn conn_id(l4: L4, a: SocketAddr, b: SocketAddr) -> ConnId {
-    if a <= b { (l4, a, b) } else { (l4, b, a) }
+    if a <= b {
+        (l4, a, b)
+    } else {
+        (l4, b, a)
+    }
 }
 
 /// Guesses which side is the server when no SYN was seen: a privileged port against an
@@ -116,7 +120,10 @@ pub struct Reassembler {
 impl Reassembler {
     /// A reassembler with these limits.
     pub fn new(config: ReassemblyConfig) -> Self {
-        Reassembler { config, ..Default::default() }
+        Reassembler {
+            config,
+            ..Default::default()
+        }
     }
 
     /// Counters so far.
@@ -136,32 +143,69 @@ impl Reassembler {
         }
         match pkt.transport {
             Transport::Udp => self.push_udp(pkt, ts_ns, emit),
-            Transport::Tcp { seq, syn, ack, fin, rst } => self.push_tcp(pkt, ts_ns, seq, syn, ack, fin, rst, emit),
+            Transport::Tcp {
+                seq,
+                syn,
+                ack,
+                fin,
+                rst,
+            } => self.push_tcp(pkt, ts_ns, seq, syn, ack, fin, rst, emit),
         }
     }
 
-    fn conn(&mut self, l4: L4, pkt: &Packet<'_>, ts_ns: u64, client_is_src: Option<bool>) -> (ConnId, Direction) {
+    fn conn(
+        &mut self,
+        l4: L4,
+        pkt: &Packet<'_>,
+        ts_ns: u64,
+        client_is_src: Option<bool>,
+    ) -> (ConnId, Direction) {
         let id = conn_id(l4, pkt.src, pkt.dst);
         if !self.conns.contains_key(&id) {
             if self.conns.len() >= self.config.max_connections.max(1) {
-                if let Some(old) = self.conns.iter().min_by_key(|(_, c)| c.last_ts_ns).map(|(k, _)| *k) {
+                if let Some(old) = self
+                    .conns
+                    .iter()
+                    .min_by_key(|(_, c)| c.last_ts_ns)
+                    .map(|(k, _)| *k)
+                {
                     self.conns.remove(&old);
                     self.stats.connections_evicted += 1;
                 }
             }
-            let src_client = client_is_src.unwrap_or_else(|| !src_is_server(pkt.src.port(), pkt.dst.port()));
+            let src_client =
+                client_is_src.unwrap_or_else(|| !src_is_server(pkt.src.port(), pkt.dst.port()));
             let key = if src_client {
-                FlowKey { l4, client: pkt.src, server: pkt.dst }
+                FlowKey {
+                    l4,
+                    client: pkt.src,
+                    server: pkt.dst,
+                }
             } else {
-                FlowKey { l4, client: pkt.dst, server: pkt.src }
+                FlowKey {
+                    l4,
+                    client: pkt.dst,
+                    server: pkt.src,
+                }
             };
             self.stats.connections += 1;
-            self.conns.insert(id, Conn { key, dirs: [DirState::default(), DirState::default()], last_ts_ns: ts_ns });
+            self.conns.insert(
+                id,
+                Conn {
+                    key,
+                    dirs: [DirState::default(), DirState::default()],
+                    last_ts_ns: ts_ns,
+                },
+            );
         }
         let dir = match self.conns.get_mut(&id) {
             Some(c) => {
                 c.last_ts_ns = ts_ns;
-                if c.key.client == pkt.src { Direction::ClientToServer } else { Direction::ServerToClient }
+                if c.key.client == pkt.src {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                }
             }
             None => Direction::ClientToServer,
         };
@@ -175,7 +219,13 @@ impl Reassembler {
         let (id, dir) = self.conn(L4::Udp, pkt, ts_ns, None);
         let Some(c) = self.conns.get(&id) else { return };
         self.stats.udp_datagrams += 1;
-        emit(Segment::data(c.key, dir, ts_ns, 0, Bytes::copy_from_slice(pkt.payload)));
+        emit(Segment::data(
+            c.key,
+            dir,
+            ts_ns,
+            0,
+            Bytes::copy_from_slice(pkt.payload),
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -191,7 +241,10 @@ impl Reassembler {
         emit: &mut dyn FnMut(Segment),
     ) {
         self.stats.tcp_segments += 1;
-        if !syn && pkt.payload.is_empty() && !self.conns.contains_key(&conn_id(L4::Tcp, pkt.src, pkt.dst)) {
+        if !syn
+            && pkt.payload.is_empty()
+            && !self.conns.contains_key(&conn_id(L4::Tcp, pkt.src, pkt.dst))
+        {
             // A bare ACK/FIN/RST of a connection we do not track (already closed, or seen
             // before its data) carries nothing to deliver.
             return;
@@ -200,7 +253,9 @@ impl Reassembler {
         let (id, dir) = self.conn(L4::Tcp, pkt, ts_ns, hint);
         let cfg = self.config.clone();
         let stats = &mut self.stats;
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let key = c.key;
         let d = &mut c.dirs[dir.index()];
         if syn {
@@ -213,7 +268,17 @@ impl Reassembler {
         }
         let payload_seq = if syn { seq.wrapping_add(1) } else { seq };
         if !pkt.payload.is_empty() {
-            deliver(d, key, dir, payload_seq, pkt.payload, ts_ns, &cfg, stats, emit);
+            deliver(
+                d,
+                key,
+                dir,
+                payload_seq,
+                pkt.payload,
+                ts_ns,
+                &cfg,
+                stats,
+                emit,
+            );
         }
         if fin {
             d.fin = true;
@@ -235,11 +300,23 @@ impl Reassembler {
     fn sweep(&mut self, now_ns: u64, emit: &mut dyn FnMut(Segment)) {
         self.last_sweep_ns = now_ns;
         let deadline = now_ns.saturating_sub(self.config.idle_timeout_ns);
-        let idle: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.last_ts_ns < deadline).map(|(k, _)| *k).collect();
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_ts_ns < deadline)
+            .map(|(k, _)| *k)
+            .collect();
         for id in idle {
             if let Some(mut c) = self.conns.remove(&id) {
                 for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-                    flush_holes(&mut c.dirs[dir.index()], c.key, dir, now_ns, &mut self.stats, emit);
+                    flush_holes(
+                        &mut c.dirs[dir.index()],
+                        c.key,
+                        dir,
+                        now_ns,
+                        &mut self.stats,
+                        emit,
+                    );
                 }
                 emit(Segment::close(c.key, now_ns));
             }
@@ -250,7 +327,14 @@ impl Reassembler {
     pub fn finish(&mut self, ts_ns: u64, emit: &mut dyn FnMut(Segment)) {
         for c in self.conns.values_mut() {
             for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-                flush_holes(&mut c.dirs[dir.index()], c.key, dir, ts_ns, &mut self.stats, emit);
+                flush_holes(
+                    &mut c.dirs[dir.index()],
+                    c.key,
+                    dir,
+                    ts_ns,
+                    &mut self.stats,
+                    emit,
+                );
             }
         }
     }
@@ -282,7 +366,13 @@ fn deliver(
             stats.tcp_overlaps += 1;
         }
         let data = &payload[skip..];
-        emit(Segment::data(key, dir, ts_ns, d.offset, Bytes::copy_from_slice(data)));
+        emit(Segment::data(
+            key,
+            dir,
+            ts_ns,
+            d.offset,
+            Bytes::copy_from_slice(data),
+        ));
         d.offset += data.len() as u64;
         d.next_seq = Some(next.wrapping_add(data.len() as u32));
         drain_in_order(d, key, dir, stats, emit);
@@ -291,7 +381,9 @@ fn deliver(
     // Ahead of a hole: keep it until the hole fills, within bounds.
     stats.tcp_out_of_order += 1;
     let at = d.offset + dist as u64;
-    if d.ooo_bytes + payload.len() > cfg.max_out_of_order_bytes || d.ooo.len() >= cfg.max_out_of_order_segments {
+    if d.ooo_bytes + payload.len() > cfg.max_out_of_order_bytes
+        || d.ooo.len() >= cfg.max_out_of_order_segments
+    {
         // The hole will not be filled in time: give it up, deliver what is held, then this.
         stats.tcp_out_of_order_overflow += 1;
         store(d, at, payload, ts_ns);
@@ -315,7 +407,13 @@ fn store(d: &mut DirState, at: u64, payload: &[u8], ts_ns: u64) {
 }
 
 /// Delivers the stored segments that now continue the stream.
-fn drain_in_order(d: &mut DirState, key: FlowKey, dir: Direction, stats: &mut ReassemblyStats, emit: &mut dyn FnMut(Segment)) {
+fn drain_in_order(
+    d: &mut DirState,
+    key: FlowKey,
+    dir: Direction,
+    stats: &mut ReassemblyStats,
+    emit: &mut dyn FnMut(Segment),
+) {
     while let Some(entry) = d.ooo.first_entry() {
         let at = *entry.key();
         if at > d.offset {
@@ -338,7 +436,14 @@ fn drain_in_order(d: &mut DirState, key: FlowKey, dir: Direction, stats: &mut Re
 
 /// Gives up the holes of a direction: delivers every stored segment in order, reporting each
 /// hole as `gap_before`.
-fn flush_holes(d: &mut DirState, key: FlowKey, dir: Direction, ts_ns: u64, stats: &mut ReassemblyStats, emit: &mut dyn FnMut(Segment)) {
+fn flush_holes(
+    d: &mut DirState,
+    key: FlowKey,
+    dir: Direction,
+    ts_ns: u64,
+    stats: &mut ReassemblyStats,
+    emit: &mut dyn FnMut(Segment),
+) {
     let _ = ts_ns;
     while let Some(&at) = d.ooo.keys().next() {
         if at > d.offset {
@@ -347,7 +452,9 @@ fn flush_holes(d: &mut DirState, key: FlowKey, dir: Direction, ts_ns: u64, stats
             stats.tcp_gap_bytes += gap;
             d.next_seq = d.next_seq.map(|n| n.wrapping_add(gap as u32));
             d.offset = at;
-            let Some((data, ts)) = d.ooo.remove(&at) else { break };
+            let Some((data, ts)) = d.ooo.remove(&at) else {
+                break;
+            };
             d.ooo_bytes -= data.len();
             let mut seg = Segment::data(key, dir, ts, d.offset, data.clone());
             seg.gap_before = gap;

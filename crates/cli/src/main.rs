@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "l7tap", version, about = "Capture, parse and enrich L7 traffic")]
+#[command(
+    name = "l7tap",
+    version,
+    about = "Capture, parse and enrich L7 traffic"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,11 +72,16 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     let mut protocols = Vec::new();
     for name in &args.protocols {
         let p = Protocol::from_name(name).ok_or_else(|| {
-            format!("unknown protocol '{name}' (built-in: {})", l7tap::protocols::builtin_protocol_names().join(", "))
+            format!(
+                "unknown protocol '{name}' (built-in: {})",
+                l7tap::protocols::builtin_protocol_names().join(", ")
+            )
         })?;
         protocols.push(p);
     }
-    let mut builder = Engine::builder().workers(args.workers).max_message_bytes(args.max_message_bytes);
+    let mut builder = Engine::builder()
+        .workers(args.workers)
+        .max_message_bytes(args.max_message_bytes);
     if !protocols.is_empty() {
         builder = builder.protocols(&protocols);
     }
@@ -83,8 +92,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     if std::io::stderr().is_terminal() && size > 16 << 20 {
         let bar = indicatif::ProgressBar::new(size);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let b = bar.clone();
         source = source.with_progress(move |n| b.set_position(n));
@@ -112,7 +123,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     });
     let run = engine.run(&mut source);
     let stats = engine.finish();
-    let printed = printer.join().map_err(|_| "printer thread failed".to_string())?;
+    let printed = printer
+        .join()
+        .map_err(|_| "printer thread failed".to_string())?;
     if let Err(e) = &printed {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(format!("writing records: {e}"));
@@ -158,7 +171,9 @@ fn table_row(r: &L7Record) -> String {
         r.flow.server.to_string(),
         s(&r.request_type),
         res,
-        r.response_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        r.response_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
         r.response_status.as_str(),
         r.rrt_ns as f64 / 1e6,
         if r.truncated { " truncated" } else { "" },

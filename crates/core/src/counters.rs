@@ -146,13 +146,19 @@ impl Counters {
     /// Counts a drop.
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {
-        let idx = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let idx = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         bump(&self.drops[idx], n);
     }
 
     /// The current value of a drop counter.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        let idx = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let idx = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.drops[idx].load(Ordering::Relaxed)
     }
 
@@ -182,10 +188,17 @@ impl Counters {
             ("flows_inferred".into(), ld(&self.flows_inferred)),
             ("flows_unparseable".into(), ld(&self.flows_unparseable)),
             ("flows_swapped".into(), ld(&self.flows_swapped)),
-            ("inference_cache_hits".into(), ld(&self.inference_cache_hits)),
+            (
+                "inference_cache_hits".into(),
+                ld(&self.inference_cache_hits),
+            ),
             ("gaps".into(), ld(&self.gaps)),
         ];
-        for (i, name) in protocol_names.iter().enumerate().take(MAX_PROTOCOL_COUNTERS) {
+        for (i, name) in protocol_names
+            .iter()
+            .enumerate()
+            .take(MAX_PROTOCOL_COUNTERS)
+        {
             v.push((format!("parse_errors_{name}"), ld(&self.parse_errors[i])));
         }
         for (i, r) in DropReason::ALL.iter().enumerate() {
@@ -202,7 +215,11 @@ pub struct StatsSnapshot(pub Vec<(String, u64)>);
 impl StatsSnapshot {
     /// The value of counter `name` (0 when absent).
     pub fn get(&self, name: &str) -> u64 {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v).unwrap_or(0)
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
     }
 
     /// Adds `other` into `self`, counter by counter (by name).
@@ -217,6 +234,9 @@ impl StatsSnapshot {
 
     /// Counters with a non-zero value.
     pub fn non_zero(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.0.iter().filter(|(_, v)| *v != 0).map(|(n, v)| (n.as_str(), *v))
+        self.0
+            .iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(n, v)| (n.as_str(), *v))
     }
 }

@@ -39,17 +39,29 @@ pub struct FlowKey {
 impl FlowKey {
     /// A TCP flow key.
     pub fn tcp(client: SocketAddr, server: SocketAddr) -> Self {
-        FlowKey { l4: L4::Tcp, client, server }
+        FlowKey {
+            l4: L4::Tcp,
+            client,
+            server,
+        }
     }
 
     /// A UDP flow key.
     pub fn udp(client: SocketAddr, server: SocketAddr) -> Self {
-        FlowKey { l4: L4::Udp, client, server }
+        FlowKey {
+            l4: L4::Udp,
+            client,
+            server,
+        }
     }
 
     /// The same connection with client and server exchanged.
     pub fn reversed(&self) -> Self {
-        FlowKey { l4: self.l4, client: self.server, server: self.client }
+        FlowKey {
+            l4: self.l4,
+            client: self.server,
+            server: self.client,
+        }
     }
 
     /// A hash that is the same for both orientations of the connection: used to pick a worker,
@@ -71,7 +83,9 @@ impl FlowKey {
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // One word per key: cheap with [`FlowHasher`], still fine with any other hasher.
-        state.write_u64(addr_hash(&self.client).rotate_left(21) ^ addr_hash(&self.server) ^ self.l4 as u64);
+        state.write_u64(
+            addr_hash(&self.client).rotate_left(21) ^ addr_hash(&self.server) ^ self.l4 as u64,
+        );
     }
 }
 
@@ -106,7 +120,12 @@ pub struct FlowBuildHasher(u64);
 impl Default for FlowBuildHasher {
     fn default() -> Self {
         use std::hash::{BuildHasher, Hasher};
-        FlowBuildHasher(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1)
+        FlowBuildHasher(
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                | 1,
+        )
     }
 }
 
@@ -131,14 +150,19 @@ fn addr_hash(a: &SocketAddr) -> u64 {
 impl Default for FlowKey {
     fn default() -> Self {
         let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-        FlowKey { l4: L4::Tcp, client: unspecified, server: unspecified }
+        FlowKey {
+            l4: L4::Tcp,
+            client: unspecified,
+            server: unspecified,
+        }
     }
 }
 
 /// Which way a segment travels on its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
     /// From the client to the server (requests).
+    #[default]
     ClientToServer,
     /// From the server to the client (responses).
     ServerToClient,

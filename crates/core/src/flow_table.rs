@@ -3,8 +3,9 @@
 use crate::counters::bump;
 use crate::stream::FrameCtx;
 use crate::{
-    Config, Counters, Direction, DropReason, FlowBuildHasher, FlowKey, FramedMessage, L4, L7Record, MessageRole,
-    PairingMode, PairingQueue, Parser, ProcessInfo, ResponseStatus, Segment, StreamBuf, StreamEvent,
+    Config, Counters, Direction, DropReason, FlowBuildHasher, FlowKey, FramedMessage, L7Record,
+    MessageRole, PairingMode, PairingQueue, Parser, ProcessInfo, ResponseStatus, Segment,
+    StreamBuf, StreamEvent, L4,
 };
 use bytes::{Bytes, BytesMut};
 use std::any::Any;
@@ -89,6 +90,8 @@ pub struct FlowProcessor {
     ctx: Ctx,
     now_ns: u64,
     last_sweep_ns: u64,
+    /// Requests expired by a sweep (boxed as they sit in the pairing queues).
+    #[allow(clippy::vec_box)]
     scratch: Vec<Box<FramedMessage>>,
 }
 
@@ -108,7 +111,13 @@ impl FlowProcessor {
     pub fn new(parsers: Arc<[Arc<dyn Parser>]>, config: Config, counters: Arc<Counters>) -> Self {
         FlowProcessor {
             table: FlowTable::default(),
-            ctx: Ctx { parsers, inference_cache: HashMap::default(), config, counters, events: Vec::new() },
+            ctx: Ctx {
+                parsers,
+                inference_cache: HashMap::default(),
+                config,
+                counters,
+                events: Vec::new(),
+            },
             now_ns: 0,
             last_sweep_ns: 0,
             scratch: Vec::new(),
@@ -163,13 +172,19 @@ impl FlowProcessor {
     /// Flushes timed-out requests and removes idle flows (capture time, see [`Config`]).
     pub fn sweep(&mut self, emit: &mut dyn FnMut(L7Record)) {
         self.last_sweep_ns = self.now_ns;
-        let req_deadline = self.now_ns.saturating_sub(self.ctx.config.request_timeout_ns);
-        let idle_deadline = self.now_ns.saturating_sub(self.ctx.config.flow_idle_timeout_ns);
+        let req_deadline = self
+            .now_ns
+            .saturating_sub(self.ctx.config.request_timeout_ns);
+        let idle_deadline = self
+            .now_ns
+            .saturating_sub(self.ctx.config.flow_idle_timeout_ns);
         let mut idle = Vec::new();
         let mut expired = std::mem::take(&mut self.scratch);
         let keys: Vec<FlowKey> = self.table.flows.keys().copied().collect();
         for key in keys {
-            let Some(mut flow) = self.table.flows.remove(&key) else { continue };
+            let Some(mut flow) = self.table.flows.remove(&key) else {
+                continue;
+            };
             if flow.last_seen_ns < idle_deadline {
                 idle.push((key, flow));
                 continue;
@@ -194,7 +209,12 @@ impl FlowProcessor {
     }
 
     fn evict_oldest(&mut self, emit: &mut dyn FnMut(L7Record)) {
-        let oldest = self.table.flows.iter().min_by_key(|(_, f)| f.last_seen_ns).map(|(k, _)| *k);
+        let oldest = self
+            .table
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_seen_ns)
+            .map(|(k, _)| *k);
         if let Some(key) = oldest {
             if let Some(flow) = self.table.flows.remove(&key) {
                 self.ctx.counters.count_drop(DropReason::FlowTableFull, 1);
@@ -223,7 +243,11 @@ impl Ctx {
             return;
         }
         if flow.slot.is_some() {
-            let dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
+            let dir = if flow.swapped {
+                seg.direction.flip()
+            } else {
+                seg.direction
+            };
             self.frame(seg.clone(), dir, flow, emit);
             return;
         }
@@ -232,7 +256,8 @@ impl Ctx {
         let sd = seg.direction.index();
         let udp = seg.flow.l4 == L4::Udp;
         let held = &mut flow.held[sd];
-        let continues = !held.bytes.is_empty() && !udp && seg.gap_before == 0 && held.next_offset == seg.offset;
+        let continues =
+            !held.bytes.is_empty() && !udp && seg.gap_before == 0 && held.next_offset == seg.offset;
         let mut start = seg.clone();
         if continues {
             let mut b = BytesMut::with_capacity(held.bytes.len() + seg.payload.len());
@@ -246,7 +271,11 @@ impl Ctx {
             c.count_drop(DropReason::UnparsedBytes, held.bytes.len() as u64);
         }
         held.bytes = Bytes::new();
-        let dir = if flow.swapped { seg.direction.flip() } else { seg.direction };
+        let dir = if flow.swapped {
+            seg.direction.flip()
+        } else {
+            seg.direction
+        };
         match self.infer(&start.payload, seg.flow, flow, dir) {
             Some(dir) => {
                 self.frame(start, dir, flow, emit);
@@ -283,10 +312,18 @@ impl Ctx {
     }
 
     /// Frames, parses and pairs one segment of an inferred flow.
-    fn frame(&mut self, seg: Segment, dir: Direction, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
+    fn frame(
+        &mut self,
+        seg: Segment,
+        dir: Direction,
+        flow: &mut FlowState,
+        emit: &mut dyn FnMut(L7Record),
+    ) {
         let c = Arc::clone(&self.counters);
         let Some(slot) = flow.slot else { return };
-        let Some(parser) = self.parsers.get(slot).cloned() else { return };
+        let Some(parser) = self.parsers.get(slot).cloned() else {
+            return;
+        };
         let mut events = std::mem::take(&mut self.events);
         {
             let mut cx = FrameCtx {
@@ -307,7 +344,11 @@ impl Ctx {
                 &mut |e| events.push(e),
             );
         }
-        let key = if flow.swapped { seg.flow.reversed() } else { seg.flow };
+        let key = if flow.swapped {
+            seg.flow.reversed()
+        } else {
+            seg.flow
+        };
         for ev in events.drain(..) {
             self.on_event(ev, dir, slot, key, flow, emit);
         }
@@ -316,7 +357,13 @@ impl Ctx {
 
     /// Picks the parser for a flow from its first bytes. Returns the (possibly corrected)
     /// direction of those bytes, or `None` when no parser recognises them.
-    fn infer(&mut self, payload: &[u8], key: FlowKey, flow: &mut FlowState, dir: Direction) -> Option<Direction> {
+    fn infer(
+        &mut self,
+        payload: &[u8],
+        key: FlowKey,
+        flow: &mut FlowState,
+        dir: Direction,
+    ) -> Option<Direction> {
         let c = Arc::clone(&self.counters);
         let l4 = key.l4;
         let server = if flow.swapped { key.client } else { key.server };
@@ -328,7 +375,11 @@ impl Ctx {
                 // Still ask the cached parser, only to learn the message's role.
                 let inf = p.check(payload, dir).unwrap_or(crate::Inference {
                     confidence: 0,
-                    role: if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response },
+                    role: if dir == Direction::ClientToServer {
+                        MessageRole::Request
+                    } else {
+                        MessageRole::Response
+                    },
                 });
                 best = Some((slot, inf));
             }
@@ -339,7 +390,10 @@ impl Ctx {
                     continue;
                 }
                 if let Some(inf) = p.check(payload, dir) {
-                    if best.as_ref().is_none_or(|(_, b)| inf.confidence > b.confidence) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, b)| inf.confidence > b.confidence)
+                    {
                         best = Some((slot, inf));
                     }
                 }
@@ -347,7 +401,11 @@ impl Ctx {
         }
         let (slot, inf) = best?;
         let mut dir = dir;
-        let seen_role = if dir == Direction::ClientToServer { MessageRole::Request } else { MessageRole::Response };
+        let seen_role = if dir == Direction::ClientToServer {
+            MessageRole::Request
+        } else {
+            MessageRole::Response
+        };
         if inf.role != seen_role {
             flow.swapped = !flow.swapped;
             dir = dir.flip();
@@ -361,7 +419,10 @@ impl Ctx {
         if cached.is_none() {
             let server = if flow.swapped { key.client } else { key.server };
             if self.inference_cache.len() >= self.config.inference_cache_entries.max(1) {
-                c.count_drop(DropReason::InferenceCacheFull, self.inference_cache.len() as u64);
+                c.count_drop(
+                    DropReason::InferenceCacheFull,
+                    self.inference_cache.len() as u64,
+                );
                 self.inference_cache.clear();
             }
             self.inference_cache.insert((l4, server), slot);
@@ -401,7 +462,10 @@ impl Ctx {
                         if m.one_way || flow.pairing.mode() == PairingMode::OneWay {
                             let rec = self.build(key, flow, slot, Some(m), None);
                             self.emit_record(rec, emit);
-                        } else if let Some(old) = flow.pairing.push_request(m, self.config.max_pending_requests) {
+                        } else if let Some(old) = flow
+                            .pairing
+                            .push_request(m, self.config.max_pending_requests)
+                        {
                             c.count_drop(DropReason::PairingQueueFull, 1);
                             let mut rec = self.build(key, flow, slot, Some(old), None);
                             rec.unpaired = true;
@@ -420,7 +484,8 @@ impl Ctx {
                             self.force_request(req_dir, slot, key, flow, m.start_ns, emit);
                             req = flow.pairing.match_response(&m);
                         }
-                        let mut rec = if req.is_some() || flow.pairing.mode() != PairingMode::OneWay {
+                        let mut rec = if req.is_some() || flow.pairing.mode() != PairingMode::OneWay
+                        {
                             let paired = req.is_some();
                             let mut r = self.build(key, flow, slot, req, Some(m));
                             r.unpaired = !paired;
@@ -447,7 +512,9 @@ impl Ctx {
         ts_ns: u64,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        let Some(parser) = self.parsers.get(slot).cloned() else { return };
+        let Some(parser) = self.parsers.get(slot).cloned() else {
+            return;
+        };
         let c = Arc::clone(&self.counters);
         let mut events = std::mem::take(&mut self.events);
         {
@@ -474,8 +541,17 @@ impl Ctx {
         req: Option<Box<FramedMessage>>,
         resp: Option<Box<FramedMessage>>,
     ) -> L7Record {
-        let protocol = self.parsers.get(slot).map(|p| p.protocol()).unwrap_or_default();
-        let mut r = L7Record { flow: key, process: flow.process.clone(), protocol, ..Default::default() };
+        let protocol = self
+            .parsers
+            .get(slot)
+            .map(|p| p.protocol())
+            .unwrap_or_default();
+        let mut r = L7Record {
+            flow: key,
+            process: flow.process.clone(),
+            protocol,
+            ..Default::default()
+        };
         match (req, resp) {
             (Some(q), Some(s)) => {
                 r.start_ns = q.start_ns;
@@ -514,7 +590,13 @@ impl Ctx {
     }
 
     /// Ends a flow: parses what is left as final, flushes unanswered requests as unpaired.
-    fn close_flow(&mut self, key: FlowKey, mut flow: FlowState, ts_ns: u64, emit: &mut dyn FnMut(L7Record)) {
+    fn close_flow(
+        &mut self,
+        key: FlowKey,
+        mut flow: FlowState,
+        ts_ns: u64,
+        emit: &mut dyn FnMut(L7Record),
+    ) {
         let c = Arc::clone(&self.counters);
         if let Some(slot) = flow.slot {
             if let Some(parser) = self.parsers.get(slot).cloned() {
@@ -544,7 +626,6 @@ impl Ctx {
             }
         }
     }
-
 }
 
 impl L7Record {

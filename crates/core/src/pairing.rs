@@ -27,7 +27,10 @@ pub struct PairingQueue {
 impl PairingQueue {
     /// An empty queue.
     pub fn new(mode: PairingMode) -> Self {
-        PairingQueue { mode, pending: VecDeque::new() }
+        PairingQueue {
+            mode,
+            pending: VecDeque::new(),
+        }
     }
 
     /// How messages pair on this queue.
@@ -47,8 +50,16 @@ impl PairingQueue {
 
     /// Queues a request. When `max_pending` are already waiting, the oldest is returned so the
     /// caller can flush it (and count the overflow).
-    pub fn push_request(&mut self, req: PendingRequest, max_pending: usize) -> Option<PendingRequest> {
-        let evicted = if self.pending.len() >= max_pending.max(1) { self.pending.pop_front() } else { None };
+    pub fn push_request(
+        &mut self,
+        req: PendingRequest,
+        max_pending: usize,
+    ) -> Option<PendingRequest> {
+        let evicted = if self.pending.len() >= max_pending.max(1) {
+            self.pending.pop_front()
+        } else {
+            None
+        };
         self.pending.push_back(req);
         evicted
     }
@@ -69,7 +80,11 @@ impl PairingQueue {
     /// Removes the requests that started before `deadline_ns`.
     pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<PendingRequest>) {
         // Requests are queued in arrival order, so the old ones are at the front.
-        while self.pending.front().is_some_and(|r| r.start_ns < deadline_ns) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|r| r.start_ns < deadline_ns)
+        {
             if let Some(r) = self.pending.pop_front() {
                 out.push(r);
             }

@@ -1,6 +1,6 @@
 //! The trait every protocol implements, and what parsing returns.
 
-use crate::{Direction, L4, PairingMode, Protocol, ResponseStatus};
+use crate::{Direction, PairingMode, Protocol, ResponseStatus, L4};
 use std::any::Any;
 use std::borrow::Cow;
 
@@ -136,7 +136,10 @@ pub struct Message<'a> {
 }
 
 /// The outcome of one parse call.
+///
+/// Returned by value on every parse: boxing the message would allocate each time.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'a> {
     /// A message was read.
     Message(Message<'a>),
@@ -186,6 +189,9 @@ pub trait Parser: Send + Sync + 'static {
     /// ([`Remaining::ParserDriven`]). The default gives up and lets the framer resynchronise.
     fn skip(&self, input: &[u8], state: &mut (dyn Any + Send)) -> SkipProgress {
         let _ = state;
-        SkipProgress { consumed: input.len(), done: true }
+        SkipProgress {
+            consumed: input.len(),
+            done: true,
+        }
     }
 }

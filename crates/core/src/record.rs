@@ -185,12 +185,18 @@ pub struct L7Record {
 impl L7Record {
     /// Appends an attribute.
     pub fn push_attribute(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.attributes.push(Attribute { key: key.into(), value: value.into() });
+        self.attributes.push(Attribute {
+            key: key.into(),
+            value: value.into(),
+        });
     }
 
     /// The value of the first attribute named `key`.
     pub fn attribute(&self, key: &str) -> Option<&Bytes> {
-        self.attributes.iter().find(|a| a.key.as_ref() == key.as_bytes()).map(|a| &a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.key.as_ref() == key.as_bytes())
+            .map(|a| &a.value)
     }
 
     /// True when a plugin changed the record.

@@ -27,20 +27,32 @@ pub struct Segment {
     pub process: Option<ProcessInfo>,
 }
 
-impl Default for Direction {
-    fn default() -> Self {
-        Direction::ClientToServer
-    }
-}
-
 impl Segment {
     /// A data segment with no gap, at stream offset `offset`.
-    pub fn data(flow: FlowKey, direction: Direction, ts_ns: u64, offset: u64, payload: Bytes) -> Self {
-        Segment { flow, direction, ts_ns, payload, offset, ..Default::default() }
+    pub fn data(
+        flow: FlowKey,
+        direction: Direction,
+        ts_ns: u64,
+        offset: u64,
+        payload: Bytes,
+    ) -> Self {
+        Segment {
+            flow,
+            direction,
+            ts_ns,
+            payload,
+            offset,
+            ..Default::default()
+        }
     }
 
     /// An empty segment that closes the flow.
     pub fn close(flow: FlowKey, ts_ns: u64) -> Self {
-        Segment { flow, ts_ns, end_of_flow: true, ..Default::default() }
+        Segment {
+            flow,
+            ts_ns,
+            end_of_flow: true,
+            ..Default::default()
+        }
     }
 }

@@ -2,7 +2,6 @@
 
 use crate::{Segment, StatsSnapshot};
 
-
 /// An error from a segment source. It says what went wrong and, for files, where.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -168,7 +168,11 @@ impl StreamBuf {
                 let k = n.min(data.len() as u64);
                 data.advance(k as usize);
                 cx.counters.count_drop(DropReason::TruncatedBytes, k);
-                self.skip = if n == k { Skip::None } else { Skip::Bytes(n - k) };
+                self.skip = if n == k {
+                    Skip::None
+                } else {
+                    Skip::Bytes(n - k)
+                };
             }
             Skip::ParserDriven => {
                 let p = cx.parser.skip(&data, cx.state);
@@ -180,7 +184,8 @@ impl StreamBuf {
                 }
             }
             Skip::UntilClose => {
-                cx.counters.count_drop(DropReason::TruncatedBytes, data.len() as u64);
+                cx.counters
+                    .count_drop(DropReason::TruncatedBytes, data.len() as u64);
                 return;
             }
         }
@@ -189,7 +194,8 @@ impl StreamBuf {
         }
         if self.desync {
             if cx.parser.check(&data, cx.direction).is_none() {
-                cx.counters.count_drop(DropReason::ResyncBytes, data.len() as u64);
+                cx.counters
+                    .count_drop(DropReason::ResyncBytes, data.len() as u64);
                 return;
             }
             self.desync = false;
@@ -199,18 +205,25 @@ impl StreamBuf {
             // Fast path: parse straight from the segment, no copy.
             while !data.is_empty() {
                 let res = {
-                    let mut pcx = ParseCtx { direction: cx.direction, mode: ParseMode::Complete, state: &mut *cx.state };
+                    let mut pcx = ParseCtx {
+                        direction: cx.direction,
+                        mode: ParseMode::Complete,
+                        state: &mut *cx.state,
+                    };
                     cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
                 };
                 match res {
-                    Ok(Detached::Message(d)) if d.len <= data.len() && d.rest == Remaining::None => {
+                    Ok(Detached::Message(d))
+                        if d.len <= data.len() && d.rest == Remaining::None =>
+                    {
                         let bytes = data.split_to(d.len.max(1).min(data.len()));
                         out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
                     }
                     Ok(Detached::Message(_)) | Ok(Detached::Incomplete(_)) => break,
                     Ok(Detached::Skip(n)) => data.advance(n.clamp(1, data.len())),
                     Err(e) => {
-                        cx.counters.count_drop(DropReason::ParseErrorBytes, data.len() as u64);
+                        cx.counters
+                            .count_drop(DropReason::ParseErrorBytes, data.len() as u64);
                         self.reset(cx.counters, DropReason::ParseErrorBytes);
                         out(StreamEvent::Error(e));
                         return;
@@ -227,9 +240,19 @@ impl StreamBuf {
         self.drain_pending(ts_ns, ParseMode::Complete, cx, out);
     }
 
-    fn push_datagram(&mut self, data: Bytes, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+    fn push_datagram(
+        &mut self,
+        data: Bytes,
+        ts_ns: u64,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
         let res = {
-            let mut pcx = ParseCtx { direction: cx.direction, mode: ParseMode::Eof, state: &mut *cx.state };
+            let mut pcx = ParseCtx {
+                direction: cx.direction,
+                mode: ParseMode::Eof,
+                state: &mut *cx.state,
+            };
             cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
         };
         match res {
@@ -239,16 +262,25 @@ impl StreamBuf {
                 out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
             }
             Ok(Detached::Skip(_)) => {}
-            Ok(Detached::Incomplete(_)) => cx.counters.count_drop(DropReason::IncompleteAtClose, data.len() as u64),
+            Ok(Detached::Incomplete(_)) => cx
+                .counters
+                .count_drop(DropReason::IncompleteAtClose, data.len() as u64),
             Err(e) => {
-                cx.counters.count_drop(DropReason::ParseErrorBytes, data.len() as u64);
+                cx.counters
+                    .count_drop(DropReason::ParseErrorBytes, data.len() as u64);
                 out(StreamEvent::Error(e));
             }
         }
     }
 
     /// Parses what is buffered until it runs dry or needs more.
-    fn drain_pending(&mut self, ts_ns: u64, mode: ParseMode, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+    fn drain_pending(
+        &mut self,
+        ts_ns: u64,
+        mode: ParseMode,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
         loop {
             if self.pending.is_empty() {
                 self.wait_until = 0;
@@ -258,12 +290,24 @@ impl StreamBuf {
             if mode == ParseMode::Complete && !full && self.pending.len() < self.wait_until {
                 return;
             }
-            let this_mode = if mode == ParseMode::Complete && full { ParseMode::Truncate } else { mode };
+            let this_mode = if mode == ParseMode::Complete && full {
+                ParseMode::Truncate
+            } else {
+                mode
+            };
             // A cut message keeps exactly the first `max_message_bytes`; what is buffered
             // beyond belongs to the skipped rest (or to the next message).
-            let view = if this_mode == ParseMode::Truncate { cx.max_message_bytes } else { self.pending.len() };
+            let view = if this_mode == ParseMode::Truncate {
+                cx.max_message_bytes
+            } else {
+                self.pending.len()
+            };
             let res = {
-                let mut pcx = ParseCtx { direction: cx.direction, mode: this_mode, state: &mut *cx.state };
+                let mut pcx = ParseCtx {
+                    direction: cx.direction,
+                    mode: this_mode,
+                    state: &mut *cx.state,
+                };
                 let input = &self.pending[..view];
                 cx.parser.parse(input, &mut pcx).map(|p| detach(p, input))
             };
@@ -305,11 +349,16 @@ impl StreamBuf {
                         (ParseMode::Complete, _) => self.wait_until = self.pending.len() + 1,
                         (ParseMode::Truncate, _) => {
                             // Not even the head fits in the limit: nothing sensible to report.
-                            let e = ParseError { protocol: "framing", reason: "message head exceeds max_message_bytes" };
+                            let e = ParseError {
+                                protocol: "framing",
+                                reason: "message head exceeds max_message_bytes",
+                            };
                             self.reset(cx.counters, DropReason::ParseErrorBytes);
                             out(StreamEvent::Error(e));
                         }
-                        (ParseMode::Eof, _) => self.reset(cx.counters, DropReason::IncompleteAtClose),
+                        (ParseMode::Eof, _) => {
+                            self.reset(cx.counters, DropReason::IncompleteAtClose)
+                        }
                     }
                     return;
                 }
@@ -329,7 +378,11 @@ impl StreamBuf {
                 let k = (n as usize).min(self.pending.len());
                 self.pending.advance(k);
                 cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
-                self.skip = if k as u64 == n { Skip::None } else { Skip::Bytes(n - k as u64) };
+                self.skip = if k as u64 == n {
+                    Skip::None
+                } else {
+                    Skip::Bytes(n - k as u64)
+                };
             }
             Skip::ParserDriven => {
                 let p = cx.parser.skip(&self.pending, cx.state);
@@ -341,7 +394,8 @@ impl StreamBuf {
                 }
             }
             Skip::UntilClose => {
-                cx.counters.count_drop(DropReason::TruncatedBytes, self.pending.len() as u64);
+                cx.counters
+                    .count_drop(DropReason::TruncatedBytes, self.pending.len() as u64);
                 self.pending.clear();
             }
         }
@@ -354,11 +408,17 @@ impl StreamBuf {
 
     /// The peer answered, so the buffered partial message is as complete as it will get:
     /// parse it as final (flagged truncated when cut) and wait for a new message start.
-    pub fn force_finish(&mut self, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+    pub fn force_finish(
+        &mut self,
+        ts_ns: u64,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
         if self.has_partial() {
             self.drain_pending(ts_ns, ParseMode::Eof, cx, out);
             if !self.pending.is_empty() {
-                cx.counters.count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
+                cx.counters
+                    .count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
                 self.pending.clear();
             }
             self.desync = true;
@@ -367,12 +427,18 @@ impl StreamBuf {
     }
 
     /// The connection closed: parse what is buffered as final (bodies that run until close).
-    pub fn finish(&mut self, ts_ns: u64, cx: &mut FrameCtx<'_, '_>, out: &mut dyn FnMut(StreamEvent)) {
+    pub fn finish(
+        &mut self,
+        ts_ns: u64,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
         if !self.desync && !self.pending.is_empty() {
             self.drain_pending(ts_ns, ParseMode::Eof, cx, out);
         }
         if !self.pending.is_empty() {
-            cx.counters.count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
+            cx.counters
+                .count_drop(DropReason::IncompleteAtClose, self.pending.len() as u64);
             self.pending.clear();
         }
     }

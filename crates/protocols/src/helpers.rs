@@ -93,7 +93,8 @@ pub fn hex_val(b: u8) -> Option<u8> {
 /// True when `s` contains `token` as a comma-separated element, ignoring case and OWS
 /// (e.g. `chunked` in `Transfer-Encoding: gzip, chunked`).
 pub fn list_contains(s: &[u8], token: &[u8]) -> bool {
-    s.split(|&b| b == b',').any(|e| trim_ows(e).eq_ignore_ascii_case(token))
+    s.split(|&b| b == b',')
+        .any(|e| trim_ows(e).eq_ignore_ascii_case(token))
 }
 
 /// The last comma-separated element of `s`, trimmed.
@@ -121,7 +122,10 @@ mod tests {
     fn numbers_and_lists() {
         assert_eq!(parse_u64(b"0"), Some(0));
         assert_eq!(parse_u64(b"18446744073709551615"), None); // 20 digits: refused, not wrapped
-        assert_eq!(parse_u64(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            parse_u64(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         assert_eq!(parse_u64(b"1a"), None);
         assert_eq!(parse_u64(b""), None);
         assert!(list_contains(b"gzip, Chunked", b"chunked"));

@@ -44,7 +44,12 @@ fn in_order_with_handshake_orients_by_syn() {
     // The SYN comes from the high port: the client is whoever sends the SYN.
     let (bytes, segs) = run(
         &mut r,
-        &[tcp(true, 100, "S", b""), tcp(false, 500, "SA", b""), tcp(true, 101, "A", b"hello "), tcp(true, 107, "A", b"world")],
+        &[
+            tcp(true, 100, "S", b""),
+            tcp(false, 500, "SA", b""),
+            tcp(true, 101, "A", b"hello "),
+            tcp(true, 107, "A", b"world"),
+        ],
     );
     assert_eq!(bytes, b"hello world");
     assert_eq!(segs[0].flow.client, C.parse().expect("addr"));
@@ -58,7 +63,12 @@ fn out_of_order_is_reordered() {
     let mut r = Reassembler::default();
     let (bytes, segs) = run(
         &mut r,
-        &[tcp(true, 1000, "A", b"aaaa"), tcp(true, 1008, "A", b"cccc"), tcp(true, 1012, "A", b"dd"), tcp(true, 1004, "A", b"bbbb")],
+        &[
+            tcp(true, 1000, "A", b"aaaa"),
+            tcp(true, 1008, "A", b"cccc"),
+            tcp(true, 1012, "A", b"dd"),
+            tcp(true, 1004, "A", b"bbbb"),
+        ],
     );
     assert_eq!(bytes, b"aaaabbbbccccdd");
     let offsets: Vec<u64> = segs.iter().map(|s| s.offset).collect();
@@ -88,16 +98,34 @@ fn duplicates_and_overlaps_are_trimmed() {
 #[test]
 fn overlapping_out_of_order_segments() {
     let mut r = Reassembler::default();
-    let (bytes, _) = run(&mut r, &[tcp(true, 0, "A", b"01"), tcp(true, 6, "A", b"6789"), tcp(true, 4, "A", b"4567"), tcp(true, 2, "A", b"23")]);
+    let (bytes, _) = run(
+        &mut r,
+        &[
+            tcp(true, 0, "A", b"01"),
+            tcp(true, 6, "A", b"6789"),
+            tcp(true, 4, "A", b"4567"),
+            tcp(true, 2, "A", b"23"),
+        ],
+    );
     assert_eq!(bytes, b"0123456789");
 }
 
 #[test]
 fn missing_segment_becomes_a_gap_at_fin() {
     let mut r = Reassembler::default();
-    let (bytes, segs) = run(&mut r, &[tcp(true, 0, "A", b"head"), tcp(true, 10, "A", b"tail"), tcp(true, 14, "FA", b"")]);
+    let (bytes, segs) = run(
+        &mut r,
+        &[
+            tcp(true, 0, "A", b"head"),
+            tcp(true, 10, "A", b"tail"),
+            tcp(true, 14, "FA", b""),
+        ],
+    );
     assert_eq!(bytes, b"headtail");
-    let tail = segs.iter().find(|s| s.payload.as_ref() == b"tail").expect("tail delivered");
+    let tail = segs
+        .iter()
+        .find(|s| s.payload.as_ref() == b"tail")
+        .expect("tail delivered");
     assert_eq!(tail.gap_before, 6);
     assert_eq!(tail.offset, 10);
     assert_eq!(r.stats().tcp_gaps, 1);
@@ -106,10 +134,18 @@ fn missing_segment_becomes_a_gap_at_fin() {
 
 #[test]
 fn missing_segment_given_up_when_the_store_is_full() {
-    let mut r = Reassembler::new(ReassemblyConfig { max_out_of_order_bytes: 8, ..Default::default() });
+    let mut r = Reassembler::new(ReassemblyConfig {
+        max_out_of_order_bytes: 8,
+        ..Default::default()
+    });
     let (bytes, segs) = run(
         &mut r,
-        &[tcp(true, 0, "A", b"aa"), tcp(true, 4, "A", b"cccc"), tcp(true, 8, "A", b"dddd"), tcp(true, 12, "A", b"ee")],
+        &[
+            tcp(true, 0, "A", b"aa"),
+            tcp(true, 4, "A", b"cccc"),
+            tcp(true, 8, "A", b"dddd"),
+            tcp(true, 12, "A", b"ee"),
+        ],
     );
     assert_eq!(bytes, b"aaccccddddee");
     assert_eq!(r.stats().tcp_out_of_order_overflow, 1);
@@ -120,7 +156,13 @@ fn missing_segment_given_up_when_the_store_is_full() {
 fn sequence_numbers_wrap() {
     let mut r = Reassembler::default();
     let start = u32::MAX - 2;
-    let (bytes, segs) = run(&mut r, &[tcp(true, start, "A", b"xyz"), tcp(true, start.wrapping_add(3), "A", b"123")]);
+    let (bytes, segs) = run(
+        &mut r,
+        &[
+            tcp(true, start, "A", b"xyz"),
+            tcp(true, start.wrapping_add(3), "A", b"123"),
+        ],
+    );
     assert_eq!(bytes, b"xyz123");
     assert_eq!(segs[1].offset, 3);
 }
@@ -128,7 +170,15 @@ fn sequence_numbers_wrap() {
 #[test]
 fn fin_from_both_sides_closes_and_rst_closes() {
     let mut r = Reassembler::default();
-    let (_, segs) = run(&mut r, &[tcp(true, 0, "A", b"q"), tcp(false, 0, "A", b"r"), tcp(true, 1, "FA", b""), tcp(false, 1, "FA", b"")]);
+    let (_, segs) = run(
+        &mut r,
+        &[
+            tcp(true, 0, "A", b"q"),
+            tcp(false, 0, "A", b"r"),
+            tcp(true, 1, "FA", b""),
+            tcp(false, 1, "FA", b""),
+        ],
+    );
     assert!(segs.last().is_some_and(|s| s.end_of_flow));
     assert_eq!(r.connections(), 0);
     let mut r = Reassembler::default();
@@ -139,11 +189,17 @@ fn fin_from_both_sides_closes_and_rst_closes() {
 
 #[test]
 fn connection_table_is_bounded() {
-    let mut r = Reassembler::new(ReassemblyConfig { max_connections: 4, ..Default::default() });
+    let mut r = Reassembler::new(ReassemblyConfig {
+        max_connections: 4,
+        ..Default::default()
+    });
     let mut segs = 0;
     for i in 0..10u16 {
         let src: SocketAddr = format!("10.0.0.1:{}", 40000 + i).parse().expect("addr");
-        let p = Packet { src, ..tcp(true, 0, "A", b"x") };
+        let p = Packet {
+            src,
+            ..tcp(true, 0, "A", b"x")
+        };
         r.push(&p, u64::from(i), &mut |_| segs += 1);
     }
     assert_eq!(segs, 10, "every payload delivered");

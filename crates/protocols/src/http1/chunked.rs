@@ -61,25 +61,47 @@ pub struct ChunkMachine {
 impl ChunkMachine {
     /// Reads `input`, reporting each run of chunk data to `on_data`. Returns the bytes
     /// consumed: all of `input` unless the body ended inside it.
-    pub fn feed<'a>(&mut self, input: &'a [u8], mut on_data: impl FnMut(&'a [u8])) -> Result<usize, ChunkError> {
+    pub fn feed<'a>(
+        &mut self,
+        input: &'a [u8],
+        mut on_data: impl FnMut(&'a [u8]),
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
             match self.state {
                 ChunkState::Done => return Ok(i),
                 ChunkState::SizeStart => match super::hex(b) {
-                    Some(v) => self.state = ChunkState::Size { value: u64::from(v), in_ext: false },
+                    Some(v) => {
+                        self.state = ChunkState::Size {
+                            value: u64::from(v),
+                            in_ext: false,
+                        }
+                    }
                     None => return Err(ChunkError("chunk size is not hex")),
                 },
                 ChunkState::Size { value, in_ext } => match b {
                     b'\r' => self.state = ChunkState::SizeLf { value },
                     b'\n' => self.begin_data(value),
-                    b';' => self.state = ChunkState::Size { value, in_ext: true },
+                    b';' => {
+                        self.state = ChunkState::Size {
+                            value,
+                            in_ext: true,
+                        }
+                    }
                     _ if in_ext => {}
-                    b' ' | b'\t' => self.state = ChunkState::Size { value, in_ext: true },
+                    b' ' | b'\t' => {
+                        self.state = ChunkState::Size {
+                            value,
+                            in_ext: true,
+                        }
+                    }
                     _ => match super::hex(b) {
                         Some(v) if value < MAX_CHUNK => {
-                            self.state = ChunkState::Size { value: value * 16 + u64::from(v), in_ext: false }
+                            self.state = ChunkState::Size {
+                                value: value * 16 + u64::from(v),
+                                in_ext: false,
+                            }
                         }
                         _ => return Err(ChunkError("bad chunk size")),
                     },
@@ -94,7 +116,11 @@ impl ChunkMachine {
                     let n = (left as usize).min(input.len() - i);
                     on_data(&input[i..i + n]);
                     i += n;
-                    self.state = if n as u64 == left { ChunkState::DataCr } else { ChunkState::Data(left - n as u64) };
+                    self.state = if n as u64 == left {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
                     continue;
                 }
                 ChunkState::DataCr => match b {
@@ -115,7 +141,11 @@ impl ChunkMachine {
                         return Ok(i + 1);
                     }
                     b'\n' => self.state = ChunkState::Trailer { line_len: 0 },
-                    _ => self.state = ChunkState::Trailer { line_len: line_len.saturating_add(1) },
+                    _ => {
+                        self.state = ChunkState::Trailer {
+                            line_len: line_len.saturating_add(1),
+                        }
+                    }
                 },
                 ChunkState::TrailerLf { line_len } => {
                     if b != b'\n' {
@@ -135,7 +165,11 @@ impl ChunkMachine {
 
     fn begin_data(&mut self, size: u64) {
         self.body_len = self.body_len.saturating_add(size);
-        self.state = if size == 0 { ChunkState::Trailer { line_len: 0 } } else { ChunkState::Data(size) };
+        self.state = if size == 0 {
+            ChunkState::Trailer { line_len: 0 }
+        } else {
+            ChunkState::Data(size)
+        };
     }
 
     /// True once the terminating chunk and trailers were read.
@@ -146,7 +180,9 @@ impl ChunkMachine {
     /// Bytes the body needs at least beyond what was fed (a hint for the framer).
     pub fn min_remaining(&self) -> usize {
         match self.state {
-            ChunkState::Data(left) => usize::try_from(left).unwrap_or(usize::MAX / 2).saturating_add(7),
+            ChunkState::Data(left) => usize::try_from(left)
+                .unwrap_or(usize::MAX / 2)
+                .saturating_add(7),
             ChunkState::Done => 0,
             _ => 1,
         }
@@ -180,9 +216,13 @@ mod tests {
         for cut in 0..body.len() {
             let mut m = ChunkMachine::default();
             let mut out = Vec::new();
-            let a = m.feed(&body[..cut], |d| out.extend_from_slice(d)).expect("first half");
+            let a = m
+                .feed(&body[..cut], |d| out.extend_from_slice(d))
+                .expect("first half");
             assert_eq!(a, cut);
-            let b = m.feed(&body[cut..], |d| out.extend_from_slice(d)).expect("second half");
+            let b = m
+                .feed(&body[cut..], |d| out.extend_from_slice(d))
+                .expect("second half");
             assert_eq!(a + b, body.len(), "cut {cut}");
             assert!(m.done());
             assert_eq!(out, b"hello0123456789abcdef");

@@ -8,8 +8,11 @@ use nom::character::complete::char;
 use nom::combinator::opt;
 use nom::IResult;
 
+/// Three parts of a start line, borrowed from it.
+pub type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// `method SP request-target SP HTTP-version` (without the line end).
-pub fn request_line(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8], &[u8])> {
+pub fn request_line(i: &[u8]) -> IResult<&[u8], Parts<'_>> {
     let (i, method) = take_while1(is_token)(i)?;
     let (i, _) = char(' ')(i)?;
     let (i, target) = take_while1(is_uri)(i)?;
@@ -19,7 +22,7 @@ pub fn request_line(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8], &[u8])> {
 }
 
 /// `HTTP-version SP status-code [SP reason-phrase]`; returns (version, code digits, reason).
-pub fn status_line(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8], &[u8])> {
+pub fn status_line(i: &[u8]) -> IResult<&[u8], Parts<'_>> {
     let (i, version) = http_version(i)?;
     let (i, _) = char(' ')(i)?;
     let (i, code) = take_while_m_n(3, 3, |b: u8| b.is_ascii_digit())(i)?;
@@ -34,13 +37,6 @@ pub fn status_line(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8], &[u8])> {
 fn http_version(i: &[u8]) -> IResult<&[u8], &[u8]> {
     let (i, _) = tag("HTTP/")(i)?;
     take_while_m_n(3, 3, |b: u8| b.is_ascii_digit() || b == b'.')(i)
-}
-
-/// `field-name ":" OWS field-value OWS`; returns (name, raw value).
-pub fn header_line(i: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    let (i, name) = take_while1(is_token)(i)?;
-    let (i, _) = char(':')(i)?;
-    Ok((&i[i.len()..], (name, i)))
 }
 
 #[cfg(test)]
@@ -58,8 +54,5 @@ mod tests {
         assert!(request_line(b"GET  / HTTP/1.1").is_err());
         assert!(request_line(b"GET / HTTP/x").is_err());
         assert!(status_line(b"HTTP/1.1 20x OK").is_err());
-        let (_, (n, v)) = header_line(b"Content-Length:  12 ").expect("header");
-        assert_eq!((n, v), (&b"Content-Length"[..], &b"  12 "[..]));
-        assert!(header_line(b"Bad Name: x").is_err());
     }
 }

@@ -15,8 +15,8 @@ pub mod trace;
 use crate::helpers::{is_token, list_contains, list_last, parse_u64, trim_ows};
 use chunked::ChunkMachine;
 use l7tap_core::{
-    Direction, Inference, L4, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
-    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, SkipProgress,
+    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, SkipProgress, L4,
 };
 use std::any::Any;
 use std::borrow::Cow;
@@ -44,7 +44,10 @@ pub struct Http1Config {
 
 impl Default for Http1Config {
     fn default() -> Self {
-        let th = |name: &str, format| TraceHeader { name: name.into(), format };
+        let th = |name: &str, format| TraceHeader {
+            name: name.into(),
+            format,
+        };
         Http1Config {
             trace_headers: vec![
                 th("traceparent", TraceHeaderFormat::TraceParent),
@@ -84,12 +87,20 @@ impl Http1Parser {
             x.make_ascii_lowercase();
         }
         let mut name_lens = 0u64;
-        let names = config.trace_headers.iter().map(|t| t.name.len()).chain(config.x_request_id_headers.iter().map(String::len));
+        let names = config
+            .trace_headers
+            .iter()
+            .map(|t| t.name.len())
+            .chain(config.x_request_id_headers.iter().map(String::len));
         for n in names {
             // Names of 64 bytes or more share the top bit: still compared, never missed.
             name_lens |= 1 << n.min(63);
         }
-        Http1Parser { config, head_end: memchr::memmem::Finder::new(b"\r\n\r\n"), name_lens }
+        Http1Parser {
+            config,
+            head_end: memchr::memmem::Finder::new(b"\r\n\r\n"),
+            name_lens,
+        }
     }
 }
 
@@ -105,10 +116,15 @@ struct Http1State {
     skipper: ChunkMachine,
 }
 
-const METHODS: [&[u8]; 9] = [b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT"];
+const METHODS: [&[u8]; 9] = [
+    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT",
+];
 
 fn err(reason: &'static str) -> ParseError {
-    ParseError { protocol: "http1", reason }
+    ParseError {
+        protocol: "http1",
+        reason,
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -124,7 +140,7 @@ struct Fields<'a> {
     content_type: &'a [u8],
     x_request_id: &'a [u8],
     /// Index into the configured trace headers of the best one found, and its ids.
-    trace: Option<(usize, (Cow<'a, [u8]>, Cow<'a, [u8]>))>,
+    trace: Option<(usize, trace::TraceIds<'a>)>,
 }
 
 impl Http1Parser {
@@ -143,33 +159,53 @@ impl Http1Parser {
             if line[0] == b' ' || line[0] == b'\t' {
                 continue; // obs-fold continuation of the previous value: nothing we read
             }
-            let (_, (name, raw)) = head::header_line(line).map_err(|_| err("malformed header line"))?;
-            let value = trim_ows(raw);
+            // An observer is lenient where a server would be strict: the name only has to
+            // end at a colon; it is compared byte for byte only when its length is one we
+            // read (so junk names are never matched, just skipped).
+            let Some(colon) = memchr::memchr(b':', line) else {
+                return Err(err("malformed header line"));
+            };
+            let name = &line[..colon];
+            if name.is_empty() || !is_token(name[0]) {
+                return Err(err("malformed header line"));
+            }
+            let value = || trim_ows(&line[colon + 1..]);
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => f.host = value,
-                12 if name.eq_ignore_ascii_case(b"content-type") => f.content_type = value,
+                4 if name.eq_ignore_ascii_case(b"host") => f.host = value(),
+                12 if name.eq_ignore_ascii_case(b"content-type") => f.content_type = value(),
                 14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    let n = parse_u64(value).ok_or_else(|| err("bad Content-Length"))?;
+                    let n = parse_u64(value()).ok_or_else(|| err("bad Content-Length"))?;
                     if f.content_length.is_some_and(|old| old != n) {
                         return Err(err("conflicting Content-Length headers"));
                     }
                     f.content_length = Some(n);
                 }
                 17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                    f.chunked = list_last(value).eq_ignore_ascii_case(b"chunked") || list_contains(value, b"chunked")
+                    let v = value();
+                    f.chunked = list_last(v).eq_ignore_ascii_case(b"chunked")
+                        || list_contains(v, b"chunked")
                 }
                 n if self.name_lens & (1 << n.min(63)) == 0 => {}
                 _ => {
                     if f.x_request_id.is_empty()
-                        && self.config.x_request_id_headers.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+                        && self
+                            .config
+                            .x_request_id_headers
+                            .iter()
+                            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
                     {
-                        f.x_request_id = value;
+                        f.x_request_id = value();
                     }
-                    if let Some(i) =
-                        self.config.trace_headers.iter().position(|t| name.eq_ignore_ascii_case(t.name.as_bytes()))
+                    if let Some(i) = self
+                        .config
+                        .trace_headers
+                        .iter()
+                        .position(|t| name.eq_ignore_ascii_case(t.name.as_bytes()))
                     {
                         if f.trace.as_ref().is_none_or(|(j, _)| i < *j) {
-                            if let Some(ids) = trace::decode(self.config.trace_headers[i].format, value) {
+                            if let Some(ids) =
+                                trace::decode(self.config.trace_headers[i].format, value())
+                            {
                                 f.trace = Some((i, ids));
                             }
                         }
@@ -229,8 +265,17 @@ fn plausible_start(input: &[u8]) -> bool {
 }
 
 enum Body<'a> {
-    Done { len: usize, body: Cow<'a, [u8]>, body_len: u64 },
-    Partial { len: usize, body: Cow<'a, [u8]>, body_len: u64, rest: Remaining },
+    Done {
+        len: usize,
+        body: Cow<'a, [u8]>,
+        body_len: u64,
+    },
+    Partial {
+        len: usize,
+        body: Cow<'a, [u8]>,
+        body_len: u64,
+        rest: Remaining,
+    },
     Need(Needed),
 }
 
@@ -258,17 +303,31 @@ impl Http1Parser {
     ) -> Result<Body<'a>, ParseError> {
         let avail = &input[head_len..];
         match framing {
-            Framing::Empty => Ok(Body::Done { len: head_len, body: Cow::Borrowed(&[]), body_len: 0 }),
+            Framing::Empty => Ok(Body::Done {
+                len: head_len,
+                body: Cow::Borrowed(&[]),
+                body_len: 0,
+            }),
             Framing::Length(n) => {
-                let total = usize::try_from(n).ok().and_then(|n| n.checked_add(head_len)).ok_or_else(|| err("Content-Length too large"))?;
+                let total = usize::try_from(n)
+                    .ok()
+                    .and_then(|n| n.checked_add(head_len))
+                    .ok_or_else(|| err("Content-Length too large"))?;
                 if input.len() >= total {
-                    Ok(Body::Done { len: total, body: Cow::Borrowed(&input[head_len..total]), body_len: n })
+                    Ok(Body::Done {
+                        len: total,
+                        body: Cow::Borrowed(&input[head_len..total]),
+                        body_len: n,
+                    })
                 } else {
                     match mode {
                         ParseMode::Complete => Ok(Body::Need(Needed::Total(total))),
-                        ParseMode::Truncate => {
-                            Ok(Body::Partial { len: total, body: Cow::Borrowed(avail), body_len: n, rest: Remaining::Known })
-                        }
+                        ParseMode::Truncate => Ok(Body::Partial {
+                            len: total,
+                            body: Cow::Borrowed(avail),
+                            body_len: n,
+                            rest: Remaining::Known,
+                        }),
                         ParseMode::Eof => Ok(Body::Partial {
                             len: input.len(),
                             body: Cow::Borrowed(avail),
@@ -281,23 +340,39 @@ impl Http1Parser {
             Framing::Chunked => {
                 let mut m = ChunkMachine::default();
                 let (mut first, mut owned) = (None, None);
-                let used = m.feed(avail, |d| collect(&mut first, &mut owned, d)).map_err(|e| err(e.0))?;
+                let used = m
+                    .feed(avail, |d| collect(&mut first, &mut owned, d))
+                    .map_err(|e| err(e.0))?;
                 let body = match owned {
                     Some(v) => Cow::Owned(v),
                     None => Cow::Borrowed(first.unwrap_or_default()),
                 };
                 if m.done() {
-                    return Ok(Body::Done { len: head_len + used, body, body_len: m.body_len });
+                    return Ok(Body::Done {
+                        len: head_len + used,
+                        body,
+                        body_len: m.body_len,
+                    });
                 }
                 match mode {
-                    ParseMode::Complete => Ok(Body::Need(Needed::Total(input.len().saturating_add(m.min_remaining())))),
+                    ParseMode::Complete => Ok(Body::Need(Needed::Total(
+                        input.len().saturating_add(m.min_remaining()),
+                    ))),
                     ParseMode::Truncate => {
                         state.skipper = m;
-                        Ok(Body::Partial { len: input.len(), body, body_len: m.body_len, rest: Remaining::ParserDriven })
+                        Ok(Body::Partial {
+                            len: input.len(),
+                            body,
+                            body_len: m.body_len,
+                            rest: Remaining::ParserDriven,
+                        })
                     }
-                    ParseMode::Eof => {
-                        Ok(Body::Partial { len: input.len(), body, body_len: m.body_len, rest: Remaining::None })
-                    }
+                    ParseMode::Eof => Ok(Body::Partial {
+                        len: input.len(),
+                        body,
+                        body_len: m.body_len,
+                        rest: Remaining::None,
+                    }),
                 }
             }
             Framing::UntilClose => match mode {
@@ -308,9 +383,11 @@ impl Http1Parser {
                     body_len: avail.len() as u64,
                     rest: Remaining::UntilClose,
                 }),
-                ParseMode::Eof => {
-                    Ok(Body::Done { len: input.len(), body: Cow::Borrowed(avail), body_len: avail.len() as u64 })
-                }
+                ParseMode::Eof => Ok(Body::Done {
+                    len: input.len(),
+                    body: Cow::Borrowed(avail),
+                    body_len: avail.len() as u64,
+                }),
             },
         }
     }
@@ -336,7 +413,10 @@ impl Parser for Http1Parser {
     fn check(&self, payload: &[u8], _direction: Direction) -> Option<Inference> {
         if payload.len() >= 12 && payload.starts_with(b"HTTP/1.") && payload[8] == b' ' {
             if payload[9..12].iter().all(u8::is_ascii_digit) {
-                return Some(Inference { confidence: 200, role: MessageRole::Response });
+                return Some(Inference {
+                    confidence: 200,
+                    role: MessageRole::Response,
+                });
             }
             return None;
         }
@@ -347,7 +427,8 @@ impl Parser for Http1Parser {
         }
         // The target must start like one, and the line, when complete, must end in HTTP/1.x.
         let rest = &payload[sp + 1..];
-        if !rest.is_empty() && method != b"CONNECT" && !matches!(rest[0], b'/' | b'*' | b'h' | b'H') {
+        if !rest.is_empty() && method != b"CONNECT" && !matches!(rest[0], b'/' | b'*' | b'h' | b'H')
+        {
             return None;
         }
         if let Some(eol) = memchr::memchr(b'\n', rest) {
@@ -356,7 +437,10 @@ impl Parser for Http1Parser {
                 return None;
             }
         }
-        Some(Inference { confidence: 200, role: MessageRole::Request })
+        Some(Inference {
+            confidence: 200,
+            role: MessageRole::Request,
+        })
     }
 
     fn pairing(&self) -> PairingMode {
@@ -386,7 +470,9 @@ impl Parser for Http1Parser {
             }
         };
         let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-        let first = head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]);
+        let first = head[..line_end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&head[..line_end]);
         let headers = &head[(line_end + 1).min(head.len())..];
         let mut f = self.read_headers(headers)?;
 
@@ -404,7 +490,8 @@ impl Parser for Http1Parser {
         };
 
         let framing = if first.starts_with(b"HTTP/") {
-            let (_, (version, code, reason)) = head::status_line(first).map_err(|_| err("malformed status line"))?;
+            let (_, (version, code, reason)) =
+                head::status_line(first).map_err(|_| err("malformed status line"))?;
             let code_n = parse_u64(code).unwrap_or(0) as u16;
             if (100..200).contains(&code_n) && code_n != 101 {
                 // Interim response (100 Continue, 103 Early Hints): the final one follows.
@@ -415,7 +502,10 @@ impl Parser for Http1Parser {
             msg.version = version;
             msg.code = Some(i32::from(code_n));
             msg.status = status_of(code_n);
-            if matches!(msg.status, ResponseStatus::ClientError | ResponseStatus::ServerError) {
+            if matches!(
+                msg.status,
+                ResponseStatus::ClientError | ResponseStatus::ServerError
+            ) {
                 msg.exception = reason;
             }
             if after_head || code_n == 204 || code_n == 304 || code_n == 101 {
@@ -428,7 +518,8 @@ impl Parser for Http1Parser {
                 Framing::UntilClose
             }
         } else {
-            let (_, (method, target, version)) = head::request_line(first).map_err(|_| err("malformed request line"))?;
+            let (_, (method, target, version)) =
+                head::request_line(first).map_err(|_| err("malformed request line"))?;
             msg.role = Some(MessageRole::Request);
             msg.version = version;
             msg.request_type = method;
@@ -442,15 +533,33 @@ impl Parser for Http1Parser {
             }
         };
 
-        let framing = if head_complete { framing } else { Framing::Empty };
-        let (len, body, body_len, rest, truncated) = match self.body(input, head_len, framing, ctx.mode, state)? {
-            Body::Need(n) => return Ok(Parsed::Incomplete(n)),
-            Body::Done { len, body, body_len } => (len, body, body_len, Remaining::None, false),
-            Body::Partial { len, body, body_len, rest } => (len, body, body_len, rest, true),
+        let framing = if head_complete {
+            framing
+        } else {
+            Framing::Empty
         };
+        let (len, body, body_len, rest, truncated) =
+            match self.body(input, head_len, framing, ctx.mode, state)? {
+                Body::Need(n) => return Ok(Parsed::Incomplete(n)),
+                Body::Done {
+                    len,
+                    body,
+                    body_len,
+                } => (len, body, body_len, Remaining::None, false),
+                Body::Partial {
+                    len,
+                    body,
+                    body_len,
+                    rest,
+                } => (len, body, body_len, rest, true),
+            };
         msg.len = len;
         msg.body = body;
-        msg.body_len = if head_complete { Some(body_len) } else { f.content_length };
+        msg.body_len = if head_complete {
+            Some(body_len)
+        } else {
+            f.content_length
+        };
         msg.rest = rest;
         msg.truncated = truncated || !head_complete;
         match msg.role {
@@ -469,12 +578,21 @@ impl Parser for Http1Parser {
 
     fn skip(&self, input: &[u8], state: &mut (dyn Any + Send)) -> SkipProgress {
         let Some(state) = state.downcast_mut::<Http1State>() else {
-            return SkipProgress { consumed: input.len(), done: true };
+            return SkipProgress {
+                consumed: input.len(),
+                done: true,
+            };
         };
         match state.skipper.feed(input, |_| {}) {
-            Ok(n) => SkipProgress { consumed: n, done: state.skipper.done() },
+            Ok(n) => SkipProgress {
+                consumed: n,
+                done: state.skipper.done(),
+            },
             // A broken chunk stream: give up on this body; the framer resynchronises.
-            Err(_) => SkipProgress { consumed: input.len(), done: true },
+            Err(_) => SkipProgress {
+                consumed: input.len(),
+                done: true,
+            },
         }
     }
 }

@@ -3,8 +3,17 @@
 use super::*;
 use l7tap_core::ParseCtx;
 
-fn parse_one<'a>(p: &Http1Parser, st: &mut Box<dyn Any + Send>, input: &'a [u8], mode: ParseMode) -> Parsed<'a> {
-    let mut cx = ParseCtx { direction: Direction::ClientToServer, mode, state: st.as_mut() };
+fn parse_one<'a>(
+    p: &Http1Parser,
+    st: &mut Box<dyn Any + Send>,
+    input: &'a [u8],
+    mode: ParseMode,
+) -> Parsed<'a> {
+    let mut cx = ParseCtx {
+        direction: Direction::ClientToServer,
+        mode,
+        state: st.as_mut(),
+    };
     p.parse(input, &mut cx).expect("parses")
 }
 
@@ -40,7 +49,10 @@ fn incomplete_head_and_body() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
     for cut in 1..CURL_GET.len() {
-        assert!(matches!(parse_one(&p, &mut st, &CURL_GET[..cut], ParseMode::Complete), Parsed::Incomplete(_)));
+        assert!(matches!(
+            parse_one(&p, &mut st, &CURL_GET[..cut], ParseMode::Complete),
+            Parsed::Incomplete(_)
+        ));
     }
     let post = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel";
     match parse_one(&p, &mut st, post, ParseMode::Complete) {
@@ -67,17 +79,33 @@ fn chunked_response_rfc9112() {
 fn head_and_204_304_have_no_body() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
-    let _ = msg(parse_one(&p, &mut st, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", ParseMode::Complete));
-    let _ = msg(parse_one(&p, &mut st, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", ParseMode::Complete));
+    let _ = msg(parse_one(
+        &p,
+        &mut st,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ParseMode::Complete,
+    ));
+    let _ = msg(parse_one(
+        &p,
+        &mut st,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ParseMode::Complete,
+    ));
     let head_resp = b"HTTP/1.1 200 OK\r\nContent-Length: 612\r\n\r\n";
     let m = msg(parse_one(&p, &mut st, head_resp, ParseMode::Complete));
     assert_eq!(m.len, head_resp.len());
     // The GET's response does have its body.
     let get_resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    assert_eq!(msg(parse_one(&p, &mut st, get_resp, ParseMode::Complete)).len, get_resp.len());
+    assert_eq!(
+        msg(parse_one(&p, &mut st, get_resp, ParseMode::Complete)).len,
+        get_resp.len()
+    );
     for code in ["204 No Content", "304 Not Modified"] {
         let r = format!("HTTP/1.1 {code}\r\nContent-Length: 10\r\n\r\n");
-        assert_eq!(msg(parse_one(&p, &mut st, r.as_bytes(), ParseMode::Complete)).len, r.len());
+        assert_eq!(
+            msg(parse_one(&p, &mut st, r.as_bytes(), ParseMode::Complete)).len,
+            r.len()
+        );
     }
 }
 
@@ -86,7 +114,9 @@ fn interim_100_continue_is_skipped() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
     let r = b"HTTP/1.1 100 Continue\r\n\r\n";
-    assert!(matches!(parse_one(&p, &mut st, r, ParseMode::Complete), Parsed::Skip(n) if n == r.len()));
+    assert!(
+        matches!(parse_one(&p, &mut st, r, ParseMode::Complete), Parsed::Skip(n) if n == r.len())
+    );
 }
 
 #[test]
@@ -94,7 +124,10 @@ fn error_status_and_until_close() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
     let r = b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy";
-    assert!(matches!(parse_one(&p, &mut st, r, ParseMode::Complete), Parsed::Incomplete(Needed::UntilClose)));
+    assert!(matches!(
+        parse_one(&p, &mut st, r, ParseMode::Complete),
+        Parsed::Incomplete(Needed::UntilClose)
+    ));
     let m = msg(parse_one(&p, &mut st, r, ParseMode::Eof));
     assert_eq!(m.status, ResponseStatus::ServerError);
     assert_eq!(m.exception, b"Service Unavailable");
@@ -117,18 +150,35 @@ fn truncate_mode_reports_rest() {
 fn rejects_garbage_fast_and_conflicting_lengths() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
-    let mut cx = ParseCtx { direction: Direction::ClientToServer, mode: ParseMode::Complete, state: st.as_mut() };
+    let mut cx = ParseCtx {
+        direction: Direction::ClientToServer,
+        mode: ParseMode::Complete,
+        state: st.as_mut(),
+    };
     assert!(p.parse(b"\x16\x03\x01\x02\x00\x01", &mut cx).is_err());
-    assert!(p.parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &mut cx).is_err());
-    assert!(p.parse(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", &mut cx).is_err());
+    assert!(p
+        .parse(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            &mut cx
+        )
+        .is_err());
+    assert!(p
+        .parse(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", &mut cx)
+        .is_err());
 }
 
 #[test]
 fn inference() {
     let p = Http1Parser::default();
     let d = Direction::ClientToServer;
-    assert_eq!(p.check(CURL_GET, d).map(|i| i.role), Some(MessageRole::Request));
-    assert_eq!(p.check(b"HTTP/1.1 404 Not Found\r\n", d).map(|i| i.role), Some(MessageRole::Response));
+    assert_eq!(
+        p.check(CURL_GET, d).map(|i| i.role),
+        Some(MessageRole::Request)
+    );
+    assert_eq!(
+        p.check(b"HTTP/1.1 404 Not Found\r\n", d).map(|i| i.role),
+        Some(MessageRole::Response)
+    );
     assert!(p.check(b"GETX / HTTP/1.1\r\n", d).is_none());
     assert!(p.check(b"GET / HTTP/2.0\r\n", d).is_none());
     assert!(p.check(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", d).is_none());
@@ -137,7 +187,10 @@ fn inference() {
 
 #[test]
 fn endpoints_like_deepflow() {
-    assert_eq!(endpoint_of(b"/biz-inquiry-bff/bff/v1/common/check?x=1"), b"/biz-inquiry-bff/bff");
+    assert_eq!(
+        endpoint_of(b"/biz-inquiry-bff/bff/v1/common/check?x=1"),
+        b"/biz-inquiry-bff/bff"
+    );
     assert_eq!(endpoint_of(b"/query?1590632942"), b"/query");
     assert_eq!(endpoint_of(b"/"), b"/");
     assert_eq!(endpoint_of(b"http://example.com/a/b/c"), b"/a/b");

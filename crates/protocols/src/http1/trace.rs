@@ -15,15 +15,18 @@ pub enum TraceHeaderFormat {
     Sw8,
 }
 
+/// A trace id and a span id, borrowed from the header when no decoding was needed.
+pub type TraceIds<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// Extracts `(trace_id, span_id)` from a header value; `None` when malformed.
-pub fn decode(format: TraceHeaderFormat, value: &[u8]) -> Option<(Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+pub fn decode(format: TraceHeaderFormat, value: &[u8]) -> Option<TraceIds<'_>> {
     match format {
         TraceHeaderFormat::TraceParent => {
             let mut it = value.split(|&b| b == b'-');
             let _version = it.next()?;
             let trace = it.next()?;
             let span = it.next()?;
-            let hex = |s: &[u8]| s.iter().all(u8::is_ascii_hexdigit);
+            let hex = |s: &[u8]| s.iter().all(|&b| crate::helpers::hex_val(b).is_some());
             if trace.len() != 32 || span.len() != 16 || !hex(trace) || !hex(span) {
                 return None;
             }
@@ -50,7 +53,10 @@ pub fn decode(format: TraceHeaderFormat, value: &[u8]) -> Option<(Cow<'_, [u8]>,
 }
 
 fn b64(s: &[u8]) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s).ok().filter(|v| !v.is_empty())
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -60,16 +66,27 @@ mod tests {
     #[test]
     fn w3c_spec_example() {
         // The example from the W3C Trace Context recommendation, section 3.2.
-        let (t, s) = decode(TraceHeaderFormat::TraceParent, b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-            .expect("valid");
+        let (t, s) = decode(
+            TraceHeaderFormat::TraceParent,
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .expect("valid");
         assert_eq!(&*t, b"0af7651916cd43dd8448eb211c80319c");
         assert_eq!(&*s, b"b7ad6b7169203331");
-        assert!(decode(TraceHeaderFormat::TraceParent, b"00-xyz-b7ad6b7169203331-01").is_none());
+        assert!(decode(
+            TraceHeaderFormat::TraceParent,
+            b"00-xyz-b7ad6b7169203331-01"
+        )
+        .is_none());
     }
 
     #[test]
     fn jaeger_example() {
-        let (t, s) = decode(TraceHeaderFormat::Uber, b"5f8d9a1c2b3e4f60:a1b2c3d4e5f60718:0:1").expect("valid");
+        let (t, s) = decode(
+            TraceHeaderFormat::Uber,
+            b"5f8d9a1c2b3e4f60:a1b2c3d4e5f60718:0:1",
+        )
+        .expect("valid");
         assert_eq!(&*t, b"5f8d9a1c2b3e4f60");
         assert_eq!(&*s, b"a1b2c3d4e5f60718");
     }
