@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use l7tap::core::{Counters, FlowProcessor};
+use l7tap::core::{Counters, FlowProcessor, ParseCtx, ParseMode, Parsed};
 use l7tap::pcap::PcapSource;
-use l7tap::{Config, Engine, FlowKey, Segment, Source};
+use l7tap::{Config, Engine, FlowKey, Parser, Segment, Source};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,6 +85,24 @@ fn bench(c: &mut Criterion) {
                 });
             }
             p.flush_all(&mut |_| {});
+            assert_eq!(n, records);
+            n
+        })
+    });
+    // Baseline in the same run: only the HTTP/1 parser on the same payloads (every segment
+    // here holds whole messages), no flow table, framing, pairing or record building.
+    g.bench_function("baseline_parse_only", |b| {
+        let parser = l7tap::protocols::Http1Parser::default();
+        b.iter(|| {
+            let mut st = parser.new_state();
+            let mut n = 0u64;
+            for s in &segs {
+                let mut cx = ParseCtx { direction: s.direction, mode: ParseMode::Complete, state: st.as_mut() };
+                if let Ok(Parsed::Message(m)) = parser.parse(&s.payload, &mut cx) {
+                    n += u64::from(m.role == Some(l7tap::core::MessageRole::Response));
+                    black_box(m);
+                }
+            }
             assert_eq!(n, records);
             n
         })
