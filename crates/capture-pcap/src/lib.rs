@@ -149,6 +149,9 @@ impl PcapSource {
     }
 }
 
+/// A frame read from the file: link type (None: unknown interface), timestamp, bytes.
+type Frame = (Option<DataLink>, u64, Vec<u8>);
+
 /// A growing window over the file: `buf[start..]` is unread.
 struct Window {
     buf: Vec<u8>,
@@ -228,8 +231,7 @@ impl PcapSource {
                     break (p.header().datalink, p);
                 }
                 Err(PcapError::IncompleteBuffer) if !w.eof => {
-                    let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
-                    if !more {
+                    if !w.fill(&mut self.reader).map_err(|e| self.io(e))? {
                         return Err(self.corrupt(w.offset(), "file ends inside the pcap header"));
                     }
                 }
@@ -242,68 +244,14 @@ impl PcapSource {
                 reason: format!("link type {link:?} is not supported"),
             });
         }
-        let mut last_progress = 0u64;
-        loop {
-            let res = guarded(|| {
-                parser
-                    .next_packet(w.unread())
-                    .map(|(rem, p)| (rem.len(), ts_ns(p.timestamp), p.data.len()))
-            });
-            match res {
-                Ok((rem, ts, len)) => {
-                    let end = w.buf.len() - rem;
-                    let frame_start = end - len;
-                    let frame = w.buf[frame_start..end].to_vec();
-                    w.start = end;
-                    if !self.on_frame(link, ts, &frame, emit) {
-                        return Err(SourceError::Stopped);
-                    }
-                }
-                Err(PcapError::IncompleteBuffer) => {
-                    if w.unread().len() >= 16 {
-                        let incl = u32::from_le_bytes([
-                            w.unread()[8],
-                            w.unread()[9],
-                            w.unread()[10],
-                            w.unread()[11],
-                        ]);
-                        let incl_be = u32::from_be_bytes([
-                            w.unread()[8],
-                            w.unread()[9],
-                            w.unread()[10],
-                            w.unread()[11],
-                        ]);
-                        if incl.min(incl_be) as usize > MAX_RECORD {
-                            return Err(self
-                                .corrupt(w.offset(), "packet record length is implausibly large"));
-                        }
-                    }
-                    let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
-                    if !more {
-                        if w.unread().is_empty() {
-                            break;
-                        }
-                        let off = w.offset();
-                        self.finish(emit);
-                        return Err(self.corrupt(off, "file ends inside a packet record"));
-                    }
-                }
-                Err(e) => {
-                    let off = w.offset();
-                    self.finish(emit);
-                    return Err(self.corrupt(off, e.to_string()));
-                }
-            }
-            self.stats.file_bytes = w.offset();
-            if w.offset() - last_progress >= READ_CHUNK as u64 {
-                last_progress = w.offset();
-                if let Some(p) = self.progress.as_mut() {
-                    p(last_progress);
-                }
-            }
-        }
-        self.finish(emit);
-        Ok(())
+        // A record header is 16 bytes with its captured length at bytes 8..12.
+        self.drive(w, emit, 8, "file ends inside a packet record", |buf| {
+            let (rem, p) = parser.next_packet(buf)?;
+            Ok((
+                rem.len(),
+                Some((Some(link), ts_ns(p.timestamp), p.data.to_vec())),
+            ))
+        })
     }
 
     fn run_pcapng(
@@ -318,85 +266,93 @@ impl PcapSource {
                     break p;
                 }
                 Err(PcapError::IncompleteBuffer) if !w.eof => {
-                    let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
-                    if !more {
+                    if !w.fill(&mut self.reader).map_err(|e| self.io(e))? {
                         return Err(self.corrupt(w.offset(), "file ends inside the section header"));
                     }
                 }
                 Err(e) => return Err(self.corrupt(w.offset(), e.to_string())),
             }
         };
+        // A block starts with its type, then its total length at bytes 4..8.
+        self.drive(w, emit, 4, "file ends inside a block", |buf| {
+            let (rem, block) = parser.next_block(buf)?;
+            let frame = match &block {
+                Block::EnhancedPacket(p) => {
+                    let link = parser.packet_interface(p).map(|i| i.linktype);
+                    Some((link, ts_ns(p.timestamp), p.data.to_vec()))
+                }
+                Block::SimplePacket(p) => {
+                    let link = parser.interfaces().first().map(|i| i.linktype);
+                    Some((link, 0, p.data.to_vec()))
+                }
+                Block::Packet(p) => {
+                    let link = parser
+                        .interfaces()
+                        .get(usize::from(p.interface_id))
+                        .map(|i| i.linktype);
+                    // Obsolete block: timestamps in microseconds.
+                    Some((link, p.timestamp.saturating_mul(1000), p.data.to_vec()))
+                }
+                _ => None,
+            };
+            Ok((rem.len(), frame))
+        })
+    }
+
+    /// The read loop shared by both formats: `next` reads one record or block from the unread
+    /// bytes and returns how many bytes remain and the frame it held, if any. `len_at` is where
+    /// the record's 32-bit length field sits (checked so a corrupt length cannot make the
+    /// window grow without bound).
+    fn drive(
+        &mut self,
+        w: &mut Window,
+        emit: &mut dyn FnMut(Segment) -> bool,
+        len_at: usize,
+        cut_reason: &str,
+        mut next: impl FnMut(&[u8]) -> Result<(usize, Option<Frame>), PcapError>,
+    ) -> Result<(), SourceError> {
         let mut last_progress = 0u64;
         loop {
-            // Pull out what we need of the block so the window can be advanced.
-            let res = guarded(|| {
-                let (rem, block) = parser.next_block(w.unread())?;
-                let frame = match &block {
-                    Block::EnhancedPacket(p) => {
-                        let link = parser.packet_interface(p).map(|i| i.linktype);
-                        Some((link, ts_ns(p.timestamp), p.data.to_vec()))
-                    }
-                    Block::SimplePacket(p) => {
-                        let link = parser.interfaces().first().map(|i| i.linktype);
-                        Some((link, 0, p.data.to_vec()))
-                    }
-                    Block::Packet(p) => {
-                        let link = parser
-                            .interfaces()
-                            .get(usize::from(p.interface_id))
-                            .map(|i| i.linktype);
-                        Some((link, p.timestamp.saturating_mul(1000), p.data.to_vec()))
-                    }
-                    _ => None,
-                };
-                Ok((rem.len(), frame))
-            });
-            match res {
+            match guarded(|| next(w.unread())) {
                 Ok((rem, frame)) => {
                     w.start = w.buf.len() - rem;
-                    if let Some((link, ts, data)) = frame {
-                        let Some(link) = link else {
-                            let off = w.offset();
-                            self.finish(emit);
-                            return Err(self.corrupt(
-                                off,
-                                "packet refers to an interface that was not described",
-                            ));
-                        };
-                        if !link::supported(link) {
-                            self.stats.packets += 1;
-                            self.stats.skipped_link_type += 1;
-                        } else if !self.on_frame(link, ts, &data, emit) {
+                    match frame {
+                        Some((Some(link), ts, data))
+                            if link::supported(link) && !self.on_frame(link, ts, &data, emit) =>
+                        {
                             return Err(SourceError::Stopped);
                         }
+                        Some((Some(link), _, _)) if link::supported(link) => {}
+                        Some((Some(_), _, _)) => {
+                            self.stats.packets += 1;
+                            self.stats.skipped_link_type += 1;
+                        }
+                        Some((None, _, _)) => {
+                            return Err(self.fail(
+                                w,
+                                emit,
+                                "packet refers to an interface that was not described",
+                            ));
+                        }
+                        None => {}
                     }
                 }
                 Err(PcapError::IncompleteBuffer) => {
-                    if w.unread().len() >= 8 {
-                        let u = w.unread();
-                        let le = u32::from_le_bytes([u[4], u[5], u[6], u[7]]);
-                        let be = u32::from_be_bytes([u[4], u[5], u[6], u[7]]);
+                    if let Some(f) = w.unread().get(len_at..len_at + 4) {
+                        let le = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+                        let be = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
                         if le.min(be) as usize > MAX_RECORD {
-                            return Err(
-                                self.corrupt(w.offset(), "block length is implausibly large")
-                            );
+                            return Err(self.fail(w, emit, "record length is implausibly large"));
                         }
                     }
-                    let more = w.fill(&mut self.reader).map_err(|e| self.io(e))?;
-                    if !more {
+                    if !w.fill(&mut self.reader).map_err(|e| self.io(e))? {
                         if w.unread().is_empty() {
                             break;
                         }
-                        let off = w.offset();
-                        self.finish(emit);
-                        return Err(self.corrupt(off, "file ends inside a block"));
+                        return Err(self.fail(w, emit, cut_reason));
                     }
                 }
-                Err(e) => {
-                    let off = w.offset();
-                    self.finish(emit);
-                    return Err(self.corrupt(off, e.to_string()));
-                }
+                Err(e) => return Err(self.fail(w, emit, &e.to_string())),
             }
             self.stats.file_bytes = w.offset();
             if w.offset() - last_progress >= READ_CHUNK as u64 {
@@ -408,6 +364,18 @@ impl PcapSource {
         }
         self.finish(emit);
         Ok(())
+    }
+
+    /// Delivers what was read before the damage, then describes the damage.
+    fn fail(
+        &mut self,
+        w: &Window,
+        emit: &mut dyn FnMut(Segment) -> bool,
+        reason: &str,
+    ) -> SourceError {
+        let off = w.offset();
+        self.finish(emit);
+        self.corrupt(off, reason)
     }
 
     fn finish(&mut self, emit: &mut dyn FnMut(Segment) -> bool) {

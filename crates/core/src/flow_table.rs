@@ -319,11 +319,42 @@ impl Ctx {
         flow: &mut FlowState,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        let c = Arc::clone(&self.counters);
         let Some(slot) = flow.slot else { return };
+        let key = if flow.swapped {
+            seg.flow.reversed()
+        } else {
+            seg.flow
+        };
+        let datagram = seg.flow.l4 == L4::Udp;
+        self.with_stream(dir, slot, key, flow, emit, |sb, cx, out| {
+            sb.push(
+                seg.payload,
+                seg.offset,
+                seg.gap_before,
+                seg.ts_ns,
+                datagram,
+                cx,
+                out,
+            )
+        });
+    }
+
+    /// Runs `op` on the stream buffer of `dir` with its framing context, then pairs and
+    /// emits the messages it produced.
+    fn with_stream(
+        &mut self,
+        dir: Direction,
+        slot: usize,
+        key: FlowKey,
+        flow: &mut FlowState,
+        emit: &mut dyn FnMut(L7Record),
+        op: impl FnOnce(&mut StreamBuf, &mut FrameCtx<'_, '_>, &mut dyn FnMut(StreamEvent)),
+    ) {
         let Some(parser) = self.parsers.get(slot).cloned() else {
             return;
         };
+        let c = Arc::clone(&self.counters);
+        // Reuse the event buffer; a nested call (forced request) gets a fresh one.
         let mut events = std::mem::take(&mut self.events);
         {
             let mut cx = FrameCtx {
@@ -333,22 +364,10 @@ impl Ctx {
                 max_message_bytes: self.config.max_message_bytes,
                 counters: &c,
             };
-            let datagram = seg.flow.l4 == L4::Udp;
-            flow.streams[dir.index()].push(
-                seg.payload,
-                seg.offset,
-                seg.gap_before,
-                seg.ts_ns,
-                datagram,
-                &mut cx,
-                &mut |e| events.push(e),
-            );
+            op(&mut flow.streams[dir.index()], &mut cx, &mut |e| {
+                events.push(e)
+            });
         }
-        let key = if flow.swapped {
-            seg.flow.reversed()
-        } else {
-            seg.flow
-        };
         for ev in events.drain(..) {
             self.on_event(ev, dir, slot, key, flow, emit);
         }
@@ -512,25 +531,9 @@ impl Ctx {
         ts_ns: u64,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        let Some(parser) = self.parsers.get(slot).cloned() else {
-            return;
-        };
-        let c = Arc::clone(&self.counters);
-        let mut events = std::mem::take(&mut self.events);
-        {
-            let mut cx = FrameCtx {
-                parser: parser.as_ref(),
-                state: flow.parser_state.as_mut(),
-                direction: req_dir,
-                max_message_bytes: self.config.max_message_bytes,
-                counters: &c,
-            };
-            flow.streams[req_dir.index()].force_finish(ts_ns, &mut cx, &mut |e| events.push(e));
-        }
-        for ev in events.drain(..) {
-            self.on_event(ev, req_dir, slot, key, flow, emit);
-        }
-        self.events = events;
+        self.with_stream(req_dir, slot, key, flow, emit, |sb, cx, out| {
+            sb.force_finish(ts_ns, cx, out)
+        });
     }
 
     fn build(
@@ -597,33 +600,18 @@ impl Ctx {
         ts_ns: u64,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        let c = Arc::clone(&self.counters);
-        if let Some(slot) = flow.slot {
-            if let Some(parser) = self.parsers.get(slot).cloned() {
-                let rkey = if flow.swapped { key.reversed() } else { key };
-                for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-                    let mut events = Vec::new();
-                    {
-                        let mut cx = FrameCtx {
-                            parser: parser.as_ref(),
-                            state: flow.parser_state.as_mut(),
-                            direction: dir,
-                            max_message_bytes: self.config.max_message_bytes,
-                            counters: &c,
-                        };
-                        flow.streams[dir.index()].finish(ts_ns, &mut cx, &mut |e| events.push(e));
-                    }
-                    for ev in events {
-                        self.on_event(ev, dir, slot, rkey, &mut flow, emit);
-                    }
-                }
-                let left: Vec<_> = flow.pairing.drain().collect();
-                for q in left {
-                    let mut rec = self.build(rkey, &flow, slot, Some(q), None);
-                    rec.unpaired = true;
-                    self.emit_record(rec, emit);
-                }
-            }
+        let Some(slot) = flow.slot else { return };
+        let rkey = if flow.swapped { key.reversed() } else { key };
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            self.with_stream(dir, slot, rkey, &mut flow, emit, |sb, cx, out| {
+                sb.finish(ts_ns, cx, out)
+            });
+        }
+        let left: Vec<_> = flow.pairing.drain().collect();
+        for q in left {
+            let mut rec = self.build(rkey, &flow, slot, Some(q), None);
+            rec.unpaired = true;
+            self.emit_record(rec, emit);
         }
     }
 }
@@ -653,12 +641,12 @@ fn fill_request(r: &mut L7Record, q: Box<FramedMessage>) {
 
 fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
     let s = *s;
-    if r.version.is_empty() {
-        r.version = s.version;
-    }
-    if r.endpoint.is_empty() {
-        r.endpoint = s.endpoint;
-    }
+    // Request-side values win; the response fills what the request did not carry.
+    or_take(&mut r.version, s.version);
+    or_take(&mut r.endpoint, s.endpoint);
+    or_take(&mut r.trace_id, s.trace_id);
+    or_take(&mut r.span_id, s.span_id);
+    or_take(&mut r.x_request_id, s.x_request_id);
     if r.request_id.is_none() {
         r.request_id = s.request_id;
     }
@@ -667,18 +655,15 @@ fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
     r.response_exception = s.exception;
     r.response_result = s.result;
     r.resp_len = s.body_len;
-    if r.trace_id.is_empty() {
-        r.trace_id = s.trace_id;
-    }
-    if r.span_id.is_empty() {
-        r.span_id = s.span_id;
-    }
-    if r.x_request_id.is_empty() {
-        r.x_request_id = s.x_request_id;
-    }
     if !s.content_type.is_empty() {
         r.content_type = s.content_type;
     }
     r.truncated |= s.truncated;
     r.response_body = s.body;
+}
+
+fn or_take(dst: &mut Bytes, src: Bytes) {
+    if dst.is_empty() {
+        *dst = src;
+    }
 }

@@ -204,14 +204,7 @@ impl StreamBuf {
         if self.pending.is_empty() {
             // Fast path: parse straight from the segment, no copy.
             while !data.is_empty() {
-                let res = {
-                    let mut pcx = ParseCtx {
-                        direction: cx.direction,
-                        mode: ParseMode::Complete,
-                        state: &mut *cx.state,
-                    };
-                    cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
-                };
+                let res = parse_detached(cx, &data, ParseMode::Complete);
                 match res {
                     Ok(Detached::Message(d))
                         if d.len <= data.len() && d.rest == Remaining::None =>
@@ -247,14 +240,7 @@ impl StreamBuf {
         cx: &mut FrameCtx<'_, '_>,
         out: &mut dyn FnMut(StreamEvent),
     ) {
-        let res = {
-            let mut pcx = ParseCtx {
-                direction: cx.direction,
-                mode: ParseMode::Eof,
-                state: &mut *cx.state,
-            };
-            cx.parser.parse(&data, &mut pcx).map(|p| detach(p, &data))
-        };
+        let res = parse_detached(cx, &data, ParseMode::Eof);
         match res {
             Ok(Detached::Message(d)) => {
                 let n = d.len.min(data.len());
@@ -302,15 +288,7 @@ impl StreamBuf {
             } else {
                 self.pending.len()
             };
-            let res = {
-                let mut pcx = ParseCtx {
-                    direction: cx.direction,
-                    mode: this_mode,
-                    state: &mut *cx.state,
-                };
-                let input = &self.pending[..view];
-                cx.parser.parse(input, &mut pcx).map(|p| detach(p, input))
-            };
+            let res = parse_detached(cx, &self.pending[..view], this_mode);
             match res {
                 Ok(Detached::Message(d)) => {
                     let avail = view;
@@ -442,6 +420,20 @@ impl StreamBuf {
             self.pending.clear();
         }
     }
+}
+
+/// Runs the parser and turns its borrowed answer into ranges of `input`.
+fn parse_detached(
+    cx: &mut FrameCtx<'_, '_>,
+    input: &[u8],
+    mode: ParseMode,
+) -> Result<Detached, ParseError> {
+    let mut pcx = ParseCtx {
+        direction: cx.direction,
+        mode,
+        state: &mut *cx.state,
+    };
+    cx.parser.parse(input, &mut pcx).map(|p| detach(p, input))
 }
 
 /// A slice of the parse input, or bytes the parser had to make.
