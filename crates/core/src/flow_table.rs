@@ -637,6 +637,7 @@ fn fill_request(r: &mut L7Record, q: Box<FramedMessage>) {
     r.content_type = q.content_type;
     r.truncated |= q.truncated;
     r.request_body = q.body;
+    r.request_payload = q.raw;
 }
 
 fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
@@ -660,6 +661,7 @@ fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
     }
     r.truncated |= s.truncated;
     r.response_body = s.body;
+    r.response_payload = s.raw;
 }
 
 fn or_take(dst: &mut Bytes, src: Bytes) {

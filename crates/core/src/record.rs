@@ -180,6 +180,10 @@ pub struct L7Record {
     pub request_body: Bytes,
     /// The response message body as captured (bounded by `max_message_bytes`), for plugins.
     pub response_body: Bytes,
+    /// The whole request message (head and body) as captured, for plugin hooks.
+    pub request_payload: Bytes,
+    /// The whole response message (head and body) as captured, for plugin hooks.
+    pub response_payload: Bytes,
 }
 
 impl L7Record {

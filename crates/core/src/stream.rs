@@ -54,6 +54,8 @@ pub struct FramedMessage {
     pub body: Bytes,
     /// See [`Message::one_way`].
     pub one_way: bool,
+    /// The whole message as captured (head and body, at most `max_message_bytes`).
+    pub raw: Bytes,
 }
 
 /// What the stream buffer produced from a segment.
@@ -581,6 +583,7 @@ impl DetachedMessage {
             body_len: self.body_len,
             body: p[11].get(bytes),
             one_way: self.one_way,
+            raw: bytes.clone(),
         })
     }
 }

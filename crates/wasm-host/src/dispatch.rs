@@ -1,0 +1,314 @@
+//! The hooks as the pipeline calls them, and how their results merge into records
+//! (wasm-abi.md sections 4 and 8).
+
+use crate::abi::{self, BaseCtx, l7_proto, status};
+use crate::host::{Outcome, PluginHost};
+use crate::imports::{ActiveHook, CallCtx, HookResult};
+use crate::metrics::Hook;
+use crate::result::PluginRecord;
+use bytes::Bytes;
+use l7tap_core::{Direction, FlowKey, L4, L7Record, MessageRole, Protocol, ResponseStatus};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// ABI status number of a record status.
+pub fn abi_status(s: ResponseStatus) -> u8 {
+    match s {
+        ResponseStatus::Ok => status::OK,
+        ResponseStatus::Timeout => status::TIMEOUT,
+        ResponseStatus::ServerError => status::SERVER_ERROR,
+        ResponseStatus::ClientError => status::CLIENT_ERROR,
+        ResponseStatus::Unknown => status::UNKNOWN,
+    }
+}
+
+fn status_of_abi(s: u8) -> ResponseStatus {
+    match s {
+        status::OK => ResponseStatus::Ok,
+        status::TIMEOUT => ResponseStatus::Timeout,
+        status::SERVER_ERROR => ResponseStatus::ServerError,
+        status::CLIENT_ERROR => ResponseStatus::ClientError,
+        _ => ResponseStatus::Unknown,
+    }
+}
+
+/// Everything the base context needs that is not in a record.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    /// The flow, oriented client -> server.
+    pub flow: &'a FlowKey,
+    /// Which way the payload travels.
+    pub direction: Direction,
+    /// Timestamp, ns.
+    pub ts_ns: u64,
+    /// Process name, when known (eBPF).
+    pub comm: &'a [u8],
+    /// True when the data came from eBPF rather than packet capture.
+    pub from_ebpf: bool,
+}
+
+impl PluginHost {
+    fn base(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
+        let (src, dst) = match o.direction {
+            Direction::ClientToServer => (o.flow.client, o.flow.server),
+            Direction::ServerToClient => (o.flow.server, o.flow.client),
+        };
+        BaseCtx {
+            src,
+            dst,
+            l4_protocol: if o.flow.l4 == L4::Tcp { 6 } else { 17 },
+            l7_protocol: l7,
+            ebpf_type: if o.from_ebpf { abi::EBPF_TYPE_TRACEPOINT } else { abi::EBPF_TYPE_NONE },
+            time_us: o.ts_ns / 1000,
+            direction: if o.direction == Direction::ClientToServer { 0 } else { 1 },
+            proc_name: o.comm.to_vec(),
+            flow_id: o.flow.shard_hash(),
+            buf_size: self.limits().payload_bytes.max(1),
+        }
+    }
+
+    /// The payload as plugins see it: at most `payload_bytes` (they can tell it was cut from
+    /// the record's `truncated` flag and lengths).
+    fn cut(&self, payload: &Bytes) -> Bytes {
+        payload.slice(..payload.len().min(usize::from(self.limits().payload_bytes.max(1))))
+    }
+
+    /// Runs `on_http_req` and `on_http_resp` on an HTTP/1, HTTP/2 or gRPC record and merges
+    /// what the first handling plugin of each returned. Returns true when the record changed.
+    pub fn on_http_record(&self, rec: &mut L7Record) -> bool {
+        let native = match rec.protocol {
+            Protocol::Http1 => l7_proto::HTTP1,
+            Protocol::Http2 => l7_proto::HTTP2,
+            Protocol::Grpc => l7_proto::GRPC,
+            _ => return false,
+        };
+        let comm = rec.process.as_ref().map(|p| p.comm.clone()).unwrap_or_default();
+        let from_ebpf = rec.process.is_some();
+        let mut changed = false;
+        if !rec.request_payload.is_empty() && self.any_wants(Hook::HttpReq) {
+            let o = Origin { flow: &rec.flow, direction: Direction::ClientToServer, ts_ns: rec.start_ns, comm: &comm, from_ebpf };
+            let base = self.base(&o, native);
+            let payload = self.cut(&rec.request_payload);
+            let (ua, referer) = (header(&rec.request_payload, b"user-agent"), header(&rec.request_payload, b"referer"));
+            let info = abi::encode_http_req(&rec.request_resource, &rec.request_domain, ua, referer);
+            let ctx = move |_: &crate::Plugin| {
+                let mut c = CallCtx::new(ActiveHook::HttpReq, &base, payload.clone());
+                c.http_req = info.clone();
+                c
+            };
+            if let Some((name, r)) = self.first_handled(Hook::HttpReq, &ctx) {
+                merge_http(rec, &r, Direction::ClientToServer);
+                rec.plugins.push(name);
+                changed = true;
+            }
+        }
+        if !rec.response_payload.is_empty() && self.any_wants(Hook::HttpResp) {
+            let o = Origin { flow: &rec.flow, direction: Direction::ServerToClient, ts_ns: rec.end_ns, comm: &comm, from_ebpf };
+            let base = self.base(&o, native);
+            let payload = self.cut(&rec.response_payload);
+            let resp = (rec.response_code.unwrap_or(0).clamp(0, 65535) as u16, abi_status(rec.response_status), rec.endpoint.to_vec());
+            let ctx = move |_: &crate::Plugin| {
+                let mut c = CallCtx::new(ActiveHook::HttpResp, &base, payload.clone());
+                c.http_resp = resp.clone();
+                c
+            };
+            if let Some((name, r)) = self.first_handled(Hook::HttpResp, &ctx) {
+                merge_http(rec, &r, Direction::ServerToClient);
+                if !rec.plugins.contains(&name) {
+                    rec.plugins.push(name);
+                }
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Section 4.3: 0 next plugin, 1 handled (stop; the last record of its result counts),
+    /// anything else a failure (next plugin).
+    fn first_handled(&self, hook: Hook, ctx: &dyn Fn(&crate::Plugin) -> CallCtx) -> Option<(Arc<str>, PluginRecord)> {
+        let mut found = None;
+        self.call_each(hook, ctx, &mut |plugin, outcome| match outcome {
+            Outcome::Returned(0, _) | Outcome::Failed => false,
+            Outcome::Returned(1, result) => {
+                if let Some(HookResult::Records(mut recs)) = result {
+                    if let Some(last) = recs.pop() {
+                        plugin.metrics.records_modified.fetch_add(1, Ordering::Relaxed);
+                        found = Some((Arc::clone(&plugin.name), last));
+                    }
+                }
+                true
+            }
+            Outcome::Returned(code, _) => {
+                self.bad_return(plugin, code, hook);
+                false
+            }
+        });
+        found
+    }
+
+    /// Section 4.1: asks the payload-parse plugins whether `payload` is theirs. Returns the
+    /// protocol number, the name the plugin stored, and whether it is a request or response.
+    pub fn check_payload(&self, o: &Origin<'_>, payload: &Bytes) -> Option<(u8, Vec<u8>, MessageRole)> {
+        let base = self.base(o, 0);
+        let payload = self.cut(payload);
+        let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Check, &base, payload.clone());
+        let mut found = None;
+        self.call_each(Hook::CheckPayload, &ctx, &mut |plugin, outcome| match outcome {
+            Outcome::Returned(0, _) | Outcome::Failed => false,
+            Outcome::Returned(v, result) => {
+                let name = match result {
+                    Some(HookResult::Str(s)) => s,
+                    _ => Vec::new(),
+                };
+                let (proto, role) = if (1..=255).contains(&v) {
+                    (v as u8, MessageRole::Request)
+                } else {
+                    let role = match v >> 8 {
+                        1 => MessageRole::Request,
+                        2 => MessageRole::Response,
+                        _ => {
+                            self.bad_return(plugin, v, Hook::CheckPayload);
+                            return false;
+                        }
+                    };
+                    (v as u8, role)
+                };
+                if proto == 0 {
+                    return false;
+                }
+                found = Some((proto, name, role));
+                true
+            }
+        });
+        found
+    }
+
+    /// Section 4.2: every payload-parse plugin in order until one returns 1; its records
+    /// (possibly none). `None` when no plugin handled the payload (DeepFlow's WasmParseFail).
+    pub fn parse_payload(&self, o: &Origin<'_>, proto: u8, payload: &Bytes) -> Option<Vec<PluginRecord>> {
+        let base = self.base(o, proto);
+        let payload = self.cut(payload);
+        let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Parse, &base, payload.clone());
+        let mut found = None;
+        self.call_each(Hook::ParsePayload, &ctx, &mut |plugin, outcome| match outcome {
+            Outcome::Returned(0, _) | Outcome::Failed => false,
+            Outcome::Returned(1, result) => {
+                let recs = match result {
+                    Some(HookResult::Records(r)) => r,
+                    _ => Vec::new(),
+                };
+                plugin.metrics.records_modified.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                found = Some(recs);
+                true
+            }
+            Outcome::Returned(code, _) => {
+                self.bad_return(plugin, code, Hook::ParsePayload);
+                false
+            }
+        });
+        found
+    }
+
+    /// Section 4.4: a message of a built-in parser (`type_code`) offered to the plugins whose
+    /// custom-message hook wants it; the last record of the first handling plugin.
+    pub fn on_custom_message(&self, o: &Origin<'_>, hook_point: u16, type_code: u32, payload: &Bytes, body: &[u8]) -> Option<(Arc<str>, PluginRecord)> {
+        let base = self.base(o, 0);
+        let payload = self.cut(payload);
+        let info = abi::encode_custom_message(hook_point, type_code, body);
+        let ctx = move |_: &crate::Plugin| {
+            let mut c = CallCtx::new(ActiveHook::Custom, &base, payload.clone());
+            c.custom = info.clone();
+            c
+        };
+        let wanted = self
+            .plugins()
+            .iter()
+            .any(|p| p.custom_hook.is_some_and(|h| h.wants(hook_point, type_code)));
+        if !wanted {
+            return None;
+        }
+        self.first_handled(Hook::CustomMessage, &ctx)
+    }
+}
+
+/// The value of the first header `name` (lower case) in a raw HTTP/1 head; empty if absent.
+fn header<'a>(raw: &'a [u8], name: &[u8]) -> &'a [u8] {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    for line in raw[..head_end].split(|&b| b == b'\n').skip(1) {
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon].eq_ignore_ascii_case(name) {
+                let v = &line[colon + 1..];
+                let v = v.strip_suffix(b"\r").unwrap_or(v);
+                let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+                return &v[start..];
+            }
+        }
+    }
+    &[]
+}
+
+fn set(dst: &mut Bytes, v: &Option<Vec<u8>>) {
+    if let Some(v) = v {
+        if !v.is_empty() {
+            *dst = Bytes::from(v.clone());
+        }
+    }
+}
+
+/// Section 8.2: a plugin's result merged into an HTTP record.
+pub fn merge_http(rec: &mut L7Record, r: &PluginRecord, side: Direction) {
+    if side == Direction::ClientToServer {
+        if let Some(q) = &r.req {
+            set(&mut rec.version, &q.version);
+            if q.req_type.as_ref().is_some_and(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_uppercase())) {
+                set(&mut rec.request_type, &q.req_type);
+            }
+            set(&mut rec.request_domain, &q.domain);
+            set(&mut rec.request_resource, &q.resource);
+            set(&mut rec.endpoint, &q.endpoint);
+        }
+        if let Some(id) = r.request_id {
+            rec.request_id = Some(u64::from(id));
+        }
+    } else if let Some(s) = &r.resp {
+        if let Some(code) = s.code {
+            rec.response_code = Some(i32::from(code as u16));
+        }
+        rec.response_status = status_of_abi(s.status);
+        set(&mut rec.response_result, &s.result);
+        set(&mut rec.response_exception, &s.exception);
+    }
+    merge_common(rec, r);
+}
+
+/// The fields both sides merge: trace, request id, attributes, business fields.
+fn merge_common(rec: &mut L7Record, r: &PluginRecord) {
+    if let Some(t) = &r.trace {
+        // Plugin trace ids rank ahead of header-derived ones.
+        if let Some(first) = t.trace_ids.first().filter(|f| !f.is_empty()) {
+            rec.trace_id = Bytes::from(first.clone());
+        }
+        if let Some(span) = t.span_id.as_ref().filter(|s| !s.is_empty()) {
+            if !rec.span_id.is_empty() && rec.span_id.as_ref() != span.as_slice() {
+                let old = rec.span_id.clone();
+                rec.push_attribute(Bytes::from_static(b"apm_span_id"), old);
+            }
+            rec.span_id = Bytes::from(span.clone());
+        }
+        set(&mut rec.x_request_id, &t.x_request_id);
+        if let Some(c) = t.http_proxy_client.as_ref().filter(|c| !c.is_empty()) {
+            rec.push_attribute(Bytes::from_static(b"client_ip"), Bytes::from(c.clone()));
+        }
+    }
+    for (k, v) in &r.attributes {
+        rec.push_attribute(Bytes::from(k.clone()), Bytes::from(v.clone()));
+    }
+    if let Some(b) = r.biz_type.filter(|b| *b > 0) {
+        rec.push_attribute(Bytes::from_static(b"biz_type"), Bytes::from(b.to_string()));
+    }
+    for (k, v) in [("biz_code", &r.biz_code), ("biz_scenario", &r.biz_scenario), ("biz_response_code", &r.biz_response_code)] {
+        if let Some(v) = v {
+            rec.push_attribute(Bytes::from_static(k.as_bytes()), Bytes::from(v.clone()));
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Loading plugins, one instance per worker thread, and calling hooks with the ABI's
+//! iteration and return-code rules (section 4), contained: a failing plugin is counted,
+//! re-instantiated, and disabled after repeated failures; the record continues unchanged.
+
+use crate::abi::{self, CustomHook};
+use crate::imports::{ActiveHook, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit, imports_for};
+use crate::limits::{PluginLimits, engine};
+use crate::metrics::{FailureKind, Hook, PluginMetrics};
+use parking_lot::{Mutex, RwLock};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+use wasmer::{Engine, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, TypedFunction};
+use wasmer_middlewares::metering::{MeteringPoints, get_remaining_points, set_remaining_points};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The module is larger than the limit.
+    #[error("module is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not valid WebAssembly.
+    #[error("not a valid module: {0}")]
+    Compile(String),
+    /// An import cannot be provided.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// A required export is missing or has the wrong type.
+    #[error("export {name}: {reason}")]
+    Export {
+        /// The export.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Instantiation failed (e.g. memory larger than the cap).
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    /// `_start` trapped or ran out of budget.
+    #[error("_start failed: {0}")]
+    Start(String),
+    /// `get_hook_bitmap` / `get_custom_message_hook` returned a pointer outside memory.
+    #[error("{0} points outside the module's memory")]
+    BadPointer(&'static str),
+    /// A plugin of that name is already loaded.
+    #[error("a plugin named {0} is already loaded")]
+    Duplicate(String),
+}
+
+/// A compiled plugin and what it registered.
+pub struct Plugin {
+    /// Its name (unique in a host).
+    pub name: Arc<str>,
+    engine: Engine,
+    module: Module,
+    /// The hook bitmap (section 2.1).
+    pub hooks: u128,
+    /// The custom-message hook, when exported and set.
+    pub custom_hook: Option<CustomHook>,
+    has_custom_export: bool,
+    /// Counters, shared by every worker's instance.
+    pub metrics: Arc<PluginMetrics>,
+    disabled: AtomicBool,
+    reason: Mutex<Option<String>>,
+    consecutive_failures: AtomicU32,
+}
+
+impl Plugin {
+    /// True once the plugin was disabled after repeated failures.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Why it was disabled.
+    pub fn disabled_reason(&self) -> Option<String> {
+        self.reason.lock().clone()
+    }
+
+    /// The hooks it registered, by name.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.hooks & abi::HOOK_HTTP_REQ != 0 {
+            v.push("http_req");
+        }
+        if self.hooks & abi::HOOK_HTTP_RESP != 0 {
+            v.push("http_resp");
+        }
+        if self.hooks & abi::HOOK_PAYLOAD_PARSE != 0 {
+            v.push("payload_parse");
+        }
+        if self.hooks & abi::HOOK_CUSTOM_MESSAGE != 0 && self.has_custom_export {
+            v.push("custom_message");
+        }
+        v
+    }
+
+    fn wants(&self, hook: Hook) -> bool {
+        let bit = match hook {
+            Hook::HttpReq => abi::HOOK_HTTP_REQ,
+            Hook::HttpResp => abi::HOOK_HTTP_RESP,
+            Hook::CheckPayload | Hook::ParsePayload => abi::HOOK_PAYLOAD_PARSE,
+            Hook::CustomMessage => abi::HOOK_CUSTOM_MESSAGE,
+        };
+        self.hooks & bit != 0 && !self.is_disabled()
+    }
+}
+
+/// A plugin instantiated in one thread's store.
+struct Instantiated {
+    store: Store,
+    instance: Instance,
+    env: FunctionEnv<Env>,
+    memory: Memory,
+    funcs: [Option<TypedFunction<(), i32>>; 5],
+}
+
+fn hook_index(h: Hook) -> usize {
+    Hook::ALL.iter().position(|x| *x == h).unwrap_or(0)
+}
+
+fn instantiate(
+    name: &Arc<str>,
+    engine: &Engine,
+    module: &Module,
+    limits: &PluginLimits,
+    log: &LogSink,
+    metrics: &Arc<PluginMetrics>,
+) -> Result<Instantiated, LoadError> {
+    let mut store = Store::new(engine.clone());
+    let env = FunctionEnv::new(
+        &mut store,
+        Env {
+            memory: None,
+            ctx: None,
+            plugin: Arc::clone(name),
+            log: Arc::clone(log),
+            metrics: Arc::clone(metrics),
+            max_result_bytes: limits.max_result_bytes,
+            exit_code: None,
+        },
+    );
+    let imports = imports_for(&mut store, &env, module)?;
+    let instance = Instance::new(&mut store, module, &imports).map_err(|e| LoadError::Instantiate(e.to_string()))?;
+    let memory = instance
+        .exports
+        .get_memory("memory")
+        .map_err(|e| LoadError::Export { name: "memory", reason: e.to_string() })?
+        .clone();
+    env.as_mut(&mut store).memory = Some(memory.clone());
+    let typed = |store: &Store, n: &'static str| {
+        instance.exports.get_typed_function::<(), i32>(store, n).map_err(|e| LoadError::Export { name: n, reason: e.to_string() })
+    };
+    let mut funcs: [Option<TypedFunction<(), i32>>; 5] = Default::default();
+    for h in [Hook::CheckPayload, Hook::ParsePayload, Hook::HttpReq, Hook::HttpResp] {
+        funcs[hook_index(h)] = Some(typed(&store, h.export())?);
+    }
+    funcs[hook_index(Hook::CustomMessage)] = typed(&store, "on_custom_message").ok();
+    let start = instance
+        .exports
+        .get_typed_function::<(), ()>(&store, "_start")
+        .map_err(|e| LoadError::Export { name: "_start", reason: e.to_string() })?;
+    set_remaining_points(&mut store, &instance, limits.instructions_at_start);
+    if let Err(e) = start.call(&mut store) {
+        let exit0 = e.clone().downcast::<ProcExit>().map(|p| p.0 == 0).unwrap_or(false);
+        if !exit0 {
+            let why = match get_remaining_points(&mut store, &instance) {
+                MeteringPoints::Exhausted => "instruction budget exhausted".to_string(),
+                MeteringPoints::Remaining(_) => e.message(),
+            };
+            return Err(LoadError::Start(why));
+        }
+    }
+    Ok(Instantiated { store, instance, env, memory, funcs })
+}
+
+/// Reads `n` bytes at the pointer an export returned; `Ok(None)` for a null pointer.
+fn read_export_ptr(inst: &mut Instantiated, export: &'static str, n: usize) -> Result<Option<Vec<u8>>, LoadError> {
+    let Ok(f) = inst.instance.exports.get_typed_function::<(), i32>(&inst.store, export) else {
+        return Ok(None);
+    };
+    let ptr = f.call(&mut inst.store).map_err(|e| LoadError::Start(format!("{export}: {}", e.message())))?;
+    if ptr == 0 {
+        return Ok(None);
+    }
+    let view = inst.memory.view(&inst.store);
+    let p = u64::from(ptr as u32);
+    if p + n as u64 > view.data_size() {
+        return Err(LoadError::BadPointer(export));
+    }
+    let mut buf = vec![0u8; n];
+    view.read(p, &mut buf).map_err(|_| LoadError::BadPointer(export))?;
+    Ok(Some(buf))
+}
+
+static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
+
+struct HostInner {
+    id: u64,
+    limits: PluginLimits,
+    log: LogSink,
+    plugins: RwLock<Arc<Vec<Arc<Plugin>>>>,
+    generation: AtomicU64,
+}
+
+/// The plugins of an engine: load, unload and reload them by name at any time; every worker
+/// thread picks up the new set at its next call.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").field("plugins", &self.names()).finish()
+    }
+}
+
+/// What a hook call came to.
+pub(crate) enum Outcome {
+    /// The plugin returned this code; its result slot held this.
+    Returned(i32, Option<HookResult>),
+    /// The call failed (already counted).
+    Failed,
+}
+
+/// A worker thread's instances of one host's plugins.
+struct ThreadPlugins {
+    generation: u64,
+    plugins: Arc<Vec<Arc<Plugin>>>,
+    instances: Vec<Option<Instantiated>>,
+}
+
+thread_local! {
+    static RUNTIMES: RefCell<HashMap<u64, ThreadPlugins>> = RefCell::new(HashMap::new());
+}
+
+/// The default log sink: stderr, one line per message, with the plugin's name.
+pub fn stderr_log() -> LogSink {
+    Arc::new(|plugin: &str, level: LogLevel, msg: &str| eprintln!("l7tap plugin {plugin} [{level:?}]: {msg}"))
+}
+
+impl PluginHost {
+    /// An empty host with these limits; plugin output goes to `log`.
+    pub fn new(limits: PluginLimits, log: LogSink) -> Self {
+        PluginHost {
+            inner: Arc::new(HostInner {
+                id: NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed),
+                limits,
+                log,
+                plugins: RwLock::new(Arc::new(Vec::new())),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.inner.limits
+    }
+
+    /// Compiles and validates a plugin (imports linked, exports type-checked, `_start` run,
+    /// hooks read) without adding it.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let limits = &self.inner.limits;
+        if wasm.len() > limits.max_module_bytes {
+            return Err(LoadError::TooLarge { size: wasm.len(), limit: limits.max_module_bytes });
+        }
+        let engine = engine(limits);
+        let module = Module::new(&engine, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
+        let name: Arc<str> = Arc::from(name);
+        let metrics = Arc::new(PluginMetrics::default());
+        let mut inst = instantiate(&name, &engine, &module, limits, &self.inner.log, &metrics)?;
+        let hooks = read_export_ptr(&mut inst, "get_hook_bitmap", 16)?
+            .map(|b| u128::from_be_bytes(b.try_into().unwrap_or([0; 16])))
+            .unwrap_or(0);
+        let custom_hook = read_export_ptr(&mut inst, "get_custom_message_hook", 8)?
+            .map(|b| CustomHook::from_word(u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))));
+        let has_custom_export = inst.funcs[hook_index(Hook::CustomMessage)].is_some();
+        Ok(Arc::new(Plugin {
+            name,
+            engine,
+            module,
+            hooks,
+            custom_hook,
+            has_custom_export,
+            metrics,
+            disabled: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            consecutive_failures: AtomicU32::new(0),
+        }))
+    }
+
+    /// Loads a plugin at the end of the call order.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        if self.get(name).is_some() {
+            return Err(LoadError::Duplicate(name.to_string()));
+        }
+        let p = self.compile(name, wasm)?;
+        self.swap(|v| v.push(Arc::clone(&p)));
+        Ok(p)
+    }
+
+    /// Replaces the plugin `name` (same place in the order) with a new build; loads it at the
+    /// end when there was none.
+    pub fn reload(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let p = self.compile(name, wasm)?;
+        self.swap(|v| match v.iter().position(|q| &*q.name == name) {
+            Some(i) => v[i] = Arc::clone(&p),
+            None => v.push(Arc::clone(&p)),
+        });
+        Ok(p)
+    }
+
+    /// Removes the plugin `name`; false when there was none.
+    pub fn unload(&self, name: &str) -> bool {
+        let mut found = false;
+        self.swap(|v| {
+            let before = v.len();
+            v.retain(|p| &*p.name != name);
+            found = v.len() != before;
+        });
+        found
+    }
+
+    fn swap(&self, f: impl FnOnce(&mut Vec<Arc<Plugin>>)) {
+        let mut guard = self.inner.plugins.write();
+        let mut v: Vec<Arc<Plugin>> = guard.as_ref().clone();
+        f(&mut v);
+        *guard = Arc::new(v);
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The loaded plugins, in call order.
+    pub fn plugins(&self) -> Arc<Vec<Arc<Plugin>>> {
+        Arc::clone(&self.inner.plugins.read())
+    }
+
+    /// Names in call order.
+    pub fn names(&self) -> Vec<String> {
+        self.plugins().iter().map(|p| p.name.to_string()).collect()
+    }
+
+    /// A plugin by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins().iter().find(|p| &*p.name == name).cloned()
+    }
+
+    /// True when some plugin wants this hook.
+    pub fn any_wants(&self, hook: Hook) -> bool {
+        self.plugins().iter().any(|p| p.wants(hook))
+    }
+
+    /// Runs `f` with this thread's instances (rebuilt when the plugin set changed).
+    fn with_thread<R>(&self, f: impl FnOnce(&mut ThreadPlugins, &HostInner) -> R) -> R {
+        RUNTIMES.with(|rt| {
+            let mut map = rt.borrow_mut();
+            let generation = self.inner.generation.load(Ordering::Acquire);
+            let tp = map.entry(self.inner.id).or_insert_with(|| ThreadPlugins {
+                generation: u64::MAX,
+                plugins: Arc::new(Vec::new()),
+                instances: Vec::new(),
+            });
+            if tp.generation != generation {
+                let plugins = self.plugins();
+                // Keep the instances of plugins that did not change.
+                let mut instances: Vec<Option<Instantiated>> = Vec::with_capacity(plugins.len());
+                let mut old: Vec<(Arc<Plugin>, Option<Instantiated>)> =
+                    tp.plugins.iter().cloned().zip(tp.instances.drain(..)).collect();
+                for p in plugins.iter() {
+                    let reuse = old.iter().position(|(q, _)| Arc::ptr_eq(q, p)).and_then(|i| old[i].1.take());
+                    instances.push(reuse);
+                }
+                tp.plugins = plugins;
+                tp.instances = instances;
+                tp.generation = generation;
+            }
+            f(tp, &self.inner)
+        })
+    }
+
+    /// Calls `hook` on each plugin that wants it, in order, with the context made by `ctx`;
+    /// `decide` sees each outcome and says whether to stop.
+    pub(crate) fn call_each(
+        &self,
+        hook: Hook,
+        ctx: &dyn Fn(&Plugin) -> CallCtx,
+        decide: &mut dyn FnMut(&Arc<Plugin>, Outcome) -> bool,
+    ) {
+        self.with_thread(|tp, inner| {
+            for i in 0..tp.plugins.len() {
+                let plugin = Arc::clone(&tp.plugins[i]);
+                if !plugin.wants(hook) {
+                    continue;
+                }
+                if hook == Hook::CustomMessage && !plugin.has_custom_export {
+                    continue;
+                }
+                let outcome = call_one(inner, &plugin, &mut tp.instances[i], hook, ctx(&plugin));
+                if decide(&plugin, outcome) {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Records a valid-but-unexpected return code as a failure (section 4: "else error").
+    pub(crate) fn bad_return(&self, plugin: &Plugin, code: i32, hook: Hook) {
+        failed(&self.inner, plugin, FailureKind::BadReturn, &format!("{} returned {code}", hook.export()));
+    }
+
+    /// Counters of every plugin, by name.
+    pub fn metrics(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        self.plugins().iter().map(|p| (p.name.to_string(), p.metrics.snapshot())).collect()
+    }
+}
+
+fn failed(inner: &HostInner, plugin: &Plugin, kind: FailureKind, why: &str) {
+    plugin.metrics.fail(kind);
+    let n = plugin.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    (inner.log)(&plugin.name, LogLevel::Error, &format!("{} failure: {why}", kind.name()));
+    if n >= inner.limits.max_consecutive_failures && !plugin.disabled.swap(true, Ordering::Relaxed) {
+        let reason = format!("disabled after {n} consecutive failures; last: {} ({why})", kind.name());
+        (inner.log)(&plugin.name, LogLevel::Error, &reason);
+        *plugin.reason.lock() = Some(reason);
+    }
+}
+
+fn call_one(inner: &HostInner, plugin: &Arc<Plugin>, slot: &mut Option<Instantiated>, hook: Hook, ctx: CallCtx) -> Outcome {
+    if slot.is_none() {
+        match instantiate(&plugin.name, &plugin.engine, &plugin.module, &inner.limits, &inner.log, &plugin.metrics) {
+            Ok(i) => *slot = Some(i),
+            Err(e) => {
+                failed(inner, plugin, FailureKind::Instantiate, &e.to_string());
+                return Outcome::Failed;
+            }
+        }
+    }
+    let Some(inst) = slot.as_mut() else { return Outcome::Failed };
+    let Some(func) = inst.funcs[hook_index(hook)].clone() else { return Outcome::Failed };
+    inst.env.as_mut(&mut inst.store).ctx = Some(ctx);
+    set_remaining_points(&mut inst.store, &inst.instance, inner.limits.instructions_per_call);
+    let t0 = Instant::now();
+    let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
+    let ns = t0.elapsed().as_nanos() as u64;
+    plugin.metrics.call(hook, ns);
+    let ctx = inst.env.as_mut(&mut inst.store).ctx.take();
+    let mem = inst.memory.view(&inst.store).data_size();
+    plugin.metrics.memory_bytes.store(mem, Ordering::Relaxed);
+    match r {
+        Ok(code) => {
+            plugin.consecutive_failures.store(0, Ordering::Relaxed);
+            Outcome::Returned(code, ctx.and_then(|c| c.result))
+        }
+        Err(e) => {
+            let kind = if get_remaining_points(&mut inst.store, &inst.instance) == MeteringPoints::Exhausted {
+                FailureKind::Budget
+            } else if mem + 65536 > inner.limits.max_memory_bytes {
+                FailureKind::Memory
+            } else {
+                FailureKind::Trap
+            };
+            failed(inner, plugin, kind, &format!("{}: {}", hook.export(), e.message()));
+            // A trapped instance may hold broken state: start afresh next time (cheap).
+            *slot = None;
+            Outcome::Failed
+        }
+    }
+}
+
+impl CallCtx {
+    /// A context for `hook` with an encoded base, a payload and nothing else.
+    pub fn new(hook: ActiveHook, base: &abi::BaseCtx, payload: bytes::Bytes) -> Self {
+        CallCtx {
+            hook,
+            base: base.encode(),
+            direction: base.direction,
+            payload,
+            http_req: Vec::new(),
+            http_resp: (0, abi::status::UNKNOWN, Vec::new()),
+            custom: Vec::new(),
+            result: None,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Resource limits DeepFlow lacks: a linear-memory cap (enforced by the engine's tunables, so
+//! `memory.grow` past it returns -1 inside the guest) and an instruction budget per call
+//! (wasmer metering; an exhausted budget traps and is told apart by the remaining points).
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::{BaseTunables, CompilerConfig, Cranelift, EngineBuilder, Tunables};
+use wasmer::{Engine, MemoryType, Pages, TableType};
+use wasmer_middlewares::Metering;
+
+/// Limits applied to every plugin.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Wasm operators one hook call may execute (metering); an endless loop stops here.
+    pub instructions_per_call: u64,
+    /// Instructions `_start` may execute at load.
+    pub instructions_at_start: u64,
+    /// Largest linear memory, bytes (rounded down to 64 KiB pages).
+    pub max_memory_bytes: u64,
+    /// Largest module accepted, bytes.
+    pub max_module_bytes: usize,
+    /// Consecutive failed calls after which a plugin is disabled.
+    pub max_consecutive_failures: u32,
+    /// Payload bytes handed to plugins (`buf_size`; at most 65535 by the ABI).
+    pub payload_bytes: u16,
+    /// Largest result blob accepted from a plugin.
+    pub max_result_bytes: u32,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            instructions_per_call: 20_000_000,
+            instructions_at_start: 200_000_000,
+            max_memory_bytes: 128 << 20,
+            max_module_bytes: 32 << 20,
+            max_consecutive_failures: 16,
+            payload_bytes: u16::MAX,
+            max_result_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Base tunables with every memory's maximum lowered to the cap.
+struct CappedTunables {
+    base: BaseTunables,
+    max_pages: Pages,
+}
+
+impl CappedTunables {
+    fn adjust(&self, ty: &MemoryType) -> MemoryType {
+        let mut t = *ty;
+        t.maximum = Some(t.maximum.map_or(self.max_pages, |m| m.min(self.max_pages)));
+        t
+    }
+
+    fn check(&self, ty: &MemoryType) -> Result<(), MemoryError> {
+        if ty.minimum > self.max_pages {
+            return Err(MemoryError::Generic(format!(
+                "the module needs {} pages of memory at start; the cap is {} pages",
+                ty.minimum.0, self.max_pages.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Tunables for CappedTunables {
+    fn memory_style(&self, memory: &MemoryType) -> MemoryStyle {
+        self.base.memory_style(&self.adjust(memory))
+    }
+
+    fn table_style(&self, table: &TableType) -> TableStyle {
+        self.base.table_style(table)
+    }
+
+    fn create_host_memory(&self, ty: &MemoryType, style: &MemoryStyle) -> Result<VMMemory, MemoryError> {
+        self.check(ty)?;
+        self.base.create_host_memory(&self.adjust(ty), style)
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn create_vm_memory(
+        &self,
+        ty: &MemoryType,
+        style: &MemoryStyle,
+        vm_definition_location: NonNull<VMMemoryDefinition>,
+    ) -> Result<VMMemory, MemoryError> {
+        self.check(ty)?;
+        // SAFETY: the caller's guarantee on `vm_definition_location` is passed on unchanged;
+        // only the memory's maximum is lowered.
+        unsafe { self.base.create_vm_memory(&self.adjust(ty), style, vm_definition_location) }
+    }
+
+    fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
+        self.base.create_host_table(ty, style)
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn create_vm_table(
+        &self,
+        ty: &TableType,
+        style: &TableStyle,
+        vm_definition_location: NonNull<VMTableDefinition>,
+    ) -> Result<VMTable, String> {
+        // SAFETY: passed on unchanged to the base implementation.
+        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+    }
+}
+
+/// One engine per plugin: Cranelift with the metering middleware (a metered engine compiles
+/// one module only) and the memory cap.
+pub fn engine(limits: &PluginLimits) -> Engine {
+    let mut compiler = Cranelift::default();
+    // Every operator costs one point: a budget is an instruction count.
+    compiler.push_middleware(Arc::new(Metering::new(limits.instructions_per_call, |_| 1)));
+    let mut engine = EngineBuilder::new(compiler).engine();
+    let max_pages = Pages((limits.max_memory_bytes / 65536).min(65536) as u32);
+    engine.set_tunables(CappedTunables { base: BaseTunables::new(), max_pages });
+    engine.into()
+}
