@@ -33,6 +33,8 @@ pub use l7tap_core::{
     Segment, Source, SourceError, StatsSnapshot, L4,
 };
 pub use l7tap_protocols as protocols;
+pub use l7tap_wasm_host as wasm;
+pub use l7tap_wasm_host::{PluginHost, PluginLimits};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use l7tap_core::{Counters, DropReason, FlowProcessor};
@@ -79,6 +81,7 @@ pub struct EngineBuilder {
     queue_capacity: usize,
     output: Output,
     backpressure: Backpressure,
+    plugins: Option<PluginHost>,
 }
 
 impl Default for EngineBuilder {
@@ -95,6 +98,7 @@ impl Default for EngineBuilder {
             queue_capacity: 1024,
             output: Output::Channel(4096),
             backpressure: Backpressure::Block,
+            plugins: None,
         }
     }
 }
@@ -185,6 +189,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Runs the plugins of `host` on every record before it is handed out (HTTP hooks) and
+    /// lets them claim custom protocols (payload hooks). Plugins can be loaded, unloaded and
+    /// reloaded on `host` while the engine runs.
+    pub fn plugins(mut self, host: PluginHost) -> Self {
+        self.plugins = Some(host);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> Result<Engine, EngineError> {
         if self.workers == 0 || self.workers > 256 {
@@ -245,9 +257,10 @@ impl EngineBuilder {
                 (_, None) => return Err(EngineError::Config("no output".into())),
             };
             let proc = FlowProcessor::new(Arc::clone(&parsers), config.clone(), Arc::clone(&c));
+            let plugins = self.plugins.clone();
             let h = std::thread::Builder::new()
                 .name(format!("l7tap-worker-{i}"))
-                .spawn(move || worker(rx, proc, sink))
+                .spawn(move || worker(rx, proc, sink, plugins))
                 .map_err(|e| EngineError::Config(format!("cannot start worker thread: {e}")))?;
             txs.push(tx);
             handles.push(h);
@@ -277,9 +290,20 @@ enum Sink {
     Callback(Callback),
 }
 
-fn worker(rx: Receiver<Work>, mut proc: FlowProcessor, sink: Sink) {
+fn worker(rx: Receiver<Work>, mut proc: FlowProcessor, sink: Sink, plugins: Option<PluginHost>) {
     let counters = Arc::clone(proc.counters());
-    let mut emit = |rec: L7Record| match &sink {
+    let mut emit = |mut rec: L7Record| {
+        // Hooks reach the record before any sink sees it.
+        if let Some(host) = &plugins {
+            host.on_http_record(&mut rec);
+        }
+        deliver(&sink, &counters, rec)
+    };
+    worker_loop(rx, &mut proc, &mut emit);
+}
+
+fn deliver(sink: &Sink, counters: &Counters, rec: L7Record) {
+    match sink {
         Sink::Callback(f) => f(rec),
         Sink::Channel(tx, Backpressure::Block) => {
             // The receiver went away: nobody wants records any more; keep counting them.
@@ -292,21 +316,24 @@ fn worker(rx: Receiver<Work>, mut proc: FlowProcessor, sink: Sink) {
                 counters.count_drop(DropReason::OutputQueueFull, 1);
             }
         }
-    };
+    }
+}
+
+fn worker_loop(rx: Receiver<Work>, proc: &mut FlowProcessor, emit: &mut dyn FnMut(L7Record)) {
     for work in rx.iter() {
         match work {
             Work::Batch(segs) => {
                 for s in segs {
-                    proc.process(s, &mut emit);
+                    proc.process(s, emit);
                 }
             }
             Work::Flush(ack) => {
-                proc.flush_all(&mut emit);
+                proc.flush_all(emit);
                 let _ = ack.send(());
             }
         }
     }
-    proc.flush_all(&mut emit);
+    proc.flush_all(emit);
 }
 
 /// Segments per batch handed to a worker by [`Engine::run`].

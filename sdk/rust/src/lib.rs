@@ -1,0 +1,720 @@
+//! l7tap guest SDK: write DeepFlow-ABI Wasm plugins in Rust.
+//!
+//! Built with Debian's rustc 1.63 for `wasm32-wasi`, without crates.io dependencies. The
+//! ABI is DeepFlow's (the host's `wasm-abi.md`): results are sent as "PB" protobuf records
+//! (`wasm_plugin.AppInfo`), which every current host decodes.
+#![deny(missing_docs)]
+
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+mod ffi {
+    #[link(wasm_import_module = "deepflow")]
+    extern "C" {
+        pub fn wasm_log(ptr: *const u8, len: i32, level: i32);
+        pub fn vm_read_ctx_base(ptr: *mut u8, len: i32) -> i32;
+        pub fn vm_read_payload(ptr: *mut u8, len: i32) -> i32;
+        pub fn vm_read_http_req_info(ptr: *mut u8, len: i32) -> i32;
+        pub fn vm_read_http_resp_info(ptr: *mut u8, len: i32) -> i32;
+        pub fn vm_read_custom_message_info(ptr: *mut u8, len: i32) -> i32;
+        pub fn host_read_l7_protocol_info(ptr: *const u8, len: i32) -> i32;
+        pub fn host_read_str_result(ptr: *const u8, len: i32) -> i32;
+    }
+}
+
+/// Which hooks a plugin wants (the ABI's 128-bit hook bitmap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks(pub u128);
+
+impl Hooks {
+    /// `on_http_req`.
+    pub const HTTP_REQ: Hooks = Hooks(1 << 127);
+    /// `on_http_resp`.
+    pub const HTTP_RESP: Hooks = Hooks(1 << 126);
+    /// `on_custom_message`.
+    pub const CUSTOM_MESSAGE: Hooks = Hooks(1 << 125);
+    /// `check_payload` and `parse_payload`.
+    pub const PAYLOAD_PARSE: Hooks = Hooks(1);
+    /// No hook.
+    pub const NONE: Hooks = Hooks(0);
+}
+
+impl std::ops::BitOr for Hooks {
+    type Output = Hooks;
+    fn bitor(self, o: Hooks) -> Hooks {
+        Hooks(self.0 | o.0)
+    }
+}
+
+/// Log levels of the host's log.
+#[derive(Debug, Clone, Copy)]
+pub enum Level {
+    /// Information.
+    Info = 0,
+    /// Warning.
+    Warn = 1,
+    /// Error.
+    Error = 2,
+}
+
+/// Writes a line to the host's log under the plugin's name.
+pub fn log(level: Level, msg: &str) {
+    unsafe { ffi::wasm_log(msg.as_ptr(), msg.len() as i32, level as i32) }
+}
+
+/// Response status as the ABI numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// Timeout.
+    Timeout = 2,
+    /// The server's fault.
+    ServerError = 3,
+    /// The client's fault.
+    ClientError = 4,
+    /// Not known.
+    Unknown = 5,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status::Unknown
+    }
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Status {
+        match v {
+            0 => Status::Ok,
+            2 => Status::Timeout,
+            3 => Status::ServerError,
+            4 => Status::ClientError,
+            _ => Status::Unknown,
+        }
+    }
+}
+
+/// Request or response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}
+
+/// The base context of every hook call.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Source address of the payload.
+    pub src_ip: IpAddr,
+    /// Destination address.
+    pub dst_ip: IpAddr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// 6 TCP, 17 UDP.
+    pub l4_protocol: u8,
+    /// L7 protocol number (per hook).
+    pub l7_protocol: u8,
+    /// 255 packet capture, 0 syscall tracepoint, ...
+    pub ebpf_type: u8,
+    /// Timestamp, microseconds.
+    pub time_us: u64,
+    /// Which way the payload travels.
+    pub direction: Direction,
+    /// Process name (empty when unknown).
+    pub proc_name: String,
+    /// Flow id.
+    pub flow_id: u64,
+    /// Largest payload the host hands over.
+    pub buf_size: u16,
+}
+
+fn be16(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+fn be64(b: &[u8], i: usize) -> Option<u64> {
+    let s = b.get(i..i + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_be_bytes(a))
+}
+
+impl Base {
+    /// Reads the base context of the current call.
+    pub fn read() -> Option<Base> {
+        let mut buf = vec![0u8; 1024];
+        let n = unsafe { ffi::vm_read_ctx_base(buf.as_mut_ptr(), buf.len() as i32) };
+        if n <= 0 {
+            return None;
+        }
+        let b = &buf[..n as usize];
+        let (src_ip, dst_ip, mut i): (IpAddr, IpAddr, usize) = match b.first()? {
+            4 => {
+                let s = b.get(1..5)?;
+                let d = b.get(5..9)?;
+                (Ipv4Addr::new(s[0], s[1], s[2], s[3]).into(), Ipv4Addr::new(d[0], d[1], d[2], d[3]).into(), 9)
+            }
+            6 => {
+                let mut s = [0u8; 16];
+                let mut d = [0u8; 16];
+                s.copy_from_slice(b.get(1..17)?);
+                d.copy_from_slice(b.get(17..33)?);
+                (Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into(), 33)
+            }
+            _ => return None,
+        };
+        let src_port = be16(b, i)?;
+        let dst_port = be16(b, i + 2)?;
+        i += 4;
+        let l4_protocol = *b.get(i)?;
+        let l7_protocol = *b.get(i + 1)?;
+        let ebpf_type = *b.get(i + 2)?;
+        let time_us = be64(b, i + 3)?;
+        let direction = if *b.get(i + 11)? == 0 { Direction::Request } else { Direction::Response };
+        let name_len = *b.get(i + 12)? as usize;
+        i += 13;
+        let proc_name = String::from_utf8_lossy(b.get(i..i + name_len)?).into_owned();
+        i += name_len;
+        let flow_id = be64(b, i)?;
+        let buf_size = be16(b, i + 8)?;
+        Some(Base { src_ip, dst_ip, src_port, dst_port, l4_protocol, l7_protocol, ebpf_type, time_us, direction, proc_name, flow_id, buf_size })
+    }
+}
+
+/// The payload of the current call (at most `buf_size` bytes; the host cuts longer ones).
+pub fn payload(base: &Base) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; base.buf_size.max(1) as usize];
+    let n = unsafe { ffi::vm_read_payload(buf.as_mut_ptr(), buf.len() as i32) };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+fn str16(b: &[u8], i: &mut usize) -> Option<String> {
+    let n = be16(b, *i)? as usize;
+    let s = b.get(*i + 2..*i + 2 + n)?;
+    *i += 2 + n;
+    Some(String::from_utf8_lossy(s).into_owned())
+}
+
+/// Context of `on_http_req`.
+#[derive(Debug, Clone)]
+pub struct HttpReqCtx {
+    /// Base context.
+    pub base: Base,
+    /// Request path.
+    pub path: String,
+    /// Host header.
+    pub host: String,
+    /// User-Agent header.
+    pub user_agent: String,
+    /// Referer header.
+    pub referer: String,
+}
+
+/// Context of `on_http_resp`.
+#[derive(Debug, Clone)]
+pub struct HttpRespCtx {
+    /// Base context.
+    pub base: Base,
+    /// HTTP status code.
+    pub status_code: u16,
+    /// Status class as parsed by the host.
+    pub status: Status,
+    /// The request's endpoint.
+    pub endpoint: String,
+}
+
+/// Context of `check_payload` / `parse_payload`.
+#[derive(Debug, Clone)]
+pub struct ParseCtx {
+    /// Base context.
+    pub base: Base,
+}
+
+/// Context of `on_custom_message`.
+#[derive(Debug, Clone)]
+pub struct CustomMessageCtx {
+    /// Base context.
+    pub base: Base,
+    /// 0 ProtocolParse, 1 SessionFilter, 2 Sampling.
+    pub hook_point: u16,
+    /// The native protocol's number.
+    pub type_code: u32,
+    /// The message (protobuf, per type).
+    pub body: Vec<u8>,
+}
+
+/// Request fields of a result.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Version.
+    pub version: Option<String>,
+    /// Request type (method, command).
+    pub req_type: Option<String>,
+    /// Domain.
+    pub domain: Option<String>,
+    /// Resource.
+    pub resource: Option<String>,
+    /// Endpoint.
+    pub endpoint: Option<String>,
+}
+
+/// Response fields of a result.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// Status class.
+    pub status: Status,
+    /// Response code.
+    pub code: Option<i32>,
+    /// Exception text.
+    pub exception: Option<String>,
+    /// Result text.
+    pub result: Option<String>,
+}
+
+/// Trace fields of a result.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Trace id.
+    pub trace_id: Option<String>,
+    /// Span id.
+    pub span_id: Option<String>,
+    /// Parent span id.
+    pub parent_span_id: Option<String>,
+    /// Request id.
+    pub x_request_id: Option<String>,
+}
+
+/// One result record.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    /// Request length.
+    pub req_len: Option<u32>,
+    /// Response length.
+    pub resp_len: Option<u32>,
+    /// Pairing id.
+    pub request_id: Option<u32>,
+    /// Request part.
+    pub req: Option<Request>,
+    /// Response part.
+    pub resp: Option<Response>,
+    /// Trace part.
+    pub trace: Option<Trace>,
+    /// Protocol display name.
+    pub protocol_str: Option<String>,
+    /// No request/response pairing.
+    pub is_async: bool,
+    /// Attributes, in order.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Record {
+    /// A record with only a response part.
+    pub fn response(resp: Response) -> Record {
+        Record { resp: Some(resp), ..Default::default() }
+    }
+
+    /// A record with only a request part.
+    pub fn request(req: Request) -> Record {
+        Record { req: Some(req), ..Default::default() }
+    }
+
+    /// Adds an attribute.
+    pub fn attr(mut self, k: &str, v: &str) -> Record {
+        self.attributes.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+// ---- protobuf encoding of wasm_plugin.AppInfo ----
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn field_varint(out: &mut Vec<u8>, num: u64, v: u64) {
+    varint(out, num << 3);
+    varint(out, v);
+}
+
+fn field_bytes(out: &mut Vec<u8>, num: u64, b: &[u8]) {
+    varint(out, (num << 3) | 2);
+    varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn field_str(out: &mut Vec<u8>, num: u64, s: &Option<String>) {
+    if let Some(s) = s {
+        field_bytes(out, num, s.as_bytes());
+    }
+}
+
+impl Record {
+    /// The record as a "PB" protobuf record (without its length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = b"PB".to_vec();
+        if let Some(v) = self.req_len {
+            field_varint(&mut o, 1, u64::from(v));
+        }
+        if let Some(v) = self.resp_len {
+            field_varint(&mut o, 2, u64::from(v));
+        }
+        if let Some(v) = self.request_id {
+            field_varint(&mut o, 3, u64::from(v));
+        }
+        if let Some(r) = &self.req {
+            let mut m = Vec::new();
+            field_str(&mut m, 1, &r.version);
+            field_str(&mut m, 2, &r.req_type);
+            field_str(&mut m, 3, &r.domain);
+            field_str(&mut m, 4, &r.resource);
+            field_str(&mut m, 5, &r.endpoint);
+            field_bytes(&mut o, 10, &m);
+        }
+        if let Some(r) = &self.resp {
+            let mut m = Vec::new();
+            field_varint(&mut m, 1, r.status as u64);
+            if let Some(c) = r.code {
+                // int32: negative values are sign-extended to 64 bits.
+                field_varint(&mut m, 2, c as i64 as u64);
+            }
+            field_str(&mut m, 3, &r.exception);
+            field_str(&mut m, 4, &r.result);
+            field_bytes(&mut o, 11, &m);
+        }
+        if let Some(t) = &self.trace {
+            let mut m = Vec::new();
+            field_str(&mut m, 1, &t.trace_id);
+            field_str(&mut m, 2, &t.span_id);
+            field_str(&mut m, 3, &t.parent_span_id);
+            field_str(&mut m, 4, &t.x_request_id);
+            field_bytes(&mut o, 12, &m);
+        }
+        field_str(&mut o, 13, &self.protocol_str);
+        if self.is_async {
+            field_varint(&mut o, 22, 1);
+        }
+        for (k, v) in &self.attributes {
+            let mut m = Vec::new();
+            field_bytes(&mut m, 1, k.as_bytes());
+            field_bytes(&mut m, 2, v.as_bytes());
+            field_bytes(&mut o, 31, &m);
+        }
+        o
+    }
+}
+
+/// What a hook answers.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Not mine: ask the next plugin.
+    Next,
+    /// Handled, nothing to change: stop.
+    Abort,
+    /// Handled with these records: stop and merge them.
+    Result(Vec<Record>),
+}
+
+/// A plugin. Implement the hooks you registered; the others keep their defaults.
+pub trait Plugin {
+    /// Hooks wanted.
+    fn hooks(&self) -> Hooks;
+    /// `on_http_req`.
+    fn on_http_req(&mut self, _ctx: &HttpReqCtx) -> Action {
+        Action::Next
+    }
+    /// `on_http_resp`.
+    fn on_http_resp(&mut self, _ctx: &HttpRespCtx) -> Action {
+        Action::Next
+    }
+    /// `check_payload`: `Some((protocol number, name, direction))` when the payload is yours.
+    fn check_payload(&mut self, _ctx: &ParseCtx) -> Option<(u8, String, Direction)> {
+        None
+    }
+    /// `parse_payload`.
+    fn parse_payload(&mut self, _ctx: &ParseCtx) -> Action {
+        Action::Next
+    }
+    /// The custom-message hook word: (hook_all, hook_point, type_code).
+    fn custom_message_hook(&self) -> Option<(bool, u16, u32)> {
+        None
+    }
+    /// `on_custom_message`.
+    fn on_custom_message(&mut self, _ctx: &CustomMessageCtx) -> Action {
+        Action::Next
+    }
+}
+
+thread_local! {
+    static PLUGIN: RefCell<Option<Box<dyn Plugin>>> = RefCell::new(None);
+}
+
+static BITMAP: [AtomicU8; 16] = [
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+];
+static CUSTOM_HOOK: [AtomicU8; 8] = [
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+    AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0),
+];
+
+/// Registers the plugin (call it from `main`, which the host runs as `_start`).
+pub fn register(p: Box<dyn Plugin>) {
+    for (i, b) in p.hooks().0.to_be_bytes().iter().enumerate() {
+        BITMAP[i].store(*b, Ordering::Relaxed);
+    }
+    if let Some((all, point, code)) = p.custom_message_hook() {
+        let w: u64 = (if all { 0xffu64 << 48 } else { 0 }) | (u64::from(point) << 32) | u64::from(code);
+        for (i, b) in w.to_be_bytes().iter().enumerate() {
+            CUSTOM_HOOK[i].store(*b, Ordering::Relaxed);
+        }
+    }
+    PLUGIN.with(|slot| *slot.borrow_mut() = Some(p));
+}
+
+fn with_plugin<R>(f: impl FnOnce(&mut dyn Plugin) -> R, default: R) -> R {
+    PLUGIN.with(|slot| match slot.borrow_mut().as_mut() {
+        Some(p) => f(p.as_mut()),
+        None => default,
+    })
+}
+
+fn send(action: Action) -> i32 {
+    match action {
+        Action::Next => 0,
+        Action::Abort => 1,
+        Action::Result(records) => {
+            let mut blob = Vec::new();
+            for r in &records {
+                let e = r.encode();
+                if e.len() > u16::MAX as usize || blob.len() + 2 + e.len() > 64 * 1024 {
+                    log(Level::Error, "result record too large; dropped");
+                    continue;
+                }
+                blob.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                blob.extend_from_slice(&e);
+            }
+            if !blob.is_empty() {
+                unsafe { ffi::host_read_l7_protocol_info(blob.as_ptr(), blob.len() as i32) };
+            }
+            1
+        }
+    }
+}
+
+#[doc(hidden)]
+pub fn __get_hook_bitmap() -> i32 {
+    BITMAP.as_ptr() as i32
+}
+
+#[doc(hidden)]
+pub fn __get_custom_message_hook() -> i32 {
+    if CUSTOM_HOOK.iter().all(|b| b.load(Ordering::Relaxed) == 0) {
+        0
+    } else {
+        CUSTOM_HOOK.as_ptr() as i32
+    }
+}
+
+#[doc(hidden)]
+pub fn __on_http_req() -> i32 {
+    let base = match Base::read() {
+        Some(b) => b,
+        None => return 0,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = unsafe { ffi::vm_read_http_req_info(buf.as_mut_ptr(), buf.len() as i32) };
+    if n <= 0 {
+        return 0;
+    }
+    let b = &buf[..n as usize];
+    let mut i = 0;
+    let (path, host, user_agent, referer) = match (str16(b, &mut i), str16(b, &mut i), str16(b, &mut i), str16(b, &mut i)) {
+        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
+        _ => return 0,
+    };
+    let ctx = HttpReqCtx { base, path, host, user_agent, referer };
+    send(with_plugin(|p| p.on_http_req(&ctx), Action::Next))
+}
+
+#[doc(hidden)]
+pub fn __on_http_resp() -> i32 {
+    let base = match Base::read() {
+        Some(b) => b,
+        None => return 0,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = unsafe { ffi::vm_read_http_resp_info(buf.as_mut_ptr(), buf.len() as i32) };
+    if n < 3 {
+        return 0;
+    }
+    let b = &buf[..n as usize];
+    let mut i = 3;
+    let endpoint = if b.len() >= 5 { str16(b, &mut i).unwrap_or_default() } else { String::new() };
+    let ctx = HttpRespCtx { base, status_code: be16(b, 0).unwrap_or(0), status: Status::from_u8(b[2]), endpoint };
+    send(with_plugin(|p| p.on_http_resp(&ctx), Action::Next))
+}
+
+#[doc(hidden)]
+pub fn __check_payload() -> i32 {
+    let base = match Base::read() {
+        Some(b) => b,
+        None => return 0,
+    };
+    let ctx = ParseCtx { base };
+    match with_plugin(|p| p.check_payload(&ctx), None) {
+        Some((proto, name, dir)) if proto != 0 => {
+            let name = &name.as_bytes()[..name.len().min(16)];
+            let mut s = (name.len() as u16).to_be_bytes().to_vec();
+            s.extend_from_slice(name);
+            unsafe { ffi::host_read_str_result(s.as_ptr(), s.len() as i32) };
+            let d = if dir == Direction::Request { 1 } else { 2 };
+            (d << 8) | i32::from(proto)
+        }
+        _ => 0,
+    }
+}
+
+#[doc(hidden)]
+pub fn __parse_payload() -> i32 {
+    let base = match Base::read() {
+        Some(b) => b,
+        None => return 0,
+    };
+    let ctx = ParseCtx { base };
+    send(with_plugin(|p| p.parse_payload(&ctx), Action::Next))
+}
+
+#[doc(hidden)]
+pub fn __on_custom_message() -> i32 {
+    let base = match Base::read() {
+        Some(b) => b,
+        None => return 0,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = unsafe { ffi::vm_read_custom_message_info(buf.as_mut_ptr(), buf.len() as i32) };
+    if n < 10 {
+        return 0;
+    }
+    let b = &buf[..n as usize];
+    let hook_point = be16(b, 0).unwrap_or(0);
+    let type_code = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+    let len = u32::from_be_bytes([b[6], b[7], b[8], b[9]]) as usize;
+    let body = b.get(10..10 + len).unwrap_or(&[]).to_vec();
+    let ctx = CustomMessageCtx { base, hook_point, type_code, body };
+    send(with_plugin(|p| p.on_custom_message(&ctx), Action::Next))
+}
+
+/// Defines the plugin's exports and its `main`, registering `$plugin` (an expression).
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:expr) => {
+        #[no_mangle]
+        pub extern "C" fn get_hook_bitmap() -> i32 {
+            $crate::__get_hook_bitmap()
+        }
+        #[no_mangle]
+        pub extern "C" fn get_custom_message_hook() -> i32 {
+            $crate::__get_custom_message_hook()
+        }
+        #[no_mangle]
+        pub extern "C" fn check_payload() -> i32 {
+            $crate::__check_payload()
+        }
+        #[no_mangle]
+        pub extern "C" fn parse_payload() -> i32 {
+            $crate::__parse_payload()
+        }
+        #[no_mangle]
+        pub extern "C" fn on_http_req() -> i32 {
+            $crate::__on_http_req()
+        }
+        #[no_mangle]
+        pub extern "C" fn on_http_resp() -> i32 {
+            $crate::__on_http_resp()
+        }
+        #[no_mangle]
+        pub extern "C" fn on_custom_message() -> i32 {
+            $crate::__on_custom_message()
+        }
+        fn main() {
+            $crate::register(Box::new($plugin));
+        }
+    };
+}
+
+/// The body of an HTTP/1 message: what follows the blank line, de-chunked when the head
+/// says `Transfer-Encoding: chunked`.
+pub fn http_body(message: &[u8]) -> Vec<u8> {
+    let end = match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(e) => e,
+        None => return Vec::new(),
+    };
+    let head = String::from_utf8_lossy(&message[..end]).to_ascii_lowercase();
+    let body = &message[end + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        let eol = match body[i..].windows(2).position(|w| w == b"\r\n") {
+            Some(e) => e,
+            None => break,
+        };
+        let line = String::from_utf8_lossy(&body[i..i + eol]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        i += eol + 2;
+        if size == 0 {
+            break;
+        }
+        let end = (i + size).min(body.len());
+        out.extend_from_slice(&body[i..end]);
+        i = end + 2;
+    }
+    out
+}
+
+/// The string value of the first `"key": "value"` pair in a JSON text (no full JSON parser:
+/// enough for flat status fields; escapes are kept as written).
+pub fn json_str_field(json: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{}\"", key);
+    let at = json.find(&pat)? + pat.len();
+    let rest = json[at..].trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut escaped = false;
+    for c in rest.chars() {
+        if escaped {
+            out.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Some(out);
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
