@@ -15,7 +15,7 @@ $RUSTC --edition 2021 --crate-type rlib --crate-name l7tap_sdk --target wasm32-w
 for dir in plugins/*/; do
     name="$(basename "$dir")"
     if [ -f "$dir/src/main.rs" ]; then
-        $RUSTC --edition 2021 --crate-name "$name" --target wasm32-wasi -C opt-level=2 -C panic=abort \
+        $RUSTC --edition 2021 --crate-name "$name" --target wasm32-wasi -C opt-level=2 -C panic=abort -C strip=debuginfo \
             --extern l7tap_sdk="$out/libl7tap_sdk.rlib" -L "$out" "${link_args[@]}" \
             "$dir/src/main.rs" -o "$out/$name.wasm"
     elif [ -f "$dir/plugin.c" ]; then

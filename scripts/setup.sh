@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing l7tap needs on Debian 12 (as root; otherwise it only checks).
 set -euo pipefail
-pkgs=(ca-certificates gcc libc6-dev pkg-config)
+# gcc for -sys crates; Debian's rustc + wasm32 std for Rust plugins; clang/lld/wasi-libc for C plugins.
+pkgs=(ca-certificates gcc libc6-dev pkg-config rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{capture, s};
-use l7tap::wasm::{Hook, stderr_log};
+use l7tap::wasm::{stderr_log, Hook};
 use l7tap::{PluginHost, PluginLimits, ResponseStatus};
 use std::path::PathBuf;
 use std::sync::Once;
@@ -13,7 +13,9 @@ use std::sync::Once;
 /// The built plugin (built once by scripts/build-plugins.sh when missing).
 pub fn plugin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
-    let path = common::root().join("target/plugins").join(format!("{name}.wasm"));
+    let path = common::root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
     BUILD.call_once(|| {
         let st = std::process::Command::new("bash").arg(common::root().join("scripts/build-plugins.sh")).status();
         assert!(st.is_ok_and(|s| s.success()), "scripts/build-plugins.sh failed: install rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc");
@@ -25,34 +27,65 @@ pub fn plugin(name: &str) -> PathBuf {
 #[test]
 fn status_rewrite_on_the_opt_status_capture() {
     let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    let p = host.load("http_status_rewrite", &std::fs::read(plugin("http_status_rewrite")).unwrap()).unwrap();
+    let p = host
+        .load(
+            "http_status_rewrite",
+            &std::fs::read(plugin("http_status_rewrite")).unwrap(),
+        )
+        .unwrap();
     assert_eq!(p.hook_names(), vec!["http_resp"]);
-    let (records, _) = common::replay_with(&capture("opt_status.pcap"), |b| b.plugins(host.clone()));
+    let (records, _) =
+        common::replay_with(&capture("opt_status.pcap"), |b| b.plugins(host.clone()));
     assert_eq!(records.len(), 2);
     // The body nginx returned (tests/captures/nginx.conf) says FAILED: rewritten.
     let failed = &records[0];
     assert_eq!(s(&failed.request_resource), "/api/order");
     assert_eq!(failed.response_code, Some(500));
     assert_eq!(failed.response_status, ResponseStatus::ServerError);
-    assert_eq!(s(&failed.response_result), r#"{"OPT_STATUS":"FAILED","DESCRIPTION":"order 1001 not found in inventory"}"#);
-    assert_eq!(failed.attribute("op_stat").map(|v| s(v)), Some("FAILED".to_string()));
-    assert_eq!(failed.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(), vec!["http_status_rewrite"]);
+    assert_eq!(
+        s(&failed.response_result),
+        r#"{"OPT_STATUS":"FAILED","DESCRIPTION":"order 1001 not found in inventory"}"#
+    );
+    assert_eq!(
+        failed.attribute("op_stat").map(s),
+        Some("FAILED".to_string())
+    );
+    assert_eq!(
+        failed
+            .plugins
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        vec!["http_status_rewrite"]
+    );
     // SUCCESS: untouched.
     let ok = &records[1];
     assert_eq!(ok.response_code, Some(200));
     assert_eq!(ok.response_status, ResponseStatus::Ok);
     assert!(ok.plugins.is_empty() && ok.response_result.is_empty());
     assert_eq!(p.metrics.calls(Hook::HttpResp), 2);
-    assert_eq!(p.metrics.records_modified.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        p.metrics
+            .records_modified
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
 fn status_rewrite_leaves_other_traffic_alone() {
     let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    host.load("http_status_rewrite", &std::fs::read(plugin("http_status_rewrite")).unwrap()).unwrap();
+    host.load(
+        "http_status_rewrite",
+        &std::fs::read(plugin("http_status_rewrite")).unwrap(),
+    )
+    .unwrap();
     let (with, _) = common::replay_with(&capture("keepalive.pcap"), |b| b.plugins(host.clone()));
     let (without, _) = common::replay(&capture("keepalive.pcap"));
     let key = |r: &l7tap::L7Record| (s(&r.request_resource), r.response_code, r.response_status);
-    assert_eq!(with.iter().map(key).collect::<Vec<_>>(), without.iter().map(key).collect::<Vec<_>>());
+    assert_eq!(
+        with.iter().map(key).collect::<Vec<_>>(),
+        without.iter().map(key).collect::<Vec<_>>()
+    );
     assert!(with.iter().all(|r| r.plugins.is_empty()));
 }

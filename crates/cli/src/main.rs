@@ -24,6 +24,38 @@ struct Cli {
 enum Command {
     /// Replay a pcap/pcapng file and print one record per request/response exchange.
     Replay(ReplayArgs),
+    /// Work with Wasm plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin as the engine would: validate its imports and exports, run `_start`,
+    /// print the hooks it registers; with --sample, run a hook on a sample payload.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum SampleHook {
+    /// on_http_req with the sample as the request message.
+    HttpReq,
+    /// on_http_resp with the sample as the response message.
+    HttpResp,
+    /// check_payload then parse_payload with the sample as a client->server payload.
+    Payload,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The plugin (.wasm, or .wat text).
+    file: PathBuf,
+    /// A file holding a sample payload (e.g. a raw HTTP message) to run a hook on.
+    #[arg(long, value_name = "FILE")]
+    sample: Option<PathBuf>,
+    /// Which hook the sample goes to.
+    #[arg(long, value_enum, default_value = "http-resp")]
+    hook: SampleHook,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -53,18 +85,112 @@ struct ReplayArgs {
     /// Do not print the counter summary on stderr.
     #[arg(long)]
     no_stats: bool,
+    /// Wasm plugins (DeepFlow ABI), called in the order given (repeatable).
+    #[arg(long = "plugin", value_name = "FILE.wasm")]
+    plugins: Vec<PathBuf>,
+    /// Instructions one plugin hook call may execute.
+    #[arg(long, default_value_t = 20_000_000, value_name = "N")]
+    plugin_instructions: u64,
+    /// Linear-memory cap per plugin instance, MiB.
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    plugin_memory_mib: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay(args) => match replay(args) {
-            Ok(code) => code,
-            Err(msg) => {
-                eprintln!("l7tap: {msg}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Replay(args) => finish(replay(args)),
+        Command::Plugin(PluginCommand::Check(args)) => finish(plugin_check(args)),
+    }
+}
+
+fn finish(r: Result<ExitCode, String>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("l7tap: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn plugin_name(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
+}
+
+fn read_module(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return l7tap::wasm::wat_to_wasm(&bytes).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    Ok(bytes)
+}
+
+fn load_plugins(
+    paths: &[PathBuf],
+    limits: l7tap::PluginLimits,
+) -> Result<Option<l7tap::PluginHost>, String> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let host = l7tap::PluginHost::new(limits, l7tap::wasm::stderr_log());
+    for p in paths {
+        let wasm = read_module(p)?;
+        host.load(&plugin_name(p), &wasm)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(Some(host))
+}
+
+fn plugin_check(args: CheckArgs) -> Result<ExitCode, String> {
+    let host = l7tap::PluginHost::new(l7tap::PluginLimits::default(), l7tap::wasm::stderr_log());
+    let wasm = read_module(&args.file)?;
+    let name = plugin_name(&args.file);
+    let p = host
+        .load(&name, &wasm)
+        .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    println!("plugin {name}: loaded ({} bytes)", wasm.len());
+    println!("hook bitmap: {:#034x}", p.hooks);
+    let hooks = p.hook_names();
+    println!(
+        "hooks: {}",
+        if hooks.is_empty() {
+            "none (the plugin will never be called)".into()
+        } else {
+            hooks.join(", ")
+        }
+    );
+    if let Some(h) = p.custom_hook {
+        let point = match h.hook_point {
+            0 => "ProtocolParse",
+            1 => "SessionFilter",
+            2 => "Sampling",
+            _ => "unknown",
+        };
+        if h.hook_all {
+            println!("custom_message: every message");
+        } else {
+            println!(
+                "custom_message: hook point {} ({point}), type code {}",
+                h.hook_point, h.type_code
+            );
+        }
+    }
+    if let Some(sample) = &args.sample {
+        let payload = std::fs::read(sample).map_err(|e| format!("{}: {e}", sample.display()))?;
+        let out = l7tap::wasm::sample::run(&host, args_hook(args.hook), payload.into());
+        println!("{out}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn args_hook(h: SampleHook) -> l7tap::wasm::sample::SampleHook {
+    match h {
+        SampleHook::HttpReq => l7tap::wasm::sample::SampleHook::HttpReq,
+        SampleHook::HttpResp => l7tap::wasm::sample::SampleHook::HttpResp,
+        SampleHook::Payload => l7tap::wasm::sample::SampleHook::Payload,
     }
 }
 
@@ -79,9 +205,18 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         })?;
         protocols.push(p);
     }
+    let limits = l7tap::PluginLimits {
+        instructions_per_call: args.plugin_instructions,
+        max_memory_bytes: args.plugin_memory_mib.saturating_mul(1 << 20),
+        ..Default::default()
+    };
+    let plugins = load_plugins(&args.plugins, limits)?;
     let mut builder = Engine::builder()
         .workers(args.workers)
         .max_message_bytes(args.max_message_bytes);
+    if let Some(h) = &plugins {
+        builder = builder.plugins(h.clone());
+    }
     if !protocols.is_empty() {
         builder = builder.protocols(&protocols);
     }
@@ -133,6 +268,16 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     }
     if !args.no_stats {
         print_stats(&stats);
+        if let Some(h) = &plugins {
+            for (name, m) in h.metrics() {
+                let nz: Vec<String> = m
+                    .iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                eprintln!("l7tap: plugin {name}: {}", nz.join(" "));
+            }
+        }
     }
     match run {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -177,5 +322,16 @@ fn table_row(r: &L7Record) -> String {
         r.response_status.as_str(),
         r.rrt_ns as f64 / 1e6,
         if r.truncated { " truncated" } else { "" },
-    )
+    ) + &if r.plugins.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " plugins={}",
+            r.plugins
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    }
 }

@@ -58,7 +58,11 @@ pub struct CustomHook {
 impl CustomHook {
     /// Decodes the u64 word.
     pub fn from_word(w: u64) -> Self {
-        CustomHook { hook_all: (w >> 48) != 0, hook_point: (w >> 32) as u16, type_code: w as u32 }
+        CustomHook {
+            hook_all: (w >> 48) != 0,
+            hook_point: (w >> 32) as u16,
+            type_code: w as u32,
+        }
     }
 
     /// Whether a message of this hook point and type code is delivered.
@@ -98,7 +102,10 @@ fn ip_bytes(ip: IpAddr, v6: bool) -> Vec<u8> {
         (IpAddr::V4(a), true) => a.to_ipv6_mapped().octets().to_vec(),
         (IpAddr::V6(a), true) => a.octets().to_vec(),
         // A v6 address in a v4 context: the mapped form's last four bytes, else zeros.
-        (IpAddr::V6(a), false) => a.to_ipv4_mapped().map(|v| v.octets().to_vec()).unwrap_or_else(|| vec![0; 4]),
+        (IpAddr::V6(a), false) => a
+            .to_ipv4_mapped()
+            .map(|v| v.octets().to_vec())
+            .unwrap_or_else(|| vec![0; 4]),
     }
 }
 
@@ -145,7 +152,12 @@ pub fn encode_http_req(path: &[u8], host: &[u8], user_agent: &[u8], referer: &[u
 
 /// HTTP response info (section 5.4). The endpoint is added only when the guest's buffer has
 /// room for it (old SDKs pass a 3-byte buffer and must get exactly 3 bytes).
-pub fn encode_http_resp(status_code: u16, status: u8, endpoint: &[u8], guest_buf_len: usize) -> Vec<u8> {
+pub fn encode_http_resp(
+    status_code: u16,
+    status: u8,
+    endpoint: &[u8],
+    guest_buf_len: usize,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(5 + endpoint.len());
     b.extend_from_slice(&status_code.to_be_bytes());
     b.push(status);
@@ -218,9 +230,18 @@ mod tests {
     fn http_layouts() {
         let r = encode_http_req(b"/a", b"h", b"", b"r");
         assert_eq!(r, vec![0, 2, b'/', b'a', 0, 1, b'h', 0, 0, 0, 1, b'r']);
-        assert_eq!(encode_http_resp(500, status::SERVER_ERROR, b"/ep", 3), vec![1, 244, 3]);
-        assert_eq!(encode_http_resp(200, status::OK, b"/ep", 64), vec![0, 200, 0, 0, 3, b'/', b'e', b'p']);
-        assert_eq!(encode_custom_message(0, 106, b"xy"), vec![0, 0, 0, 0, 0, 106, 0, 0, 0, 2, b'x', b'y']);
+        assert_eq!(
+            encode_http_resp(500, status::SERVER_ERROR, b"/ep", 3),
+            vec![1, 244, 3]
+        );
+        assert_eq!(
+            encode_http_resp(200, status::OK, b"/ep", 64),
+            vec![0, 200, 0, 0, 3, b'/', b'e', b'p']
+        );
+        assert_eq!(
+            encode_custom_message(0, 106, b"xy"),
+            vec![0, 0, 0, 0, 0, 106, 0, 0, 0, 2, b'x', b'y']
+        );
     }
 
     #[test]

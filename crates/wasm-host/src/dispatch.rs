@@ -1,15 +1,15 @@
 //! The hooks as the pipeline calls them, and how their results merge into records
 //! (wasm-abi.md sections 4 and 8).
 
-use crate::abi::{self, BaseCtx, l7_proto, status};
+use crate::abi::{self, l7_proto, status, BaseCtx};
 use crate::host::{Outcome, PluginHost};
 use crate::imports::{ActiveHook, CallCtx, HookResult};
 use crate::metrics::Hook;
 use crate::result::PluginRecord;
 use bytes::Bytes;
-use l7tap_core::{Direction, FlowKey, L4, L7Record, MessageRole, Protocol, ResponseStatus};
-use std::sync::Arc;
+use l7tap_core::{Direction, FlowKey, L7Record, MessageRole, Protocol, ResponseStatus, L4};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// ABI status number of a record status.
 pub fn abi_status(s: ResponseStatus) -> u8 {
@@ -58,9 +58,17 @@ impl PluginHost {
             dst,
             l4_protocol: if o.flow.l4 == L4::Tcp { 6 } else { 17 },
             l7_protocol: l7,
-            ebpf_type: if o.from_ebpf { abi::EBPF_TYPE_TRACEPOINT } else { abi::EBPF_TYPE_NONE },
+            ebpf_type: if o.from_ebpf {
+                abi::EBPF_TYPE_TRACEPOINT
+            } else {
+                abi::EBPF_TYPE_NONE
+            },
             time_us: o.ts_ns / 1000,
-            direction: if o.direction == Direction::ClientToServer { 0 } else { 1 },
+            direction: if o.direction == Direction::ClientToServer {
+                0
+            } else {
+                1
+            },
             proc_name: o.comm.to_vec(),
             flow_id: o.flow.shard_hash(),
             buf_size: self.limits().payload_bytes.max(1),
@@ -70,7 +78,11 @@ impl PluginHost {
     /// The payload as plugins see it: at most `payload_bytes` (they can tell it was cut from
     /// the record's `truncated` flag and lengths).
     fn cut(&self, payload: &Bytes) -> Bytes {
-        payload.slice(..payload.len().min(usize::from(self.limits().payload_bytes.max(1))))
+        payload.slice(
+            ..payload
+                .len()
+                .min(usize::from(self.limits().payload_bytes.max(1))),
+        )
     }
 
     /// Runs `on_http_req` and `on_http_resp` on an HTTP/1, HTTP/2 or gRPC record and merges
@@ -82,15 +94,29 @@ impl PluginHost {
             Protocol::Grpc => l7_proto::GRPC,
             _ => return false,
         };
-        let comm = rec.process.as_ref().map(|p| p.comm.clone()).unwrap_or_default();
+        let comm = rec
+            .process
+            .as_ref()
+            .map(|p| p.comm.clone())
+            .unwrap_or_default();
         let from_ebpf = rec.process.is_some();
         let mut changed = false;
         if !rec.request_payload.is_empty() && self.any_wants(Hook::HttpReq) {
-            let o = Origin { flow: &rec.flow, direction: Direction::ClientToServer, ts_ns: rec.start_ns, comm: &comm, from_ebpf };
+            let o = Origin {
+                flow: &rec.flow,
+                direction: Direction::ClientToServer,
+                ts_ns: rec.start_ns,
+                comm: &comm,
+                from_ebpf,
+            };
             let base = self.base(&o, native);
             let payload = self.cut(&rec.request_payload);
-            let (ua, referer) = (header(&rec.request_payload, b"user-agent"), header(&rec.request_payload, b"referer"));
-            let info = abi::encode_http_req(&rec.request_resource, &rec.request_domain, ua, referer);
+            let (ua, referer) = (
+                header(&rec.request_payload, b"user-agent"),
+                header(&rec.request_payload, b"referer"),
+            );
+            let info =
+                abi::encode_http_req(&rec.request_resource, &rec.request_domain, ua, referer);
             let ctx = move |_: &crate::Plugin| {
                 let mut c = CallCtx::new(ActiveHook::HttpReq, &base, payload.clone());
                 c.http_req = info.clone();
@@ -103,10 +129,20 @@ impl PluginHost {
             }
         }
         if !rec.response_payload.is_empty() && self.any_wants(Hook::HttpResp) {
-            let o = Origin { flow: &rec.flow, direction: Direction::ServerToClient, ts_ns: rec.end_ns, comm: &comm, from_ebpf };
+            let o = Origin {
+                flow: &rec.flow,
+                direction: Direction::ServerToClient,
+                ts_ns: rec.end_ns,
+                comm: &comm,
+                from_ebpf,
+            };
             let base = self.base(&o, native);
             let payload = self.cut(&rec.response_payload);
-            let resp = (rec.response_code.unwrap_or(0).clamp(0, 65535) as u16, abi_status(rec.response_status), rec.endpoint.to_vec());
+            let resp = (
+                rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
+                abi_status(rec.response_status),
+                rec.endpoint.to_vec(),
+            );
             let ctx = move |_: &crate::Plugin| {
                 let mut c = CallCtx::new(ActiveHook::HttpResp, &base, payload.clone());
                 c.http_resp = resp.clone();
@@ -125,14 +161,21 @@ impl PluginHost {
 
     /// Section 4.3: 0 next plugin, 1 handled (stop; the last record of its result counts),
     /// anything else a failure (next plugin).
-    fn first_handled(&self, hook: Hook, ctx: &dyn Fn(&crate::Plugin) -> CallCtx) -> Option<(Arc<str>, PluginRecord)> {
+    fn first_handled(
+        &self,
+        hook: Hook,
+        ctx: &dyn Fn(&crate::Plugin) -> CallCtx,
+    ) -> Option<(Arc<str>, PluginRecord)> {
         let mut found = None;
         self.call_each(hook, ctx, &mut |plugin, outcome| match outcome {
             Outcome::Returned(0, _) | Outcome::Failed => false,
             Outcome::Returned(1, result) => {
                 if let Some(HookResult::Records(mut recs)) = result {
                     if let Some(last) = recs.pop() {
-                        plugin.metrics.records_modified.fetch_add(1, Ordering::Relaxed);
+                        plugin
+                            .metrics
+                            .records_modified
+                            .fetch_add(1, Ordering::Relaxed);
                         found = Some((Arc::clone(&plugin.name), last));
                     }
                 }
@@ -148,70 +191,97 @@ impl PluginHost {
 
     /// Section 4.1: asks the payload-parse plugins whether `payload` is theirs. Returns the
     /// protocol number, the name the plugin stored, and whether it is a request or response.
-    pub fn check_payload(&self, o: &Origin<'_>, payload: &Bytes) -> Option<(u8, Vec<u8>, MessageRole)> {
+    pub fn check_payload(
+        &self,
+        o: &Origin<'_>,
+        payload: &Bytes,
+    ) -> Option<(u8, Vec<u8>, MessageRole)> {
         let base = self.base(o, 0);
         let payload = self.cut(payload);
         let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Check, &base, payload.clone());
         let mut found = None;
-        self.call_each(Hook::CheckPayload, &ctx, &mut |plugin, outcome| match outcome {
-            Outcome::Returned(0, _) | Outcome::Failed => false,
-            Outcome::Returned(v, result) => {
-                let name = match result {
-                    Some(HookResult::Str(s)) => s,
-                    _ => Vec::new(),
-                };
-                let (proto, role) = if (1..=255).contains(&v) {
-                    (v as u8, MessageRole::Request)
-                } else {
-                    let role = match v >> 8 {
-                        1 => MessageRole::Request,
-                        2 => MessageRole::Response,
-                        _ => {
-                            self.bad_return(plugin, v, Hook::CheckPayload);
-                            return false;
-                        }
+        self.call_each(
+            Hook::CheckPayload,
+            &ctx,
+            &mut |plugin, outcome| match outcome {
+                Outcome::Returned(0, _) | Outcome::Failed => false,
+                Outcome::Returned(v, result) => {
+                    let name = match result {
+                        Some(HookResult::Str(s)) => s,
+                        _ => Vec::new(),
                     };
-                    (v as u8, role)
-                };
-                if proto == 0 {
-                    return false;
+                    let (proto, role) = if (1..=255).contains(&v) {
+                        (v as u8, MessageRole::Request)
+                    } else {
+                        let role = match v >> 8 {
+                            1 => MessageRole::Request,
+                            2 => MessageRole::Response,
+                            _ => {
+                                self.bad_return(plugin, v, Hook::CheckPayload);
+                                return false;
+                            }
+                        };
+                        (v as u8, role)
+                    };
+                    if proto == 0 {
+                        return false;
+                    }
+                    found = Some((proto, name, role));
+                    true
                 }
-                found = Some((proto, name, role));
-                true
-            }
-        });
+            },
+        );
         found
     }
 
     /// Section 4.2: every payload-parse plugin in order until one returns 1; its records
     /// (possibly none). `None` when no plugin handled the payload (DeepFlow's WasmParseFail).
-    pub fn parse_payload(&self, o: &Origin<'_>, proto: u8, payload: &Bytes) -> Option<Vec<PluginRecord>> {
+    pub fn parse_payload(
+        &self,
+        o: &Origin<'_>,
+        proto: u8,
+        payload: &Bytes,
+    ) -> Option<Vec<PluginRecord>> {
         let base = self.base(o, proto);
         let payload = self.cut(payload);
         let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Parse, &base, payload.clone());
         let mut found = None;
-        self.call_each(Hook::ParsePayload, &ctx, &mut |plugin, outcome| match outcome {
-            Outcome::Returned(0, _) | Outcome::Failed => false,
-            Outcome::Returned(1, result) => {
-                let recs = match result {
-                    Some(HookResult::Records(r)) => r,
-                    _ => Vec::new(),
-                };
-                plugin.metrics.records_modified.fetch_add(recs.len() as u64, Ordering::Relaxed);
-                found = Some(recs);
-                true
-            }
-            Outcome::Returned(code, _) => {
-                self.bad_return(plugin, code, Hook::ParsePayload);
-                false
-            }
-        });
+        self.call_each(
+            Hook::ParsePayload,
+            &ctx,
+            &mut |plugin, outcome| match outcome {
+                Outcome::Returned(0, _) | Outcome::Failed => false,
+                Outcome::Returned(1, result) => {
+                    let recs = match result {
+                        Some(HookResult::Records(r)) => r,
+                        _ => Vec::new(),
+                    };
+                    plugin
+                        .metrics
+                        .records_modified
+                        .fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    found = Some(recs);
+                    true
+                }
+                Outcome::Returned(code, _) => {
+                    self.bad_return(plugin, code, Hook::ParsePayload);
+                    false
+                }
+            },
+        );
         found
     }
 
     /// Section 4.4: a message of a built-in parser (`type_code`) offered to the plugins whose
     /// custom-message hook wants it; the last record of the first handling plugin.
-    pub fn on_custom_message(&self, o: &Origin<'_>, hook_point: u16, type_code: u32, payload: &Bytes, body: &[u8]) -> Option<(Arc<str>, PluginRecord)> {
+    pub fn on_custom_message(
+        &self,
+        o: &Origin<'_>,
+        hook_point: u16,
+        type_code: u32,
+        payload: &Bytes,
+        body: &[u8],
+    ) -> Option<(Arc<str>, PluginRecord)> {
         let base = self.base(o, 0);
         let payload = self.cut(payload);
         let info = abi::encode_custom_message(hook_point, type_code, body);
@@ -220,10 +290,10 @@ impl PluginHost {
             c.custom = info.clone();
             c
         };
-        let wanted = self
-            .plugins()
-            .iter()
-            .any(|p| p.custom_hook.is_some_and(|h| h.wants(hook_point, type_code)));
+        let wanted = self.plugins().iter().any(|p| {
+            p.custom_hook
+                .is_some_and(|h| h.wants(hook_point, type_code))
+        });
         if !wanted {
             return None;
         }
@@ -233,13 +303,19 @@ impl PluginHost {
 
 /// The value of the first header `name` (lower case) in a raw HTTP/1 head; empty if absent.
 fn header<'a>(raw: &'a [u8], name: &[u8]) -> &'a [u8] {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
     for line in raw[..head_end].split(|&b| b == b'\n').skip(1) {
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             if line[..colon].eq_ignore_ascii_case(name) {
                 let v = &line[colon + 1..];
                 let v = v.strip_suffix(b"\r").unwrap_or(v);
-                let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+                let start = v
+                    .iter()
+                    .position(|&b| b != b' ' && b != b'\t')
+                    .unwrap_or(v.len());
                 return &v[start..];
             }
         }
@@ -260,7 +336,10 @@ pub fn merge_http(rec: &mut L7Record, r: &PluginRecord, side: Direction) {
     if side == Direction::ClientToServer {
         if let Some(q) = &r.req {
             set(&mut rec.version, &q.version);
-            if q.req_type.as_ref().is_some_and(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_uppercase())) {
+            if q.req_type
+                .as_ref()
+                .is_some_and(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_uppercase()))
+            {
                 set(&mut rec.request_type, &q.req_type);
             }
             set(&mut rec.request_domain, &q.domain);
@@ -306,7 +385,11 @@ fn merge_common(rec: &mut L7Record, r: &PluginRecord) {
     if let Some(b) = r.biz_type.filter(|b| *b > 0) {
         rec.push_attribute(Bytes::from_static(b"biz_type"), Bytes::from(b.to_string()));
     }
-    for (k, v) in [("biz_code", &r.biz_code), ("biz_scenario", &r.biz_scenario), ("biz_response_code", &r.biz_response_code)] {
+    for (k, v) in [
+        ("biz_code", &r.biz_code),
+        ("biz_scenario", &r.biz_scenario),
+        ("biz_response_code", &r.biz_response_code),
+    ] {
         if let Some(v) = v {
             rec.push_attribute(Bytes::from_static(k.as_bytes()), Bytes::from(v.clone()));
         }

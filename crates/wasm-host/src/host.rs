@@ -3,17 +3,19 @@
 //! re-instantiated, and disabled after repeated failures; the record continues unchanged.
 
 use crate::abi::{self, CustomHook};
-use crate::imports::{ActiveHook, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit, imports_for};
-use crate::limits::{PluginLimits, engine};
+use crate::imports::{
+    imports_for, ActiveHook, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit,
+};
+use crate::limits::{engine, PluginLimits};
 use crate::metrics::{FailureKind, Hook, PluginMetrics};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use wasmer::{Engine, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, TypedFunction};
-use wasmer_middlewares::metering::{MeteringPoints, get_remaining_points, set_remaining_points};
+use wasmer_middlewares::metering::{get_remaining_points, set_remaining_points, MeteringPoints};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -147,28 +149,50 @@ fn instantiate(
         },
     );
     let imports = imports_for(&mut store, &env, module)?;
-    let instance = Instance::new(&mut store, module, &imports).map_err(|e| LoadError::Instantiate(e.to_string()))?;
+    let instance = Instance::new(&mut store, module, &imports)
+        .map_err(|e| LoadError::Instantiate(e.to_string()))?;
     let memory = instance
         .exports
         .get_memory("memory")
-        .map_err(|e| LoadError::Export { name: "memory", reason: e.to_string() })?
+        .map_err(|e| LoadError::Export {
+            name: "memory",
+            reason: e.to_string(),
+        })?
         .clone();
     env.as_mut(&mut store).memory = Some(memory.clone());
     let typed = |store: &Store, n: &'static str| {
-        instance.exports.get_typed_function::<(), i32>(store, n).map_err(|e| LoadError::Export { name: n, reason: e.to_string() })
+        instance
+            .exports
+            .get_typed_function::<(), i32>(store, n)
+            .map_err(|e| LoadError::Export {
+                name: n,
+                reason: e.to_string(),
+            })
     };
     let mut funcs: [Option<TypedFunction<(), i32>>; 5] = Default::default();
-    for h in [Hook::CheckPayload, Hook::ParsePayload, Hook::HttpReq, Hook::HttpResp] {
+    for h in [
+        Hook::CheckPayload,
+        Hook::ParsePayload,
+        Hook::HttpReq,
+        Hook::HttpResp,
+    ] {
         funcs[hook_index(h)] = Some(typed(&store, h.export())?);
     }
     funcs[hook_index(Hook::CustomMessage)] = typed(&store, "on_custom_message").ok();
     let start = instance
         .exports
         .get_typed_function::<(), ()>(&store, "_start")
-        .map_err(|e| LoadError::Export { name: "_start", reason: e.to_string() })?;
+        .map_err(|e| LoadError::Export {
+            name: "_start",
+            reason: e.to_string(),
+        })?;
     set_remaining_points(&mut store, &instance, limits.instructions_at_start);
     if let Err(e) = start.call(&mut store) {
-        let exit0 = e.clone().downcast::<ProcExit>().map(|p| p.0 == 0).unwrap_or(false);
+        let exit0 = e
+            .clone()
+            .downcast::<ProcExit>()
+            .map(|p| p.0 == 0)
+            .unwrap_or(false);
         if !exit0 {
             let why = match get_remaining_points(&mut store, &instance) {
                 MeteringPoints::Exhausted => "instruction budget exhausted".to_string(),
@@ -177,15 +201,31 @@ fn instantiate(
             return Err(LoadError::Start(why));
         }
     }
-    Ok(Instantiated { store, instance, env, memory, funcs })
+    Ok(Instantiated {
+        store,
+        instance,
+        env,
+        memory,
+        funcs,
+    })
 }
 
 /// Reads `n` bytes at the pointer an export returned; `Ok(None)` for a null pointer.
-fn read_export_ptr(inst: &mut Instantiated, export: &'static str, n: usize) -> Result<Option<Vec<u8>>, LoadError> {
-    let Ok(f) = inst.instance.exports.get_typed_function::<(), i32>(&inst.store, export) else {
+fn read_export_ptr(
+    inst: &mut Instantiated,
+    export: &'static str,
+    n: usize,
+) -> Result<Option<Vec<u8>>, LoadError> {
+    let Ok(f) = inst
+        .instance
+        .exports
+        .get_typed_function::<(), i32>(&inst.store, export)
+    else {
         return Ok(None);
     };
-    let ptr = f.call(&mut inst.store).map_err(|e| LoadError::Start(format!("{export}: {}", e.message())))?;
+    let ptr = f
+        .call(&mut inst.store)
+        .map_err(|e| LoadError::Start(format!("{export}: {}", e.message())))?;
     if ptr == 0 {
         return Ok(None);
     }
@@ -195,7 +235,8 @@ fn read_export_ptr(inst: &mut Instantiated, export: &'static str, n: usize) -> R
         return Err(LoadError::BadPointer(export));
     }
     let mut buf = vec![0u8; n];
-    view.read(p, &mut buf).map_err(|_| LoadError::BadPointer(export))?;
+    view.read(p, &mut buf)
+        .map_err(|_| LoadError::BadPointer(export))?;
     Ok(Some(buf))
 }
 
@@ -218,7 +259,9 @@ pub struct PluginHost {
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHost").field("plugins", &self.names()).finish()
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.names())
+            .finish()
     }
 }
 
@@ -243,7 +286,9 @@ thread_local! {
 
 /// The default log sink: stderr, one line per message, with the plugin's name.
 pub fn stderr_log() -> LogSink {
-    Arc::new(|plugin: &str, level: LogLevel, msg: &str| eprintln!("l7tap plugin {plugin} [{level:?}]: {msg}"))
+    Arc::new(|plugin: &str, level: LogLevel, msg: &str| {
+        eprintln!("l7tap plugin {plugin} [{level:?}]: {msg}")
+    })
 }
 
 impl PluginHost {
@@ -270,7 +315,10 @@ impl PluginHost {
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let limits = &self.inner.limits;
         if wasm.len() > limits.max_module_bytes {
-            return Err(LoadError::TooLarge { size: wasm.len(), limit: limits.max_module_bytes });
+            return Err(LoadError::TooLarge {
+                size: wasm.len(),
+                limit: limits.max_module_bytes,
+            });
         }
         let engine = engine(limits);
         let module = Module::new(&engine, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
@@ -371,10 +419,17 @@ impl PluginHost {
                 let plugins = self.plugins();
                 // Keep the instances of plugins that did not change.
                 let mut instances: Vec<Option<Instantiated>> = Vec::with_capacity(plugins.len());
-                let mut old: Vec<(Arc<Plugin>, Option<Instantiated>)> =
-                    tp.plugins.iter().cloned().zip(tp.instances.drain(..)).collect();
+                let mut old: Vec<(Arc<Plugin>, Option<Instantiated>)> = tp
+                    .plugins
+                    .iter()
+                    .cloned()
+                    .zip(tp.instances.drain(..))
+                    .collect();
                 for p in plugins.iter() {
-                    let reuse = old.iter().position(|(q, _)| Arc::ptr_eq(q, p)).and_then(|i| old[i].1.take());
+                    let reuse = old
+                        .iter()
+                        .position(|(q, _)| Arc::ptr_eq(q, p))
+                        .and_then(|i| old[i].1.take());
                     instances.push(reuse);
                 }
                 tp.plugins = plugins;
@@ -412,29 +467,58 @@ impl PluginHost {
 
     /// Records a valid-but-unexpected return code as a failure (section 4: "else error").
     pub(crate) fn bad_return(&self, plugin: &Plugin, code: i32, hook: Hook) {
-        failed(&self.inner, plugin, FailureKind::BadReturn, &format!("{} returned {code}", hook.export()));
+        failed(
+            &self.inner,
+            plugin,
+            FailureKind::BadReturn,
+            &format!("{} returned {code}", hook.export()),
+        );
     }
 
     /// Counters of every plugin, by name.
     pub fn metrics(&self) -> Vec<(String, Vec<(String, u64)>)> {
-        self.plugins().iter().map(|p| (p.name.to_string(), p.metrics.snapshot())).collect()
+        self.plugins()
+            .iter()
+            .map(|p| (p.name.to_string(), p.metrics.snapshot()))
+            .collect()
     }
 }
 
 fn failed(inner: &HostInner, plugin: &Plugin, kind: FailureKind, why: &str) {
     plugin.metrics.fail(kind);
     let n = plugin.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-    (inner.log)(&plugin.name, LogLevel::Error, &format!("{} failure: {why}", kind.name()));
-    if n >= inner.limits.max_consecutive_failures && !plugin.disabled.swap(true, Ordering::Relaxed) {
-        let reason = format!("disabled after {n} consecutive failures; last: {} ({why})", kind.name());
+    (inner.log)(
+        &plugin.name,
+        LogLevel::Error,
+        &format!("{} failure: {why}", kind.name()),
+    );
+    if n >= inner.limits.max_consecutive_failures && !plugin.disabled.swap(true, Ordering::Relaxed)
+    {
+        let reason = format!(
+            "disabled after {n} consecutive failures; last: {} ({why})",
+            kind.name()
+        );
         (inner.log)(&plugin.name, LogLevel::Error, &reason);
         *plugin.reason.lock() = Some(reason);
     }
 }
 
-fn call_one(inner: &HostInner, plugin: &Arc<Plugin>, slot: &mut Option<Instantiated>, hook: Hook, ctx: CallCtx) -> Outcome {
+fn call_one(
+    inner: &HostInner,
+    plugin: &Arc<Plugin>,
+    slot: &mut Option<Instantiated>,
+    hook: Hook,
+    ctx: CallCtx,
+) -> Outcome {
     if slot.is_none() {
-        match instantiate(&plugin.name, &plugin.engine, &plugin.module, &inner.limits, &inner.log, &plugin.metrics) {
+        match instantiate(
+            &plugin.name,
+            &plugin.engine,
+            &plugin.module,
+            &inner.limits,
+            &inner.log,
+            &plugin.metrics,
+        ) {
             Ok(i) => *slot = Some(i),
             Err(e) => {
                 failed(inner, plugin, FailureKind::Instantiate, &e.to_string());
@@ -442,10 +526,18 @@ fn call_one(inner: &HostInner, plugin: &Arc<Plugin>, slot: &mut Option<Instantia
             }
         }
     }
-    let Some(inst) = slot.as_mut() else { return Outcome::Failed };
-    let Some(func) = inst.funcs[hook_index(hook)].clone() else { return Outcome::Failed };
+    let Some(inst) = slot.as_mut() else {
+        return Outcome::Failed;
+    };
+    let Some(func) = inst.funcs[hook_index(hook)].clone() else {
+        return Outcome::Failed;
+    };
     inst.env.as_mut(&mut inst.store).ctx = Some(ctx);
-    set_remaining_points(&mut inst.store, &inst.instance, inner.limits.instructions_per_call);
+    set_remaining_points(
+        &mut inst.store,
+        &inst.instance,
+        inner.limits.instructions_per_call,
+    );
     let t0 = Instant::now();
     let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
     let ns = t0.elapsed().as_nanos() as u64;
@@ -459,14 +551,21 @@ fn call_one(inner: &HostInner, plugin: &Arc<Plugin>, slot: &mut Option<Instantia
             Outcome::Returned(code, ctx.and_then(|c| c.result))
         }
         Err(e) => {
-            let kind = if get_remaining_points(&mut inst.store, &inst.instance) == MeteringPoints::Exhausted {
+            let kind = if get_remaining_points(&mut inst.store, &inst.instance)
+                == MeteringPoints::Exhausted
+            {
                 FailureKind::Budget
             } else if mem + 65536 > inner.limits.max_memory_bytes {
                 FailureKind::Memory
             } else {
                 FailureKind::Trap
             };
-            failed(inner, plugin, kind, &format!("{}: {}", hook.export(), e.message()));
+            failed(
+                inner,
+                plugin,
+                kind,
+                &format!("{}: {}", hook.export(), e.message()),
+            );
             // A trapped instance may hold broken state: start afresh next time (cheap).
             *slot = None;
             Outcome::Failed

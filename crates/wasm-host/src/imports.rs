@@ -3,13 +3,13 @@
 //! answered with 0 (or a WASI error), never a panic.
 
 use crate::metrics::PluginMetrics;
-use crate::result::{PluginRecord, decode_blob};
+use crate::result::{decode_blob, PluginRecord};
 use bytes::Bytes;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use wasmer::{
-    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Memory, Module, RuntimeError, Type,
-    Value,
+    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Memory, Module,
+    RuntimeError, Type, Value,
 };
 
 /// Log levels of `wasm_log`.
@@ -118,7 +118,9 @@ fn read(env: &mut FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> Option<Vec<u8>
 /// Writes `bytes` at `ptr` if they fit in `len` and in memory.
 fn write(env: &mut FunctionEnvMut<'_, Env>, ptr: i32, len: i32, bytes: &[u8]) -> bool {
     let (data, store) = env.data_and_store_mut();
-    let Some(mem) = data.memory.as_ref() else { return false };
+    let Some(mem) = data.memory.as_ref() else {
+        return false;
+    };
     let view = mem.view(&store);
     let Some((p, l)) = span(ptr, len, view.data_size()) else {
         data.metrics.bad_pointers.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +133,9 @@ fn write(env: &mut FunctionEnvMut<'_, Env>, ptr: i32, len: i32, bytes: &[u8]) ->
 }
 
 fn wasm_log(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32, level: i32) {
-    let Some(msg) = read(&mut env, ptr, len.min(64 * 1024)) else { return };
+    let Some(msg) = read(&mut env, ptr, len.min(64 * 1024)) else {
+        return;
+    };
     let d = env.data();
     let level = match level {
         0 => LogLevel::Info,
@@ -140,17 +144,32 @@ fn wasm_log(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32, level: i32) {
     };
     match std::str::from_utf8(&msg) {
         Ok(s) => (d.log)(&d.plugin, level, s),
-        Err(_) => (d.log)(&d.plugin, LogLevel::Error, "wasm_log: message is not UTF-8 (dropped)"),
+        Err(_) => (d.log)(
+            &d.plugin,
+            LogLevel::Error,
+            "wasm_log: message is not UTF-8 (dropped)",
+        ),
     }
 }
 
 /// Copies a context part into the guest buffer: the bytes written, or 0.
-fn give(env: &mut FunctionEnvMut<'_, Env>, ptr: i32, len: i32, part: impl FnOnce(&CallCtx) -> Option<Vec<u8>>) -> i32 {
-    let Some(bytes) = env.data().ctx.as_ref().and_then(part) else { return 0 };
+fn give(
+    env: &mut FunctionEnvMut<'_, Env>,
+    ptr: i32,
+    len: i32,
+    part: impl FnOnce(&CallCtx) -> Option<Vec<u8>>,
+) -> i32 {
+    let Some(bytes) = env.data().ctx.as_ref().and_then(part) else {
+        return 0;
+    };
     if (len as u32 as usize) < bytes.len() {
         return 0;
     }
-    if write(env, ptr, len, &bytes) { bytes.len() as i32 } else { 0 }
+    if write(env, ptr, len, &bytes) {
+        bytes.len() as i32
+    } else {
+        0
+    }
 }
 
 fn vm_read_ctx_base(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
@@ -158,12 +177,16 @@ fn vm_read_ctx_base(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32
 }
 
 fn vm_read_payload(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    let Some(payload) = env.data().ctx.as_ref().map(|c| c.payload.clone()) else { return 0 };
+    let Some(payload) = env.data().ctx.as_ref().map(|c| c.payload.clone()) else {
+        return 0;
+    };
     if (len as u32 as usize) < payload.len() {
         return -1;
     }
     let (data, store) = env.data_and_store_mut();
-    let Some(mem) = data.memory.as_ref() else { return 0 };
+    let Some(mem) = data.memory.as_ref() else {
+        return 0;
+    };
     let view = mem.view(&store);
     if span(ptr, len, view.data_size()).is_none() {
         data.metrics.bad_pointers.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +199,9 @@ fn vm_read_payload(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 
 }
 
 fn vm_read_http_req_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    give(&mut env, ptr, len, |c| (c.hook == ActiveHook::HttpReq).then(|| c.http_req.clone()))
+    give(&mut env, ptr, len, |c| {
+        (c.hook == ActiveHook::HttpReq).then(|| c.http_req.clone())
+    })
 }
 
 fn vm_read_http_resp_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
@@ -192,21 +217,32 @@ fn vm_read_http_resp_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) 
 }
 
 fn vm_read_custom_message_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    give(&mut env, ptr, len, |c| (c.hook == ActiveHook::Custom).then(|| c.custom.clone()))
+    give(&mut env, ptr, len, |c| {
+        (c.hook == ActiveHook::Custom).then(|| c.custom.clone())
+    })
 }
 
 fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
     let max = env.data().max_result_bytes;
     if env.data().ctx.is_none() || len as u32 > max {
-        env.data().metrics.bad_results.fetch_add(1, Ordering::Relaxed);
+        env.data()
+            .metrics
+            .bad_results
+            .fetch_add(1, Ordering::Relaxed);
         return 0;
     }
-    let Some(blob) = read(&mut env, ptr, len) else { return 0 };
+    let Some(blob) = read(&mut env, ptr, len) else {
+        return 0;
+    };
     let d = env.data_mut();
     let Some(ctx) = d.ctx.as_mut() else { return 0 };
     if ctx.hook == ActiveHook::Check {
         d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
-        (d.log)(&d.plugin, LogLevel::Error, "check_payload stored an L7 result; it must store a string");
+        (d.log)(
+            &d.plugin,
+            LogLevel::Error,
+            "check_payload stored an L7 result; it must store a string",
+        );
         return 0;
     }
     match decode_blob(&blob, ctx.direction) {
@@ -223,7 +259,9 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
 }
 
 fn host_read_str_result(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    let Some(b) = read(&mut env, ptr, len) else { return 0 };
+    let Some(b) = read(&mut env, ptr, len) else {
+        return 0;
+    };
     let d = env.data_mut();
     let Some(ctx) = d.ctx.as_mut() else { return 0 };
     if b.len() < 2 {
@@ -280,20 +318,36 @@ fn environ_get(_env: FunctionEnvMut<'_, Env>, _environ: i32, _buf: i32) -> i32 {
 
 fn clock_time_get(mut env: FunctionEnvMut<'_, Env>, id: i32, _precision: i64, out: i32) -> i32 {
     let ns = match id {
-        0 => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+        0 => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
         1..=3 => monotonic_ns(),
         _ => return ERRNO_INVAL,
     };
-    if write(&mut env, out, 8, &ns.to_le_bytes()) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    if write(&mut env, out, 8, &ns.to_le_bytes()) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn monotonic_ns() -> u64 {
     use std::sync::OnceLock;
     static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
-fn fd_write(mut env: FunctionEnvMut<'_, Env>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> i32 {
+fn fd_write(
+    mut env: FunctionEnvMut<'_, Env>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> i32 {
     if fd != 1 && fd != 2 {
         return ERRNO_BADF;
     }
@@ -301,13 +355,17 @@ fn fd_write(mut env: FunctionEnvMut<'_, Env>, fd: i32, iovs: i32, iovs_len: i32,
     let mut out = Vec::new();
     let mut total: u32 = 0;
     for i in 0..n {
-        let Some(iov) = read(&mut env, iovs.wrapping_add((i * 8) as i32), 8) else { return ERRNO_FAULT };
+        let Some(iov) = read(&mut env, iovs.wrapping_add((i * 8) as i32), 8) else {
+            return ERRNO_FAULT;
+        };
         let base = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
         // Logged text is capped; the guest is told everything was written.
         let take = len.min(4096u32.saturating_sub(out.len() as u32));
         if take > 0 {
-            let Some(b) = read(&mut env, base, take as i32) else { return ERRNO_FAULT };
+            let Some(b) = read(&mut env, base, take as i32) else {
+                return ERRNO_FAULT;
+            };
             out.extend_from_slice(&b);
         }
         total = total.saturating_add(len);
@@ -316,12 +374,26 @@ fn fd_write(mut env: FunctionEnvMut<'_, Env>, fd: i32, iovs: i32, iovs_len: i32,
     let text = String::from_utf8_lossy(&out);
     let text = text.trim_end_matches('\n');
     if !text.is_empty() {
-        (d.log)(&d.plugin, if fd == 1 { LogLevel::Info } else { LogLevel::Warn }, text);
+        (d.log)(
+            &d.plugin,
+            if fd == 1 {
+                LogLevel::Info
+            } else {
+                LogLevel::Warn
+            },
+            text,
+        );
     }
     put_u32s(&mut env, &[(nwritten, total)])
 }
 
-fn fd_read(mut env: FunctionEnvMut<'_, Env>, fd: i32, _iovs: i32, _iovs_len: i32, nread: i32) -> i32 {
+fn fd_read(
+    mut env: FunctionEnvMut<'_, Env>,
+    fd: i32,
+    _iovs: i32,
+    _iovs_len: i32,
+    nread: i32,
+) -> i32 {
     if fd != 0 {
         return ERRNO_BADF;
     }
@@ -329,7 +401,11 @@ fn fd_read(mut env: FunctionEnvMut<'_, Env>, fd: i32, _iovs: i32, _iovs_len: i32
 }
 
 fn fd_close(_env: FunctionEnvMut<'_, Env>, fd: i32) -> i32 {
-    if (0..=2).contains(&fd) { ERRNO_SUCCESS } else { ERRNO_BADF }
+    if (0..=2).contains(&fd) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_BADF
+    }
 }
 
 fn fd_fdstat_get(mut env: FunctionEnvMut<'_, Env>, fd: i32, out: i32) -> i32 {
@@ -341,14 +417,25 @@ fn fd_fdstat_get(mut env: FunctionEnvMut<'_, Env>, fd: i32, out: i32) -> i32 {
     st[0] = 2;
     let rights: u64 = if fd == 0 { 1 << 1 } else { 1 << 6 };
     st[8..16].copy_from_slice(&rights.to_le_bytes());
-    if write(&mut env, out, 24, &st) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    if write(&mut env, out, 24, &st) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn fd_filestat_get(_env: FunctionEnvMut<'_, Env>, _fd: i32, _out: i32) -> i32 {
     ERRNO_BADF
 }
 
-fn fd_pread(_env: FunctionEnvMut<'_, Env>, _fd: i32, _iovs: i32, _len: i32, _off: i64, _n: i32) -> i32 {
+fn fd_pread(
+    _env: FunctionEnvMut<'_, Env>,
+    _fd: i32,
+    _iovs: i32,
+    _len: i32,
+    _off: i64,
+    _n: i32,
+) -> i32 {
     ERRNO_BADF
 }
 
@@ -361,7 +448,11 @@ fn fd_prestat_dir_name(_env: FunctionEnvMut<'_, Env>, _fd: i32, _p: i32, _l: i32
 }
 
 fn fd_seek(_env: FunctionEnvMut<'_, Env>, fd: i32, _off: i64, _whence: i32, _out: i32) -> i32 {
-    if (0..=2).contains(&fd) { ERRNO_SPIPE } else { ERRNO_BADF }
+    if (0..=2).contains(&fd) {
+        ERRNO_SPIPE
+    } else {
+        ERRNO_BADF
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -380,7 +471,15 @@ fn path_open(
     ERRNO_NOTCAPABLE
 }
 
-fn path_readlink(_env: FunctionEnvMut<'_, Env>, _fd: i32, _p: i32, _pl: i32, _b: i32, _bl: i32, _out: i32) -> i32 {
+fn path_readlink(
+    _env: FunctionEnvMut<'_, Env>,
+    _fd: i32,
+    _p: i32,
+    _pl: i32,
+    _b: i32,
+    _bl: i32,
+    _out: i32,
+) -> i32 {
     ERRNO_NOTCAPABLE
 }
 
@@ -399,7 +498,11 @@ fn random_get(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
     if getrandom::fill(&mut buf).is_err() {
         return ERRNO_NOSYS;
     }
-    if write(&mut env, ptr, len, &buf) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    if write(&mut env, ptr, len, &buf) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 /// Why a module cannot be linked.
@@ -441,7 +544,11 @@ pub enum LinkError {
 /// Builds the import object for `module`: every import it declares is resolved (the ABI's
 /// functions type-checked; other WASI functions stubbed with ENOSYS), or the first one that
 /// cannot be is reported.
-pub fn imports_for(store: &mut impl AsStoreMut, env: &FunctionEnv<Env>, module: &Module) -> Result<Imports, LinkError> {
+pub fn imports_for(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<Env>,
+    module: &Module,
+) -> Result<Imports, LinkError> {
     let mut imports = Imports::new();
     for imp in module.imports() {
         let (m, name) = (imp.module().to_string(), imp.name().to_string());
@@ -449,7 +556,8 @@ pub fn imports_for(store: &mut impl AsStoreMut, env: &FunctionEnv<Env>, module: 
             return Err(LinkError::NotAFunction { module: m, name });
         };
         let f = match m.as_str() {
-            "deepflow" => deepflow_fn(store, env, &name).ok_or_else(|| LinkError::UnknownDeepflow(name.clone()))?,
+            "deepflow" => deepflow_fn(store, env, &name)
+                .ok_or_else(|| LinkError::UnknownDeepflow(name.clone()))?,
             "wasi_snapshot_preview1" => match wasi_fn(store, env, &name) {
                 Some(f) => f,
                 None => {
@@ -472,27 +580,44 @@ pub fn imports_for(store: &mut impl AsStoreMut, env: &FunctionEnv<Env>, module: 
         };
         let have: FunctionType = f.ty(store);
         if have != want {
-            return Err(LinkError::WrongType { module: m, name, found: format!("{want}"), expected: format!("{have}") });
+            return Err(LinkError::WrongType {
+                module: m,
+                name,
+                found: format!("{want}"),
+                expected: format!("{have}"),
+            });
         }
         imports.define(imp.module(), imp.name(), f);
     }
     Ok(imports)
 }
 
-fn deepflow_fn(store: &mut impl AsStoreMut, env: &FunctionEnv<Env>, name: &str) -> Option<Function> {
+fn deepflow_fn(
+    store: &mut impl AsStoreMut,
+    env: &FunctionEnv<Env>,
+    name: &str,
+) -> Option<Function> {
     Some(match name {
         "wasm_log" => Function::new_typed_with_env(store, env, wasm_log),
         "vm_read_ctx_base" => Function::new_typed_with_env(store, env, vm_read_ctx_base),
         "vm_read_payload" => Function::new_typed_with_env(store, env, vm_read_payload),
         "vm_read_http_req_info" => Function::new_typed_with_env(store, env, vm_read_http_req_info),
-        "vm_read_http_resp_info" => Function::new_typed_with_env(store, env, vm_read_http_resp_info),
-        "vm_read_custom_message_info" => Function::new_typed_with_env(store, env, vm_read_custom_message_info),
-        "host_read_l7_protocol_info" => Function::new_typed_with_env(store, env, host_read_l7_protocol_info),
+        "vm_read_http_resp_info" => {
+            Function::new_typed_with_env(store, env, vm_read_http_resp_info)
+        }
+        "vm_read_custom_message_info" => {
+            Function::new_typed_with_env(store, env, vm_read_custom_message_info)
+        }
+        "host_read_l7_protocol_info" => {
+            Function::new_typed_with_env(store, env, host_read_l7_protocol_info)
+        }
         "host_read_str_result" => Function::new_typed_with_env(store, env, host_read_str_result),
         // Declared by old SDKs, never called; DeepFlow lacks it and fails to link such modules.
-        "host_read_http_result" => {
-            Function::new_typed_with_env(store, env, |_e: FunctionEnvMut<'_, Env>, _p: i32, _l: i32| -> i32 { 0 })
-        }
+        "host_read_http_result" => Function::new_typed_with_env(
+            store,
+            env,
+            |_e: FunctionEnvMut<'_, Env>, _p: i32, _l: i32| -> i32 { 0 },
+        ),
         _ => return None,
     })
 }

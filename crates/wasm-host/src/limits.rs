@@ -4,7 +4,9 @@
 
 use std::ptr::NonNull;
 use std::sync::Arc;
-use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::vm::{
+    MemoryError, MemoryStyle, TableStyle, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition,
+};
 use wasmer::sys::{BaseTunables, CompilerConfig, Cranelift, EngineBuilder, Tunables};
 use wasmer::{Engine, MemoryType, Pages, TableType};
 use wasmer_middlewares::Metering;
@@ -75,7 +77,11 @@ impl Tunables for CappedTunables {
         self.base.table_style(table)
     }
 
-    fn create_host_memory(&self, ty: &MemoryType, style: &MemoryStyle) -> Result<VMMemory, MemoryError> {
+    fn create_host_memory(
+        &self,
+        ty: &MemoryType,
+        style: &MemoryStyle,
+    ) -> Result<VMMemory, MemoryError> {
         self.check(ty)?;
         self.base.create_host_memory(&self.adjust(ty), style)
     }
@@ -90,7 +96,10 @@ impl Tunables for CappedTunables {
         self.check(ty)?;
         // SAFETY: the caller's guarantee on `vm_definition_location` is passed on unchanged;
         // only the memory's maximum is lowered.
-        unsafe { self.base.create_vm_memory(&self.adjust(ty), style, vm_definition_location) }
+        unsafe {
+            self.base
+                .create_vm_memory(&self.adjust(ty), style, vm_definition_location)
+        }
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
@@ -117,6 +126,9 @@ pub fn engine(limits: &PluginLimits) -> Engine {
     compiler.push_middleware(Arc::new(Metering::new(limits.instructions_per_call, |_| 1)));
     let mut engine = EngineBuilder::new(compiler).engine();
     let max_pages = Pages((limits.max_memory_bytes / 65536).min(65536) as u32);
-    engine.set_tunables(CappedTunables { base: BaseTunables::new(), max_pages });
+    engine.set_tunables(CappedTunables {
+        base: BaseTunables::new(),
+        max_pages,
+    });
     engine.into()
 }

@@ -19,7 +19,13 @@ pub enum Hook {
 
 impl Hook {
     /// Every hook, in counter order.
-    pub const ALL: [Hook; 5] = [Hook::CheckPayload, Hook::ParsePayload, Hook::HttpReq, Hook::HttpResp, Hook::CustomMessage];
+    pub const ALL: [Hook; 5] = [
+        Hook::CheckPayload,
+        Hook::ParsePayload,
+        Hook::HttpReq,
+        Hook::HttpResp,
+        Hook::CustomMessage,
+    ];
 
     /// The export's name.
     pub fn export(self) -> &'static str {
@@ -54,8 +60,13 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in counter order.
-    pub const ALL: [FailureKind; 5] =
-        [FailureKind::Trap, FailureKind::Budget, FailureKind::Memory, FailureKind::BadReturn, FailureKind::Instantiate];
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Trap,
+        FailureKind::Budget,
+        FailureKind::Memory,
+        FailureKind::BadReturn,
+        FailureKind::Instantiate,
+    ];
 
     /// Counter name.
     pub fn name(self) -> &'static str {
@@ -69,7 +80,10 @@ impl FailureKind {
     }
 
     fn index(self) -> usize {
-        FailureKind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+        FailureKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or(0)
     }
 }
 

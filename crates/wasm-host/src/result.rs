@@ -107,7 +107,9 @@ pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, Deco
             return Err(DecodeError("record length cut"));
         }
         let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        let rec = rest.get(2..2 + n).ok_or(DecodeError("record longer than the blob"))?;
+        let rec = rest
+            .get(2..2 + n)
+            .ok_or(DecodeError("record longer than the blob"))?;
         out.push(decode_record(rec, direction)?);
         rest = &rest[2 + n..];
     }
@@ -150,7 +152,10 @@ mod pb {
     }
 
     /// Iterates the fields of a message.
-    fn fields(b: &[u8], mut f: impl FnMut(u64, Val<'_>) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
+    fn fields(
+        b: &[u8],
+        mut f: impl FnMut(u64, Val<'_>) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
         let mut i = 0;
         while i < b.len() {
             let key = varint(b, &mut i)?;
@@ -164,9 +169,12 @@ mod pb {
                     Val::Fixed
                 }
                 2 => {
-                    let n = usize::try_from(varint(b, &mut i)?).map_err(|_| DecodeError("length too large"))?;
+                    let n = usize::try_from(varint(b, &mut i)?)
+                        .map_err(|_| DecodeError("length too large"))?;
                     let end = i.checked_add(n).ok_or(DecodeError("length too large"))?;
-                    let s = b.get(i..end).ok_or(DecodeError("length-delimited field cut"))?;
+                    let s = b
+                        .get(i..end)
+                        .ok_or(DecodeError("length-delimited field cut"))?;
                     i = end;
                     Val::Bytes(s)
                 }
@@ -315,7 +323,10 @@ mod legacy {
             Ok(v)
         }
         fn u32(&mut self) -> Result<u32, DecodeError> {
-            let s = self.b.get(self.i..self.i + 4).ok_or(DecodeError("legacy record cut"))?;
+            let s = self
+                .b
+                .get(self.i..self.i + 4)
+                .ok_or(DecodeError("legacy record cut"))?;
             self.i += 4;
             Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
         }
@@ -327,9 +338,15 @@ mod legacy {
             }
         }
         fn str16(&mut self) -> Result<&'a [u8], DecodeError> {
-            let l = self.b.get(self.i..self.i + 2).ok_or(DecodeError("legacy string cut"))?;
+            let l = self
+                .b
+                .get(self.i..self.i + 2)
+                .ok_or(DecodeError("legacy string cut"))?;
             let n = u16::from_be_bytes([l[0], l[1]]) as usize;
-            let s = self.b.get(self.i + 2..self.i + 2 + n).ok_or(DecodeError("legacy string cut"))?;
+            let s = self
+                .b
+                .get(self.i + 2..self.i + 2 + n)
+                .ok_or(DecodeError("legacy string cut"))?;
             self.i += 2 + n;
             Ok(s)
         }
@@ -343,7 +360,12 @@ mod legacy {
     }
 
     /// `with_protocol_str`: layouts since 2024-04; `with_biz_type`: since 2024-02.
-    fn decode_layout(b: &[u8], dir: u8, with_protocol_str: bool, with_biz_type: bool) -> Result<(PluginRecord, usize), DecodeError> {
+    fn decode_layout(
+        b: &[u8],
+        dir: u8,
+        with_protocol_str: bool,
+        with_biz_type: bool,
+    ) -> Result<(PluginRecord, usize), DecodeError> {
         if b.len() < 9 {
             return Err(DecodeError("legacy record shorter than 9 bytes"));
         }
@@ -369,7 +391,11 @@ mod legacy {
             });
         } else {
             let status = valid_status(u64::from(r.u8()?))?;
-            let code = if r.flag()? { Some(r.u32()? as i32) } else { None };
+            let code = if r.flag()? {
+                Some(r.u32()? as i32)
+            } else {
+                None
+            };
             let result = r.str16()?;
             let exception = r.str16()?;
             p.resp = Some(AppResponse {
@@ -405,7 +431,9 @@ mod legacy {
             loop {
                 let save = r.i;
                 match (r.str16(), r.str16()) {
-                    (Ok(k), Ok(v)) if !(with_biz_type && r.left() == 0) => p.attributes.push((k.to_vec(), v.to_vec())),
+                    (Ok(k), Ok(v)) if !(with_biz_type && r.left() == 0) => {
+                        p.attributes.push((k.to_vec(), v.to_vec()))
+                    }
                     _ => {
                         r.i = save;
                         break;

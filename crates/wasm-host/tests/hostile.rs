@@ -68,7 +68,10 @@ fn good_plugin() -> Vec<u8> {
 
 fn record() -> L7Record {
     L7Record {
-        flow: FlowKey::tcp("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap()),
+        flow: FlowKey::tcp(
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        ),
         protocol: Protocol::Http1,
         request_type: Bytes::from_static(b"GET"),
         request_resource: Bytes::from_static(b"/api/order"),
@@ -83,7 +86,9 @@ fn record() -> L7Record {
 fn host(limits: PluginLimits) -> (PluginHost, Arc<Mutex<Vec<String>>>) {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let l2 = Arc::clone(&logs);
-    let sink = Arc::new(move |p: &str, lvl: LogLevel, m: &str| l2.lock().unwrap().push(format!("{p} {lvl:?} {m}")));
+    let sink = Arc::new(move |p: &str, lvl: LogLevel, m: &str| {
+        l2.lock().unwrap().push(format!("{p} {lvl:?} {m}"))
+    });
     (PluginHost::new(limits, sink), logs)
 }
 
@@ -93,8 +98,14 @@ fn assert_good_plugin_works(h: &PluginHost) {
     assert_eq!(r.response_code, Some(500));
     assert_eq!(r.response_status, ResponseStatus::ServerError);
     assert_eq!(r.response_result.as_ref(), b"FAILED");
-    assert_eq!(r.attribute("op_stat").map(|v| v.as_ref()), Some(&b"FAILED"[..]));
-    assert_eq!(r.plugins.last().map(|p| p.to_string()), Some("good".to_string()));
+    assert_eq!(
+        r.attribute("op_stat").map(|v| v.as_ref()),
+        Some(&b"FAILED"[..])
+    );
+    assert_eq!(
+        r.plugins.last().map(|p| p.to_string()),
+        Some("good".to_string())
+    );
 }
 
 #[test]
@@ -106,11 +117,23 @@ fn a_well_behaved_plugin_rewrites_the_record() {
         assert_good_plugin_works(&h);
     }
     assert_eq!(p.metrics.calls(Hook::HttpResp), 3);
-    assert_eq!(p.metrics.calls(Hook::HttpReq), 0, "bit not set: never called");
+    assert_eq!(
+        p.metrics.calls(Hook::HttpReq),
+        0,
+        "bit not set: never called"
+    );
 }
 
 /// Loads `bad` before the good plugin, calls the hook `n` times, returns the bad plugin.
-fn run_bad(bad: Vec<u8>, n: usize, limits: PluginLimits) -> (Arc<l7tap_wasm_host::Plugin>, PluginHost, Arc<Mutex<Vec<String>>>) {
+fn run_bad(
+    bad: Vec<u8>,
+    n: usize,
+    limits: PluginLimits,
+) -> (
+    Arc<l7tap_wasm_host::Plugin>,
+    PluginHost,
+    Arc<Mutex<Vec<String>>>,
+) {
     let (h, logs) = host(limits);
     let b = h.load("bad", &bad).unwrap();
     h.load("good", &good_plugin()).unwrap();
@@ -123,27 +146,49 @@ fn run_bad(bad: Vec<u8>, n: usize, limits: PluginLimits) -> (Arc<l7tap_wasm_host
 
 #[test]
 fn endless_loop_is_stopped_by_the_budget() {
-    let limits = PluginLimits { instructions_per_call: 100_000, ..Default::default() };
+    let limits = PluginLimits {
+        instructions_per_call: 100_000,
+        ..Default::default()
+    };
     let (b, _, logs) = run_bad(module("", "(loop $l br $l) i32.const 0", ""), 3, limits);
     assert_eq!(b.metrics.failures(FailureKind::Budget), 3);
     assert_eq!(b.metrics.failures(FailureKind::Trap), 0);
-    assert!(logs.lock().unwrap().iter().any(|l| l.contains("budget failure")));
+    assert!(logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("budget failure")));
 }
 
 #[test]
 fn memory_grow_bomb_hits_the_cap() {
-    let limits = PluginLimits { max_memory_bytes: 4 << 20, ..Default::default() };
+    let limits = PluginLimits {
+        max_memory_bytes: 4 << 20,
+        ..Default::default()
+    };
     // Grow by 16 pages until refused, then report the refusal as an unknown return code 7
     // when memory.grow said -1 (so the test sees the guest observed the cap).
     let body = "(block $done (loop $l (br_if $done (i32.eq (memory.grow (i32.const 16)) (i32.const -1))) br $l)) i32.const 7";
     let (b, _, _) = run_bad(module("", body, ""), 2, limits);
-    assert_eq!(b.metrics.failures(FailureKind::BadReturn), 2, "grow returned -1 at the cap");
-    assert!(b.metrics.memory_bytes.load(std::sync::atomic::Ordering::Relaxed) <= 4 << 20);
+    assert_eq!(
+        b.metrics.failures(FailureKind::BadReturn),
+        2,
+        "grow returned -1 at the cap"
+    );
+    assert!(
+        b.metrics
+            .memory_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= 4 << 20
+    );
 }
 
 #[test]
 fn huge_initial_memory_is_a_load_error() {
-    let (h, _) = host(PluginLimits { max_memory_bytes: 1 << 20, ..Default::default() });
+    let (h, _) = host(PluginLimits {
+        max_memory_bytes: 1 << 20,
+        ..Default::default()
+    });
     let wasm = wat::parse_str(r#"(module (memory (export "memory") 100) (func (export "_start"))
         (func (export "get_hook_bitmap") (result i32) i32.const 0) (func (export "check_payload") (result i32) i32.const 0)
         (func (export "parse_payload") (result i32) i32.const 0) (func (export "on_http_req") (result i32) i32.const 0)
@@ -181,46 +226,97 @@ fn out_of_bounds_pointers_to_every_import() {
     // every pointer was refused and counted.
     assert_eq!(b.metrics.failures(FailureKind::BadReturn), 1);
     assert_eq!(b.metrics.failures(FailureKind::Trap), 0);
-    assert!(b.metrics.bad_pointers.load(std::sync::atomic::Ordering::Relaxed) >= 6);
+    assert!(
+        b.metrics
+            .bad_pointers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 6
+    );
 }
 
 #[test]
 fn trap_in_every_hook_and_disable_after_repeated_failures() {
-    let limits = PluginLimits { max_consecutive_failures: 4, ..Default::default() };
+    let limits = PluginLimits {
+        max_consecutive_failures: 4,
+        ..Default::default()
+    };
     let (b, h, logs) = run_bad(module("", "unreachable", ""), 6, limits);
-    assert_eq!(b.metrics.failures(FailureKind::Trap), 4, "disabled after the 4th, never called again");
+    assert_eq!(
+        b.metrics.failures(FailureKind::Trap),
+        4,
+        "disabled after the 4th, never called again"
+    );
     assert!(b.is_disabled());
-    assert!(b.disabled_reason().unwrap().contains("4 consecutive failures"));
-    assert!(logs.lock().unwrap().iter().any(|l| l.contains("disabled after 4")));
+    assert!(b
+        .disabled_reason()
+        .unwrap()
+        .contains("4 consecutive failures"));
+    assert!(logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("disabled after 4")));
     assert!(h.get("good").is_some_and(|g| !g.is_disabled()));
 }
 
 #[test]
 fn lying_result_stops_iteration_without_changes() {
     let (h, _) = host(PluginLimits::default());
-    let bad = module(RESULT_IMPORT, "i32.const 1024 i32.const 5 call $result drop i32.const 1", r#"(data (i32.const 1024) "\00\c8abc")"#);
+    let bad = module(
+        RESULT_IMPORT,
+        "i32.const 1024 i32.const 5 call $result drop i32.const 1",
+        r#"(data (i32.const 1024) "\00\c8abc")"#,
+    );
     let b = h.load("liar", &bad).unwrap();
     h.load("good", &good_plugin()).unwrap();
     let mut r = record();
-    assert!(!h.on_http_record(&mut r), "handled with no result: no change");
+    assert!(
+        !h.on_http_record(&mut r),
+        "handled with no result: no change"
+    );
     assert_eq!(r.response_code, Some(200));
-    assert_eq!(b.metrics.bad_results.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        b.metrics
+            .bad_results
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
 fn load_errors_name_what_is_wrong() {
     let (h, _) = host(PluginLimits::default());
-    let unknown = wat::parse_str(r#"(module (import "env" "mystery" (func)) (memory (export "memory") 1))"#).unwrap();
+    let unknown =
+        wat::parse_str(r#"(module (import "env" "mystery" (func)) (memory (export "memory") 1))"#)
+            .unwrap();
     let e = h.load("u", &unknown).err().unwrap().to_string();
     assert_eq!(e, "unknown import env.mystery");
-    let unknown_df = wat::parse_str(r#"(module (import "deepflow" "vm_read_everything" (func)) (memory (export "memory") 1))"#).unwrap();
-    assert_eq!(h.load("u", &unknown_df).err().unwrap().to_string(), "unknown import deepflow.vm_read_everything");
+    let unknown_df = wat::parse_str(
+        r#"(module (import "deepflow" "vm_read_everything" (func)) (memory (export "memory") 1))"#,
+    )
+    .unwrap();
+    assert_eq!(
+        h.load("u", &unknown_df).err().unwrap().to_string(),
+        "unknown import deepflow.vm_read_everything"
+    );
     let wrong = wat::parse_str(r#"(module (import "deepflow" "vm_read_payload" (func (param i32))) (memory (export "memory") 1))"#).unwrap();
-    assert!(h.load("u", &wrong).err().unwrap().to_string().starts_with("import deepflow.vm_read_payload has type"));
-    let missing = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
+    assert!(h
+        .load("u", &wrong)
+        .err()
+        .unwrap()
+        .to_string()
+        .starts_with("import deepflow.vm_read_payload has type"));
+    let missing =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+            .unwrap();
     let e = h.load("m", &missing).err().unwrap().to_string();
     assert!(e.starts_with("export check_payload:"), "{e}");
-    assert!(h.load("x", b"\0asm garbage").err().unwrap().to_string().starts_with("not a valid module"));
+    assert!(h
+        .load("x", b"\0asm garbage")
+        .err()
+        .unwrap()
+        .to_string()
+        .starts_with("not a valid module"));
     assert!(h.names().is_empty());
 }
 
@@ -262,7 +358,10 @@ fn first_handling_plugin_wins_in_load_order() {
     h.load("second", &good_plugin()).unwrap();
     let mut r = record();
     assert!(h.on_http_record(&mut r));
-    assert_eq!(r.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(), vec!["good"]);
+    assert_eq!(
+        r.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        vec!["good"]
+    );
     assert_eq!(h.get("second").unwrap().metrics.calls(Hook::HttpResp), 0);
     assert_eq!(h.get("decline").unwrap().metrics.calls(Hook::HttpResp), 1);
 }

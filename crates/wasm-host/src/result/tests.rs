@@ -18,7 +18,11 @@ fn blob(records: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A legacy response record: status, code, result, exception, then the tail fields.
-fn legacy_resp(protocol_str: Option<&[u8]>, biz_type: Option<u8>, kv: &[(&[u8], &[u8])]) -> Vec<u8> {
+fn legacy_resp(
+    protocol_str: Option<&[u8]>,
+    biz_type: Option<u8>,
+    kv: &[(&[u8], &[u8])],
+) -> Vec<u8> {
     let mut r = Vec::new();
     r.extend_from_slice(&(0x8000_0000u32 | 12).to_be_bytes()); // req_len present = 12
     r.extend_from_slice(&0u32.to_be_bytes()); // resp_len absent
@@ -58,12 +62,21 @@ fn legacy_current_layout() {
     assert_eq!(p.request_id, Some(77));
     let resp = p.resp.as_ref().expect("response");
     assert_eq!((resp.status, resp.code), (3, Some(500)));
-    assert_eq!(resp.result.as_deref(), Some(&b"{\"OPT_STATUS\":\"FAILED\"}"[..]));
+    assert_eq!(
+        resp.result.as_deref(),
+        Some(&b"{\"OPT_STATUS\":\"FAILED\"}"[..])
+    );
     assert_eq!(resp.exception.as_deref(), Some(&b"FAILED"[..]));
     assert_eq!(p.protocol_str.as_deref(), Some(&b"myproto"[..]));
-    assert_eq!(p.attributes, vec![(b"op_stat".to_vec(), b"FAILED".to_vec())]);
+    assert_eq!(
+        p.attributes,
+        vec![(b"op_stat".to_vec(), b"FAILED".to_vec())]
+    );
     assert_eq!(p.biz_type, Some(9));
-    assert_eq!(p.trace.as_ref().and_then(|t| t.trace_id.clone()), Some(b"t-1".to_vec()));
+    assert_eq!(
+        p.trace.as_ref().and_then(|t| t.trace_id.clone()),
+        Some(b"t-1".to_vec())
+    );
 }
 
 #[test]
@@ -101,12 +114,18 @@ fn legacy_request_direction() {
 
 #[test]
 fn legacy_errors() {
-    assert!(decode_blob(&blob(&[vec![0; 8]]), 1).is_err(), "shorter than 9");
+    assert!(
+        decode_blob(&blob(&[vec![0; 8]]), 1).is_err(),
+        "shorter than 9"
+    );
     let mut bad = legacy_resp(Some(b""), Some(0), &[]);
     bad[13] = 1; // status 1 is not a status
     assert!(decode_blob(&blob(&[bad]), 1).is_err());
     assert!(decode_blob(&[], 1).is_err(), "no record");
-    assert!(decode_blob(&[0, 50, 1, 2], 1).is_err(), "record longer than blob");
+    assert!(
+        decode_blob(&[0, 50, 1, 2], 1).is_err(),
+        "record longer than blob"
+    );
 }
 
 fn key(num: u64, wt: u64) -> u8 {
@@ -150,10 +169,17 @@ fn protobuf_record() {
     assert_eq!(r.result.as_deref(), Some(&b"r"[..]));
     assert_eq!(r.exception.as_deref(), Some(&b"e"[..]));
     let t = p.trace.as_ref().expect("trace");
-    assert_eq!(t.trace_ids, vec![b"other".to_vec(), b"tid".to_vec()], "trace_id appended when missing");
+    assert_eq!(
+        t.trace_ids,
+        vec![b"other".to_vec(), b"tid".to_vec()],
+        "trace_id appended when missing"
+    );
     assert_eq!(p.protocol_str.as_deref(), Some(&b"pbproto"[..]));
     assert_eq!(p.is_async, Some(true));
-    assert_eq!(p.attributes, vec![(b"business_id".to_vec(), b"1234".to_vec())]);
+    assert_eq!(
+        p.attributes,
+        vec![(b"business_id".to_vec(), b"1234".to_vec())]
+    );
 }
 
 #[test]
@@ -171,7 +197,10 @@ fn protobuf_errors() {
     let ok = [b"PB".to_vec(), pb_str(13, b"x")].concat();
     let bad = [b"PB".to_vec(), vec![key(1, 7)]].concat();
     assert!(decode_blob(&blob(&[ok.clone(), bad]), 1).is_err());
-    assert_eq!(decode_blob(&blob(&[ok.clone(), ok]), 1).expect("two").len(), 2);
+    assert_eq!(
+        decode_blob(&blob(&[ok.clone(), ok]), 1).expect("two").len(),
+        2
+    );
 }
 
 #[test]
