@@ -42,6 +42,8 @@ fn inputs() -> Vec<(&'static str, Bytes)> {
 /// Parses with a flow's state that lives across messages, as in the pipeline.
 fn l7tap_parse(p: &Http1Parser, st: &mut Box<dyn std::any::Any + Send>, input: &[u8]) -> usize {
     let mut cx = ParseCtx {
+        flow: Default::default(),
+        ts_ns: 0,
         direction: Direction::ClientToServer,
         mode: ParseMode::Complete,
         state: st.as_mut(),

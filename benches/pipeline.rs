@@ -98,6 +98,8 @@ fn bench(c: &mut Criterion) {
             let mut n = 0u64;
             for s in &segs {
                 let mut cx = ParseCtx {
+                    flow: Default::default(),
+                    ts_ns: 0,
                     direction: s.direction,
                     mode: ParseMode::Complete,
                     state: st.as_mut(),

@@ -176,6 +176,8 @@ fn random_and_mutated_http_to_the_parser() {
         for mode in [ParseMode::Complete, ParseMode::Truncate, ParseMode::Eof] {
             let mut st = p.new_state();
             let mut cx = ParseCtx {
+                flow: Default::default(),
+                ts_ns: 0,
                 direction: Direction::ClientToServer,
                 mode,
                 state: st.as_mut(),

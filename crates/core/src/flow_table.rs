@@ -326,7 +326,7 @@ impl Ctx {
             seg.flow
         };
         let datagram = seg.flow.l4 == L4::Udp;
-        self.with_stream(dir, slot, key, flow, emit, |sb, cx, out| {
+        self.with_stream(dir, slot, key, flow, emit, seg.ts_ns, |sb, cx, out| {
             sb.push(
                 seg.payload,
                 seg.offset,
@@ -348,6 +348,7 @@ impl Ctx {
         key: FlowKey,
         flow: &mut FlowState,
         emit: &mut dyn FnMut(L7Record),
+        ts_ns: u64,
         op: impl FnOnce(&mut StreamBuf, &mut FrameCtx<'_, '_>, &mut dyn FnMut(StreamEvent)),
     ) {
         let Some(parser) = self.parsers.get(slot).cloned() else {
@@ -358,6 +359,8 @@ impl Ctx {
         let mut events = std::mem::take(&mut self.events);
         {
             let mut cx = FrameCtx {
+                flow: key,
+                ts_ns,
                 parser: parser.as_ref(),
                 state: flow.parser_state.as_mut(),
                 direction: dir,
@@ -386,20 +389,23 @@ impl Ctx {
         let c = Arc::clone(&self.counters);
         let l4 = key.l4;
         let server = if flow.swapped { key.client } else { key.server };
+        let oriented = if flow.swapped { key.reversed() } else { key };
         let cached = self.inference_cache.get(&(l4, server)).copied();
         let mut best: Option<(usize, crate::Inference)> = None;
         if let Some(slot) = cached {
             if let Some(p) = self.parsers.get(slot) {
                 bump(&c.inference_cache_hits, 1);
                 // Still ask the cached parser, only to learn the message's role.
-                let inf = p.check(payload, dir).unwrap_or(crate::Inference {
-                    confidence: 0,
-                    role: if dir == Direction::ClientToServer {
-                        MessageRole::Request
-                    } else {
-                        MessageRole::Response
-                    },
-                });
+                let inf = p
+                    .check_flow(payload, dir, &oriented)
+                    .unwrap_or(crate::Inference {
+                        confidence: 0,
+                        role: if dir == Direction::ClientToServer {
+                            MessageRole::Request
+                        } else {
+                            MessageRole::Response
+                        },
+                    });
                 best = Some((slot, inf));
             }
         }
@@ -408,7 +414,7 @@ impl Ctx {
                 if !p.supports(l4) {
                     continue;
                 }
-                if let Some(inf) = p.check(payload, dir) {
+                if let Some(inf) = p.check_flow(payload, dir, &oriented) {
                     if best
                         .as_ref()
                         .is_none_or(|(_, b)| inf.confidence > b.confidence)
@@ -531,7 +537,7 @@ impl Ctx {
         ts_ns: u64,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        self.with_stream(req_dir, slot, key, flow, emit, |sb, cx, out| {
+        self.with_stream(req_dir, slot, key, flow, emit, ts_ns, |sb, cx, out| {
             sb.force_finish(ts_ns, cx, out)
         });
     }
@@ -603,7 +609,7 @@ impl Ctx {
         let Some(slot) = flow.slot else { return };
         let rkey = if flow.swapped { key.reversed() } else { key };
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-            self.with_stream(dir, slot, rkey, &mut flow, emit, |sb, cx, out| {
+            self.with_stream(dir, slot, rkey, &mut flow, emit, ts_ns, |sb, cx, out| {
                 sb.finish(ts_ns, cx, out)
             });
         }

@@ -12,6 +12,9 @@ pub enum PairingMode {
     ById,
     /// Messages are records on their own (MQTT QoS 0 publishes, syslog-like protocols).
     OneWay,
+    /// By id when the response carries one that a waiting request has, else in order
+    /// (plugin-defined protocols: whether a record has a request id is up to the plugin).
+    IdOrOrder,
 }
 
 /// A request waiting for its response.
@@ -74,6 +77,15 @@ impl PairingQueue {
                 self.pending.remove(pos)
             }
             PairingMode::OneWay => None,
+            PairingMode::IdOrOrder => {
+                let by_id = resp
+                    .request_id
+                    .and_then(|id| self.pending.iter().position(|r| r.request_id == Some(id)));
+                match by_id {
+                    Some(pos) => self.pending.remove(pos),
+                    None => self.pending.pop_front(),
+                }
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The trait every protocol implements, and what parsing returns.
 
-use crate::{Direction, PairingMode, Protocol, ResponseStatus, L4};
+use crate::{Direction, FlowKey, PairingMode, Protocol, ResponseStatus, L4};
 use std::any::Any;
 use std::borrow::Cow;
 
@@ -51,6 +51,10 @@ pub enum ParseMode {
 
 /// Parsing context handed to [`Parser::parse`].
 pub struct ParseCtx<'s> {
+    /// The flow, oriented client -> server.
+    pub flow: FlowKey,
+    /// Timestamp of the segment being parsed, ns.
+    pub ts_ns: u64,
     /// Which way the input travels.
     pub direction: Direction,
     /// How to read it.
@@ -100,15 +104,15 @@ pub struct Message<'a> {
     /// The body is cut (message larger than the buffer limit).
     pub truncated: bool,
     /// Protocol version ("1.1").
-    pub version: &'a [u8],
+    pub version: Cow<'a, [u8]>,
     /// Method / command / verb.
-    pub request_type: &'a [u8],
+    pub request_type: Cow<'a, [u8]>,
     /// Host / database / topic.
-    pub request_domain: &'a [u8],
+    pub request_domain: Cow<'a, [u8]>,
     /// Path / statement / key.
-    pub request_resource: &'a [u8],
+    pub request_resource: Cow<'a, [u8]>,
     /// Low-cardinality endpoint.
-    pub endpoint: &'a [u8],
+    pub endpoint: Cow<'a, [u8]>,
     /// Id used for pairing by id and shown as `request_id`.
     pub request_id: Option<u64>,
     /// Response status class.
@@ -116,17 +120,17 @@ pub struct Message<'a> {
     /// Response code.
     pub code: Option<i32>,
     /// Error text.
-    pub exception: &'a [u8],
+    pub exception: Cow<'a, [u8]>,
     /// Result text.
-    pub result: &'a [u8],
+    pub result: Cow<'a, [u8]>,
     /// Trace id from propagation headers.
     pub trace_id: Cow<'a, [u8]>,
     /// Span id from propagation headers.
     pub span_id: Cow<'a, [u8]>,
     /// Request id header.
-    pub x_request_id: &'a [u8],
+    pub x_request_id: Cow<'a, [u8]>,
     /// Content type.
-    pub content_type: &'a [u8],
+    pub content_type: Cow<'a, [u8]>,
     /// Declared or decoded body length.
     pub body_len: Option<u64>,
     /// The body (decoded when the transfer encoding requires it).
@@ -143,6 +147,9 @@ pub struct Message<'a> {
 pub enum Parsed<'a> {
     /// A message was read.
     Message(Message<'a>),
+    /// Several messages came out of this many bytes (plugins may return more than one
+    /// record for one payload).
+    Messages(usize, Vec<Message<'a>>),
     /// This many bytes carry nothing to record (HTTP 1xx interim responses, keep-alive noise).
     Skip(usize),
     /// More input is needed. Never an error, never counted as one.
@@ -173,6 +180,24 @@ pub trait Parser: Send + Sync + 'static {
 
     /// Cheap inference on the first bytes of a message: `None` when it is not this protocol.
     fn check(&self, payload: &[u8], direction: Direction) -> Option<Inference>;
+
+    /// Inference that may look at the flow too (ports, addresses); defaults to [`Parser::check`].
+    fn check_flow(
+        &self,
+        payload: &[u8],
+        direction: Direction,
+        flow: &FlowKey,
+    ) -> Option<Inference> {
+        let _ = flow;
+        self.check(payload, direction)
+    }
+
+    /// The protocol of a flow in this state (plugins name their protocols per flow);
+    /// defaults to [`Parser::protocol`].
+    fn protocol_of(&self, state: &(dyn Any + Send)) -> Protocol {
+        let _ = state;
+        self.protocol()
+    }
 
     /// How requests and responses pair.
     fn pairing(&self) -> PairingMode;

@@ -107,6 +107,10 @@ impl Default for StreamBuf {
 
 /// Everything [`StreamBuf::push`] needs besides the payload.
 pub struct FrameCtx<'p, 's> {
+    /// The flow, oriented client -> server.
+    pub flow: crate::FlowKey,
+    /// Timestamp of the segment being framed.
+    pub ts_ns: u64,
     /// The flow's parser.
     pub parser: &'p dyn Parser,
     /// The parser's per-flow state.
@@ -214,7 +218,15 @@ impl StreamBuf {
                         let bytes = data.split_to(d.len.max(1).min(data.len()));
                         out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
                     }
-                    Ok(Detached::Message(_)) | Ok(Detached::Incomplete(_)) => break,
+                    Ok(Detached::Batch(len, ds)) if len <= data.len() => {
+                        let bytes = data.split_to(len.clamp(1, data.len()));
+                        for d in ds {
+                            out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+                        }
+                    }
+                    Ok(Detached::Message(_))
+                    | Ok(Detached::Batch(..))
+                    | Ok(Detached::Incomplete(_)) => break,
                     Ok(Detached::Skip(n)) => data.advance(n.clamp(1, data.len())),
                     Err(e) => {
                         cx.counters
@@ -248,6 +260,11 @@ impl StreamBuf {
                 let n = d.len.min(data.len());
                 let bytes = data.slice(..n);
                 out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+            }
+            Ok(Detached::Batch(_, ds)) => {
+                for d in ds {
+                    out(StreamEvent::Message(d.attach(&data, ts_ns, ts_ns)));
+                }
             }
             Ok(Detached::Skip(_)) => {}
             Ok(Detached::Incomplete(_)) => cx
@@ -292,6 +309,18 @@ impl StreamBuf {
             };
             let res = parse_detached(cx, &self.pending[..view], this_mode);
             match res {
+                Ok(Detached::Batch(len, ds)) => {
+                    let bytes = self.pending.split_to(len.clamp(1, view)).freeze();
+                    for d in ds {
+                        out(StreamEvent::Message(d.attach(
+                            &bytes,
+                            self.pending_start_ns,
+                            ts_ns,
+                        )));
+                    }
+                    self.pending_start_ns = ts_ns;
+                    self.wait_until = 0;
+                }
                 Ok(Detached::Message(d)) => {
                     let avail = view;
                     let take = d.len.clamp(1, avail);
@@ -431,6 +460,8 @@ fn parse_detached(
     mode: ParseMode,
 ) -> Result<Detached, ParseError> {
     let mut pcx = ParseCtx {
+        flow: cx.flow,
+        ts_ns: cx.ts_ns,
         direction: cx.direction,
         mode,
         state: &mut *cx.state,
@@ -497,6 +528,7 @@ struct DetachedMessage {
 
 enum Detached {
     Message(Box<DetachedMessage>),
+    Batch(usize, Vec<DetachedMessage>),
     Skip(usize),
     Incomplete(Needed),
 }
@@ -505,7 +537,16 @@ fn detach(p: Parsed<'_>, base: &[u8]) -> Detached {
     match p {
         Parsed::Skip(n) => Detached::Skip(n),
         Parsed::Incomplete(n) => Detached::Incomplete(n),
-        Parsed::Message(m) => {
+        Parsed::Messages(len, ms) => {
+            Detached::Batch(len, ms.into_iter().map(|m| detach_one(m, base)).collect())
+        }
+        Parsed::Message(m) => Detached::Message(Box::new(detach_one(m, base))),
+    }
+}
+
+fn detach_one(m: Message<'_>, base: &[u8]) -> DetachedMessage {
+    {
+        {
             let Message {
                 role,
                 len,
@@ -529,7 +570,7 @@ fn detach(p: Parsed<'_>, base: &[u8]) -> Detached {
                 body,
                 one_way,
             } = m;
-            Detached::Message(Box::new(DetachedMessage {
+            DetachedMessage {
                 role,
                 len,
                 rest,
@@ -540,20 +581,20 @@ fn detach(p: Parsed<'_>, base: &[u8]) -> Detached {
                 body_len,
                 one_way,
                 pieces: [
-                    Piece::of(version, base),
-                    Piece::of(request_type, base),
-                    Piece::of(request_domain, base),
-                    Piece::of(request_resource, base),
-                    Piece::of(endpoint, base),
-                    Piece::of(exception, base),
-                    Piece::of(result, base),
+                    Piece::of_cow(version, base),
+                    Piece::of_cow(request_type, base),
+                    Piece::of_cow(request_domain, base),
+                    Piece::of_cow(request_resource, base),
+                    Piece::of_cow(endpoint, base),
+                    Piece::of_cow(exception, base),
+                    Piece::of_cow(result, base),
                     Piece::of_cow(trace_id, base),
                     Piece::of_cow(span_id, base),
-                    Piece::of(x_request_id, base),
-                    Piece::of(content_type, base),
+                    Piece::of_cow(x_request_id, base),
+                    Piece::of_cow(content_type, base),
                     Piece::of_cow(body, base),
                 ],
-            }))
+            }
         }
     }
 }

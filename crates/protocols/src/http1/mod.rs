@@ -484,8 +484,8 @@ impl Parser for Http1Parser {
         let mut msg = Message {
             trace_id,
             span_id,
-            x_request_id: f.x_request_id,
-            content_type: f.content_type,
+            x_request_id: f.x_request_id.into(),
+            content_type: f.content_type.into(),
             ..Default::default()
         };
 
@@ -499,14 +499,14 @@ impl Parser for Http1Parser {
             }
             let after_head = state.head_requests.front().copied().unwrap_or(false);
             msg.role = Some(MessageRole::Response);
-            msg.version = version;
+            msg.version = version.into();
             msg.code = Some(i32::from(code_n));
             msg.status = status_of(code_n);
             if matches!(
                 msg.status,
                 ResponseStatus::ClientError | ResponseStatus::ServerError
             ) {
-                msg.exception = reason;
+                msg.exception = reason.into();
             }
             if after_head || code_n == 204 || code_n == 304 || code_n == 101 {
                 Framing::Empty
@@ -521,11 +521,11 @@ impl Parser for Http1Parser {
             let (_, (method, target, version)) =
                 head::request_line(first).map_err(|_| err("malformed request line"))?;
             msg.role = Some(MessageRole::Request);
-            msg.version = version;
-            msg.request_type = method;
-            msg.request_resource = target;
-            msg.endpoint = endpoint_of(target);
-            msg.request_domain = f.host;
+            msg.version = version.into();
+            msg.request_type = method.into();
+            msg.request_resource = target.into();
+            msg.endpoint = endpoint_of(target).into();
+            msg.request_domain = f.host.into();
             if f.chunked {
                 Framing::Chunked
             } else {
@@ -567,7 +567,7 @@ impl Parser for Http1Parser {
                 if state.head_requests.len() >= MAX_PENDING_METHODS {
                     state.head_requests.pop_front();
                 }
-                state.head_requests.push_back(msg.request_type == b"HEAD");
+                state.head_requests.push_back(*msg.request_type == *b"HEAD");
             }
             _ => {
                 state.head_requests.pop_front();

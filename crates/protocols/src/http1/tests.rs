@@ -10,6 +10,8 @@ fn parse_one<'a>(
     mode: ParseMode,
 ) -> Parsed<'a> {
     let mut cx = ParseCtx {
+        flow: Default::default(),
+        ts_ns: 0,
         direction: Direction::ClientToServer,
         mode,
         state: st.as_mut(),
@@ -33,14 +35,14 @@ fn request_fields() {
     let m = msg(parse_one(&p, &mut st, CURL_GET, ParseMode::Complete));
     assert_eq!(m.len, CURL_GET.len());
     assert_eq!(m.role, Some(MessageRole::Request));
-    assert_eq!(m.request_type, b"GET");
-    assert_eq!(m.request_resource, b"/hello/world/x?y=1");
-    assert_eq!(m.endpoint, b"/hello/world");
-    assert_eq!(m.request_domain, b"127.0.0.1:8080");
-    assert_eq!(m.version, b"1.1");
+    assert_eq!(&*m.request_type, b"GET");
+    assert_eq!(&*m.request_resource, b"/hello/world/x?y=1");
+    assert_eq!(&*m.endpoint, b"/hello/world");
+    assert_eq!(&*m.request_domain, b"127.0.0.1:8080");
+    assert_eq!(&*m.version, b"1.1");
     assert_eq!(&*m.trace_id, b"0af7651916cd43dd8448eb211c80319c");
     assert_eq!(&*m.span_id, b"b7ad6b7169203331");
-    assert_eq!(m.x_request_id, b"abc-123");
+    assert_eq!(&*m.x_request_id, b"abc-123");
     assert_eq!(m.body_len, Some(0));
 }
 
@@ -72,7 +74,7 @@ fn chunked_response_rfc9112() {
     assert_eq!(m.body_len, Some(9));
     assert_eq!(m.code, Some(200));
     assert_eq!(m.status, ResponseStatus::Ok);
-    assert_eq!(m.content_type, b"text/plain");
+    assert_eq!(&*m.content_type, b"text/plain");
 }
 
 #[test]
@@ -130,7 +132,7 @@ fn error_status_and_until_close() {
     ));
     let m = msg(parse_one(&p, &mut st, r, ParseMode::Eof));
     assert_eq!(m.status, ResponseStatus::ServerError);
-    assert_eq!(m.exception, b"Service Unavailable");
+    assert_eq!(&*m.exception, b"Service Unavailable");
     assert_eq!(&*m.body, b"busy");
 }
 
@@ -151,6 +153,8 @@ fn rejects_garbage_fast_and_conflicting_lengths() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
     let mut cx = ParseCtx {
+        flow: Default::default(),
+        ts_ns: 0,
         direction: Direction::ClientToServer,
         mode: ParseMode::Complete,
         state: st.as_mut(),
