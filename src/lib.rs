@@ -227,6 +227,10 @@ impl EngineBuilder {
             }
         }
         parsers.extend(self.extra_parsers.iter().cloned());
+        if let Some(host) = &self.plugins {
+            // Plugin protocols come last: they claim what no built-in parser recognised.
+            parsers.push(Arc::new(l7tap_wasm_host::WasmParser::new(host.clone())));
+        }
         if parsers.len() > l7tap_core::counters_capacity() {
             return Err(EngineError::Config("too many parsers".into()));
         }

@@ -89,3 +89,46 @@ fn status_rewrite_leaves_other_traffic_alone() {
     );
     assert!(with.iter().all(|r| r.plugins.is_empty()));
 }
+
+#[test]
+fn kv_protocol_plugin_claims_and_parses_kvp() {
+    let host = PluginHost::new(PluginLimits::default(), stderr_log());
+    let p = host
+        .load(
+            "kv_protocol",
+            &std::fs::read(plugin("kv_protocol")).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(p.hook_names(), vec!["payload_parse"]);
+    let root = common::root();
+    let (records, stats) = common::replay_with(&root.join("tests/kvp/kvp.pcap"), |b| {
+        b.plugins(host.clone())
+    });
+    // What the KVP client printed: "<id> <KIND> <key> -> <status> <value>".
+    let expected = std::fs::read_to_string(root.join("tests/kvp/kvp.client.txt")).unwrap();
+    let lines: Vec<&str> = expected.lines().collect();
+    assert_eq!(records.len(), lines.len(), "{stats:?}");
+    for (r, line) in records.iter().zip(&lines) {
+        let (left, right) = line.split_once(" -> ").unwrap();
+        let mut l = left.split(' ');
+        let (id, kind, key) = (l.next().unwrap(), l.next().unwrap(), l.next().unwrap());
+        let (status, value) = right.split_once(' ').unwrap();
+        assert_eq!(r.protocol, l7tap::Protocol::Custom("kvp".into()), "{line}");
+        assert_eq!(r.request_id, Some(id.parse().unwrap()), "{line}");
+        assert_eq!(s(&r.request_type), kind, "{line}");
+        assert_eq!(s(&r.request_resource), key, "{line}");
+        assert_eq!(r.response_code, Some(status.parse().unwrap()), "{line}");
+        // PROTOCOL.md: 0 OK, 1 NOT_FOUND (client's fault), 2 ERROR (server's).
+        let class = match status {
+            "0" => ResponseStatus::Ok,
+            "1" => ResponseStatus::ClientError,
+            _ => ResponseStatus::ServerError,
+        };
+        assert_eq!(r.response_status, class, "{line}");
+        assert_eq!(s(&r.response_result), value, "{line}");
+        assert!(!r.unpaired && r.rrt_ns > 0, "{line}");
+    }
+    let json = l7tap::json::to_value(&records[0]);
+    assert_eq!(json["protocol"], "kvp");
+    assert_eq!(json["custom"], true);
+}

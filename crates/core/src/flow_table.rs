@@ -553,7 +553,7 @@ impl Ctx {
         let protocol = self
             .parsers
             .get(slot)
-            .map(|p| p.protocol())
+            .map(|p| p.protocol_of(&*flow.parser_state))
             .unwrap_or_default();
         let mut r = L7Record {
             flow: key,

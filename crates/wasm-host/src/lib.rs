@@ -21,3 +21,5 @@ pub fn wat_to_wasm(text: &[u8]) -> Result<Vec<u8>, String> {
         .map(|c| c.into_owned())
         .map_err(|e| e.to_string())
 }
+pub mod parser;
+pub use parser::WasmParser;
