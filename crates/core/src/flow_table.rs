@@ -341,6 +341,7 @@ impl Ctx {
 
     /// Runs `op` on the stream buffer of `dir` with its framing context, then pairs and
     /// emits the messages it produced.
+    #[allow(clippy::too_many_arguments)]
     fn with_stream(
         &mut self,
         dir: Direction,
