@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest SDK and every plugin under plugins/ into target/plugins/*.wasm.
 # Rust plugins: Debian's rustc 1.63 for wasm32-wasi (apt: rustc libstd-rust-dev-wasm32).
-# C plugins: clang-14 with wasi-libc and lld-14 (apt: clang-14 lld-14 wasi-libc).
+# C plugins: clang-14 with wasi-libc and lld-14 (apt: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/plugins

@@ -132,3 +132,66 @@ fn kv_protocol_plugin_claims_and_parses_kvp() {
     assert_eq!(json["protocol"], "kvp");
     assert_eq!(json["custom"], true);
 }
+
+#[test]
+fn c_plugin_adds_the_user_agent() {
+    let host = PluginHost::new(PluginLimits::default(), stderr_log());
+    let p = host
+        .load(
+            "user_agent_c",
+            &std::fs::read(plugin("user_agent_c")).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(p.hook_names(), vec!["http_req"]);
+    let (records, _) = common::replay_with(&capture("keepalive.pcap"), |b| b.plugins(host.clone()));
+    assert_eq!(records.len(), 5);
+    for r in &records {
+        // The client of the recording was curl 7.88.1 (tests/captures/README.md).
+        assert_eq!(
+            r.attribute("user_agent").map(s),
+            Some("curl/7.88.1".to_string())
+        );
+        assert_eq!(
+            r.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            vec!["user_agent_c"]
+        );
+    }
+}
+
+#[test]
+fn plugins_in_three_languages_together() {
+    let host = PluginHost::new(PluginLimits::default(), stderr_log());
+    for name in ["user_agent_c", "http_status_rewrite", "kv_protocol"] {
+        host.load(name, &std::fs::read(plugin(name)).unwrap())
+            .unwrap();
+    }
+    let (records, _) =
+        common::replay_with(&capture("opt_status.pcap"), |b| b.plugins(host.clone()));
+    let failed = &records[0];
+    assert_eq!(failed.response_code, Some(500));
+    assert_eq!(
+        failed.attribute("user_agent").map(s),
+        Some("curl/7.88.1".to_string())
+    );
+    assert_eq!(
+        failed.attribute("op_stat").map(s),
+        Some("FAILED".to_string())
+    );
+    // Request hook first, then response hook; the KVP plugin never touches HTTP.
+    assert_eq!(
+        failed
+            .plugins
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        vec!["user_agent_c", "http_status_rewrite"]
+    );
+    assert_eq!(
+        host.get("kv_protocol")
+            .unwrap()
+            .metrics
+            .calls(Hook::CheckPayload),
+        0,
+        "HTTP flows never reach plugin protocols"
+    );
+}

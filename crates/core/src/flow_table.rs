@@ -42,6 +42,9 @@ struct Held {
     gap_before: u64,
 }
 
+/// An inference this sure stops the search (see [`crate::Confidence`]).
+const CERTAIN: u8 = 200;
+
 /// Bytes held per direction before inference gives up on them (a check decides on this many).
 const INFER_MIN_BYTES: usize = 16;
 
@@ -421,6 +424,11 @@ impl Ctx {
                         .is_none_or(|(_, b)| inf.confidence > b.confidence)
                     {
                         best = Some((slot, inf));
+                    }
+                    // A certain match ends the search: later parsers (plugins last) are not
+                    // asked about flows a built-in parser recognises.
+                    if inf.confidence >= CERTAIN {
+                        break;
                     }
                 }
             }

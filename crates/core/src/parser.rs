@@ -4,7 +4,8 @@ use crate::{Direction, FlowKey, PairingMode, Protocol, ResponseStatus, L4};
 use std::any::Any;
 use std::borrow::Cow;
 
-/// How sure an inference check is; higher wins, ties go to the earlier parser.
+/// How sure an inference check is; higher wins, ties go to the earlier parser, and 200 or
+/// more is certain: parsers after it (plugins come last) are not asked.
 pub type Confidence = u8;
 
 /// The verdict of a cheap inference check on a payload.

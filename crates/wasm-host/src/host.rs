@@ -242,6 +242,37 @@ fn read_export_ptr(
 
 static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Compiled modules by content and limits, so loading the same plugin again (another engine,
+/// a reload, a test) does not compile it again. Bounded; cleared when full.
+type ModuleCache = HashMap<(u64, u64, u64), (Arc<[u8]>, Engine, Module)>;
+static MODULE_CACHE: Mutex<Option<ModuleCache>> = Mutex::new(None);
+const MODULE_CACHE_ENTRIES: usize = 64;
+
+fn compiled(wasm: &[u8], limits: &PluginLimits) -> Result<(Engine, Module), LoadError> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    wasm.hash(&mut h);
+    let key = (
+        h.finish(),
+        limits.instructions_per_call,
+        limits.max_memory_bytes,
+    );
+    let mut cache = MODULE_CACHE.lock();
+    let map = cache.get_or_insert_with(HashMap::new);
+    if let Some((bytes, e, m)) = map.get(&key) {
+        if bytes.as_ref() == wasm {
+            return Ok((e.clone(), m.clone()));
+        }
+    }
+    let e = engine(limits);
+    let m = Module::new(&e, wasm).map_err(|err| LoadError::Compile(err.to_string()))?;
+    if map.len() >= MODULE_CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, (Arc::from(wasm), e.clone(), m.clone()));
+    Ok((e, m))
+}
+
 struct HostInner {
     id: u64,
     limits: PluginLimits,
@@ -320,8 +351,7 @@ impl PluginHost {
                 limit: limits.max_module_bytes,
             });
         }
-        let engine = engine(limits);
-        let module = Module::new(&engine, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
+        let (engine, module) = compiled(wasm, limits)?;
         let name: Arc<str> = Arc::from(name);
         let metrics = Arc::new(PluginMetrics::default());
         let mut inst = instantiate(&name, &engine, &module, limits, &self.inner.log, &metrics)?;
