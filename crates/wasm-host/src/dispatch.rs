@@ -48,7 +48,13 @@ pub struct Origin<'a> {
 }
 
 impl PluginHost {
-    fn base(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
+    /// The encoded base context and its direction byte.
+    fn base(&self, o: &Origin<'_>, l7: u8) -> (Bytes, u8) {
+        let b = self.base_ctx(o, l7);
+        (Bytes::from(b.encode()), b.direction)
+    }
+
+    fn base_ctx(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
         let (src, dst) = match o.direction {
             Direction::ClientToServer => (o.flow.client, o.flow.server),
             Direction::ServerToClient => (o.flow.server, o.flow.client),
@@ -109,16 +115,20 @@ impl PluginHost {
                 comm: &comm,
                 from_ebpf,
             };
-            let base = self.base(&o, native);
+            let (base, dir) = self.base(&o, native);
             let payload = self.cut(&rec.request_payload);
             let (ua, referer) = (
                 header(&rec.request_payload, b"user-agent"),
                 header(&rec.request_payload, b"referer"),
             );
-            let info =
-                abi::encode_http_req(&rec.request_resource, &rec.request_domain, ua, referer);
+            let info = Bytes::from(abi::encode_http_req(
+                &rec.request_resource,
+                &rec.request_domain,
+                ua,
+                referer,
+            ));
             let ctx = move |_: &crate::Plugin| {
-                let mut c = CallCtx::new(ActiveHook::HttpReq, &base, payload.clone());
+                let mut c = CallCtx::new(ActiveHook::HttpReq, &base, dir, payload.clone());
                 c.http_req = info.clone();
                 c
             };
@@ -136,15 +146,15 @@ impl PluginHost {
                 comm: &comm,
                 from_ebpf,
             };
-            let base = self.base(&o, native);
+            let (base, dir) = self.base(&o, native);
             let payload = self.cut(&rec.response_payload);
             let resp = (
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),
-                rec.endpoint.to_vec(),
+                rec.endpoint.clone(),
             );
             let ctx = move |_: &crate::Plugin| {
-                let mut c = CallCtx::new(ActiveHook::HttpResp, &base, payload.clone());
+                let mut c = CallCtx::new(ActiveHook::HttpResp, &base, dir, payload.clone());
                 c.http_resp = resp.clone();
                 c
             };
@@ -196,9 +206,10 @@ impl PluginHost {
         o: &Origin<'_>,
         payload: &Bytes,
     ) -> Option<(u8, Vec<u8>, MessageRole)> {
-        let base = self.base(o, 0);
+        let (base, dir) = self.base(o, 0);
         let payload = self.cut(payload);
-        let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Check, &base, payload.clone());
+        let ctx =
+            move |_: &crate::Plugin| CallCtx::new(ActiveHook::Check, &base, dir, payload.clone());
         let mut found = None;
         self.call_each(
             Hook::CheckPayload,
@@ -242,9 +253,10 @@ impl PluginHost {
         proto: u8,
         payload: &Bytes,
     ) -> Option<Vec<PluginRecord>> {
-        let base = self.base(o, proto);
+        let (base, dir) = self.base(o, proto);
         let payload = self.cut(payload);
-        let ctx = move |_: &crate::Plugin| CallCtx::new(ActiveHook::Parse, &base, payload.clone());
+        let ctx =
+            move |_: &crate::Plugin| CallCtx::new(ActiveHook::Parse, &base, dir, payload.clone());
         let mut found = None;
         self.call_each(
             Hook::ParsePayload,
@@ -282,11 +294,11 @@ impl PluginHost {
         payload: &Bytes,
         body: &[u8],
     ) -> Option<(Arc<str>, PluginRecord)> {
-        let base = self.base(o, 0);
+        let (base, dir) = self.base(o, 0);
         let payload = self.cut(payload);
-        let info = abi::encode_custom_message(hook_point, type_code, body);
+        let info = Bytes::from(abi::encode_custom_message(hook_point, type_code, body));
         let ctx = move |_: &crate::Plugin| {
-            let mut c = CallCtx::new(ActiveHook::Custom, &base, payload.clone());
+            let mut c = CallCtx::new(ActiveHook::Custom, &base, dir, payload.clone());
             c.custom = info.clone();
             c
         };

@@ -8,14 +8,17 @@ use crate::imports::{
 };
 use crate::limits::{engine, PluginLimits};
 use crate::metrics::{FailureKind, Hook, PluginMetrics};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use wasmer::{Engine, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, TypedFunction};
-use wasmer_middlewares::metering::{get_remaining_points, set_remaining_points, MeteringPoints};
+use wasmer::{
+    Engine, FunctionEnv, Global, Instance, Memory, Module, RuntimeError, Store, TypedFunction,
+    Value,
+};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,42 @@ struct Instantiated {
     env: FunctionEnv<Env>,
     memory: Memory,
     funcs: [Option<TypedFunction<(), i32>>; 5],
+    budget: Budget,
+}
+
+/// The metering middleware's two globals, looked up once per instance (the middleware's own
+/// helpers look them up by name on every call and panic if they are missing).
+struct Budget {
+    remaining: Global,
+    exhausted: Global,
+}
+
+impl Budget {
+    fn of(instance: &Instance) -> Result<Budget, LoadError> {
+        let g = |n: &'static str| {
+            instance
+                .exports
+                .get_global(n)
+                .cloned()
+                .map_err(|e| LoadError::Export {
+                    name: n,
+                    reason: e.to_string(),
+                })
+        };
+        Ok(Budget {
+            remaining: g("wasmer_metering_remaining_points")?,
+            exhausted: g("wasmer_metering_points_exhausted")?,
+        })
+    }
+
+    fn set(&self, store: &mut Store, points: u64) {
+        let _ = self.remaining.set(store, Value::I64(points as i64));
+        let _ = self.exhausted.set(store, Value::I32(0));
+    }
+
+    fn is_exhausted(&self, store: &mut Store) -> bool {
+        matches!(self.exhausted.get(store), Value::I32(v) if v > 0)
+    }
 }
 
 fn hook_index(h: Hook) -> usize {
@@ -186,7 +225,8 @@ fn instantiate(
             name: "_start",
             reason: e.to_string(),
         })?;
-    set_remaining_points(&mut store, &instance, limits.instructions_at_start);
+    let budget = Budget::of(&instance)?;
+    budget.set(&mut store, limits.instructions_at_start);
     if let Err(e) = start.call(&mut store) {
         let exit0 = e
             .clone()
@@ -194,9 +234,10 @@ fn instantiate(
             .map(|p| p.0 == 0)
             .unwrap_or(false);
         if !exit0 {
-            let why = match get_remaining_points(&mut store, &instance) {
-                MeteringPoints::Exhausted => "instruction budget exhausted".to_string(),
-                MeteringPoints::Remaining(_) => e.message(),
+            let why = if budget.is_exhausted(&mut store) {
+                "instruction budget exhausted".to_string()
+            } else {
+                e.message()
             };
             return Err(LoadError::Start(why));
         }
@@ -207,6 +248,7 @@ fn instantiate(
         env,
         memory,
         funcs,
+        budget,
     })
 }
 
@@ -279,6 +321,9 @@ struct HostInner {
     log: LogSink,
     plugins: RwLock<Arc<Vec<Arc<Plugin>>>>,
     generation: AtomicU64,
+    /// Bit per hook (Hook::ALL order): some loaded plugin registered it. Checked before any
+    /// other work so records pass plugin-free paths at the cost of one load.
+    wanted: AtomicU64,
 }
 
 /// The plugins of an engine: load, unload and reload them by name at any time; every worker
@@ -332,6 +377,7 @@ impl PluginHost {
                 log,
                 plugins: RwLock::new(Arc::new(Vec::new())),
                 generation: AtomicU64::new(0),
+                wanted: AtomicU64::new(0),
             }),
         }
     }
@@ -411,6 +457,15 @@ impl PluginHost {
         let mut guard = self.inner.plugins.write();
         let mut v: Vec<Arc<Plugin>> = guard.as_ref().clone();
         f(&mut v);
+        let mut wanted = 0u64;
+        for p in &v {
+            for (i, h) in Hook::ALL.iter().enumerate() {
+                if p.wants(*h) {
+                    wanted |= 1 << i;
+                }
+            }
+        }
+        self.inner.wanted.store(wanted, Ordering::Release);
         *guard = Arc::new(v);
         self.inner.generation.fetch_add(1, Ordering::Release);
     }
@@ -430,9 +485,10 @@ impl PluginHost {
         self.plugins().iter().find(|p| &*p.name == name).cloned()
     }
 
-    /// True when some plugin wants this hook.
+    /// True when some loaded plugin registered this hook (disabled ones included: the
+    /// per-plugin check skips them).
     pub fn any_wants(&self, hook: Hook) -> bool {
-        self.plugins().iter().any(|p| p.wants(hook))
+        self.inner.wanted.load(Ordering::Acquire) & (1 << hook_index(hook)) != 0
     }
 
     /// Runs `f` with this thread's instances (rebuilt when the plugin set changed).
@@ -563,11 +619,8 @@ fn call_one(
         return Outcome::Failed;
     };
     inst.env.as_mut(&mut inst.store).ctx = Some(ctx);
-    set_remaining_points(
-        &mut inst.store,
-        &inst.instance,
-        inner.limits.instructions_per_call,
-    );
+    inst.budget
+        .set(&mut inst.store, inner.limits.instructions_per_call);
     let t0 = Instant::now();
     let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
     let ns = t0.elapsed().as_nanos() as u64;
@@ -581,9 +634,7 @@ fn call_one(
             Outcome::Returned(code, ctx.and_then(|c| c.result))
         }
         Err(e) => {
-            let kind = if get_remaining_points(&mut inst.store, &inst.instance)
-                == MeteringPoints::Exhausted
-            {
+            let kind = if inst.budget.is_exhausted(&mut inst.store) {
                 FailureKind::Budget
             } else if mem + 65536 > inner.limits.max_memory_bytes {
                 FailureKind::Memory
@@ -604,16 +655,17 @@ fn call_one(
 }
 
 impl CallCtx {
-    /// A context for `hook` with an encoded base, a payload and nothing else.
-    pub fn new(hook: ActiveHook, base: &abi::BaseCtx, payload: bytes::Bytes) -> Self {
+    /// A context for `hook` with an encoded base (shared by every plugin of one dispatch), a
+    /// payload and nothing else.
+    pub fn new(hook: ActiveHook, base: &Bytes, direction: u8, payload: Bytes) -> Self {
         CallCtx {
             hook,
-            base: base.encode(),
-            direction: base.direction,
+            base: base.clone(),
+            direction,
             payload,
-            http_req: Vec::new(),
-            http_resp: (0, abi::status::UNKNOWN, Vec::new()),
-            custom: Vec::new(),
+            http_req: Bytes::new(),
+            http_resp: (0, abi::status::UNKNOWN, Bytes::new()),
+            custom: Bytes::new(),
             result: None,
         }
     }

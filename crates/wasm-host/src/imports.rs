@@ -56,17 +56,17 @@ pub struct CallCtx {
     /// The running hook.
     pub hook: ActiveHook,
     /// Encoded base context (section 5.1).
-    pub base: Vec<u8>,
+    pub base: Bytes,
     /// Direction from the base context (0 request, 1 response).
     pub direction: u8,
     /// The payload.
     pub payload: Bytes,
     /// Encoded HTTP request info (section 5.3).
-    pub http_req: Vec<u8>,
+    pub http_req: Bytes,
     /// HTTP response info parts: status code, status, endpoint (encoded on read, section 5.4).
-    pub http_resp: (u16, u8, Vec<u8>),
+    pub http_resp: (u16, u8, Bytes),
     /// Encoded custom message info (section 5.5).
-    pub custom: Vec<u8>,
+    pub custom: Bytes,
     /// The hook's result slot.
     pub result: Option<HookResult>,
 }
@@ -157,7 +157,7 @@ fn give(
     env: &mut FunctionEnvMut<'_, Env>,
     ptr: i32,
     len: i32,
-    part: impl FnOnce(&CallCtx) -> Option<Vec<u8>>,
+    part: impl FnOnce(&CallCtx) -> Option<Bytes>,
 ) -> i32 {
     let Some(bytes) = env.data().ctx.as_ref().and_then(part) else {
         return 0;
@@ -211,7 +211,12 @@ fn vm_read_http_resp_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) 
     give(&mut env, ptr, len, |c| {
         (c.hook == ActiveHook::HttpResp).then(|| {
             let (code, status, ep) = &c.http_resp;
-            crate::abi::encode_http_resp(*code, *status, ep, len as u32 as usize)
+            Bytes::from(crate::abi::encode_http_resp(
+                *code,
+                *status,
+                ep,
+                len as u32 as usize,
+            ))
         })
     })
 }

@@ -187,15 +187,25 @@ impl Base {
     }
 }
 
+thread_local! {
+    /// One payload buffer, zeroed once and reused by every call.
+    static PAYLOAD_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+}
+
 /// The payload of the current call (at most `buf_size` bytes; the host cuts longer ones).
 pub fn payload(base: &Base) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; base.buf_size.max(1) as usize];
-    let n = unsafe { ffi::vm_read_payload(buf.as_mut_ptr(), buf.len() as i32) };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(buf)
+    PAYLOAD_BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        let want = base.buf_size.max(1) as usize;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let n = unsafe { ffi::vm_read_payload(buf.as_mut_ptr(), want as i32) };
+        if n < 0 {
+            return None;
+        }
+        Some(buf[..n as usize].to_vec())
+    })
 }
 
 fn str16(b: &[u8], i: &mut usize) -> Option<String> {
@@ -541,7 +551,7 @@ pub fn __on_http_req() -> i32 {
         Some(b) => b,
         None => return 0,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let n = unsafe { ffi::vm_read_http_req_info(buf.as_mut_ptr(), buf.len() as i32) };
     if n <= 0 {
         return 0;
@@ -562,7 +572,8 @@ pub fn __on_http_resp() -> i32 {
         Some(b) => b,
         None => return 0,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // Status, class and the endpoint (cut by the host if it does not fit).
+    let mut buf = vec![0u8; 4096];
     let n = unsafe { ffi::vm_read_http_resp_info(buf.as_mut_ptr(), buf.len() as i32) };
     if n < 3 {
         return 0;
