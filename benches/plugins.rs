@@ -1,6 +1,7 @@
 //! Plugin call costs, as ratios to the same run's no-plugin baseline. Needs the example
 //! plugins built (`bash scripts/build-plugins.sh`). Run: `cargo bench --bench plugins`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
+#![allow(clippy::unwrap_used, clippy::panic)] // a bench that cannot set up must stop loudly
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
