@@ -195,3 +195,55 @@ fn plugins_in_three_languages_together() {
         "HTTP flows never reach plugin protocols"
     );
 }
+
+#[test]
+fn hostile_plugin_in_the_engine_does_not_disturb_other_records() {
+    // An endless loop on every response, loaded before the real plugin.
+    let looping = l7tap::wasm::wat_to_wasm(
+        br#"(module (memory (export "memory") 1)
+          (data (i32.const 16) "\40\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
+          (func (export "_start")) (func (export "get_hook_bitmap") (result i32) i32.const 16)
+          (func (export "check_payload") (result i32) i32.const 0) (func (export "parse_payload") (result i32) i32.const 0)
+          (func (export "on_http_req") (result i32) i32.const 0)
+          (func (export "on_http_resp") (result i32) (loop $l br $l) i32.const 0))"#,
+    )
+    .unwrap();
+    let limits = PluginLimits {
+        instructions_per_call: 200_000,
+        max_consecutive_failures: 100,
+        ..Default::default()
+    };
+    let host = PluginHost::new(
+        limits,
+        std::sync::Arc::new(|_: &str, _: l7tap::wasm::LogLevel, _: &str| {}),
+    );
+    let bad = host.load("loop", &looping).unwrap();
+    host.load(
+        "http_status_rewrite",
+        &std::fs::read(plugin("http_status_rewrite")).unwrap(),
+    )
+    .unwrap();
+    let (records, _) = common::replay_with(&capture("opt_status.pcap"), |b| {
+        b.plugins(host.clone()).workers(2)
+    });
+    let (plain, _) = common::replay_with(&capture("keepalive.pcap"), |b| b.plugins(host.clone()));
+    assert_eq!(records.len(), 2);
+    let failed = records
+        .iter()
+        .find(|r| s(&r.request_resource) == "/api/order")
+        .unwrap();
+    assert_eq!(
+        failed.response_code,
+        Some(500),
+        "the real plugin still ran after the loop was stopped"
+    );
+    assert_eq!(plain.len(), 5);
+    assert_eq!(
+        plain[2].response_code,
+        Some(404),
+        "other flows' records are correct"
+    );
+    // 2 responses + 5 responses, each stopped by the budget.
+    assert_eq!(bad.metrics.failures(l7tap::wasm::FailureKind::Budget), 7);
+    assert_eq!(bad.metrics.calls(Hook::HttpResp), 7);
+}

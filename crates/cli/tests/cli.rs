@@ -143,3 +143,122 @@ fn protocol_filter_and_limits() {
         );
     }
 }
+
+fn built_plugin(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = root.join("target/plugins").join(format!("{name}.wasm"));
+    if !p.is_file() {
+        let st = Command::new("bash")
+            .arg(root.join("scripts/build-plugins.sh"))
+            .status()
+            .expect("build script runs");
+        assert!(st.success(), "scripts/build-plugins.sh failed");
+    }
+    p
+}
+
+#[test]
+fn plugin_check_lists_hooks_and_runs_a_sample() {
+    let out = bin()
+        .args(["plugin", "check"])
+        .arg(built_plugin("http_status_rewrite"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("hooks: http_resp"), "{stdout}");
+    assert!(
+        stdout.contains("hook bitmap: 0x40000000000000000000000000000000"),
+        "{stdout}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("l7tap-cli-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let sample = dir.join("resp.http");
+    std::fs::write(
+        &sample,
+        "HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"OPT_STATUS\":\"NO_ID\"}",
+    )
+    .expect("write");
+    let out = bin()
+        .args(["plugin", "check"])
+        .arg(built_plugin("http_status_rewrite"))
+        .arg("--sample")
+        .arg(&sample)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("code=Some(500) status=server_error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"("op_stat", "NO_ID")"#), "{stdout}");
+
+    let out = bin()
+        .args(["plugin", "check"])
+        .arg(built_plugin("kv_protocol"))
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hooks: payload_parse"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plugin_check_names_what_is_wrong() {
+    let dir = std::env::temp_dir().join(format!("l7tap-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let bad = dir.join("bad.wat");
+    std::fs::write(
+        &bad,
+        r#"(module (import "env" "mystery" (func)) (memory (export "memory") 1))"#,
+    )
+    .expect("write");
+    let out = bin()
+        .args(["plugin", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown import env.mystery"), "{err}");
+    std::fs::write(
+        &bad,
+        r#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .expect("write");
+    let out = bin()
+        .args(["plugin", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("export check_payload"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_with_the_status_rewrite_plugin() {
+    let out = bin()
+        .arg("replay")
+        .arg("--plugin")
+        .arg(built_plugin("http_status_rewrite"))
+        .arg(capture("opt_status.pcap"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(recs[0]["response_code"], 500);
+    assert_eq!(recs[0]["response_status"], "server_error");
+    assert_eq!(recs[0]["plugins"][0], "http_status_rewrite");
+    assert_eq!(recs[0]["attributes"][0]["key"], "op_stat");
+    assert_eq!(recs[1]["response_code"], 200);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("plugin http_status_rewrite: calls_on_http_resp=2"));
+}

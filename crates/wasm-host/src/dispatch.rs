@@ -54,6 +54,24 @@ impl PluginHost {
         (Bytes::from(b.encode()), b.direction)
     }
 
+    /// The base context for a message payload. When the payload handed over is not the whole
+    /// message (cut at `payload_bytes`, or the record is truncated), `buf_size` is set to the
+    /// payload's length: a plugin can tell a cut payload by `payload.len() == buf_size`.
+    fn base_for_message(
+        &self,
+        o: &Origin<'_>,
+        l7: u8,
+        whole: &Bytes,
+        truncated: bool,
+    ) -> (Bytes, u8, Bytes) {
+        let payload = self.cut(whole);
+        let mut b = self.base_ctx(o, l7);
+        if (truncated || payload.len() < whole.len()) && !payload.is_empty() {
+            b.buf_size = payload.len().min(usize::from(u16::MAX)) as u16;
+        }
+        (Bytes::from(b.encode()), b.direction, payload)
+    }
+
     fn base_ctx(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
         let (src, dst) = match o.direction {
             Direction::ClientToServer => (o.flow.client, o.flow.server),
@@ -81,8 +99,7 @@ impl PluginHost {
         }
     }
 
-    /// The payload as plugins see it: at most `payload_bytes` (they can tell it was cut from
-    /// the record's `truncated` flag and lengths).
+    /// The payload as plugins see it: at most `payload_bytes` bytes of the message.
     fn cut(&self, payload: &Bytes) -> Bytes {
         payload.slice(
             ..payload
@@ -115,8 +132,8 @@ impl PluginHost {
                 comm: &comm,
                 from_ebpf,
             };
-            let (base, dir) = self.base(&o, native);
-            let payload = self.cut(&rec.request_payload);
+            let (base, dir, payload) =
+                self.base_for_message(&o, native, &rec.request_payload, rec.truncated);
             let (ua, referer) = (
                 header(&rec.request_payload, b"user-agent"),
                 header(&rec.request_payload, b"referer"),
@@ -146,8 +163,8 @@ impl PluginHost {
                 comm: &comm,
                 from_ebpf,
             };
-            let (base, dir) = self.base(&o, native);
-            let payload = self.cut(&rec.response_payload);
+            let (base, dir, payload) =
+                self.base_for_message(&o, native, &rec.response_payload, rec.truncated);
             let resp = (
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),

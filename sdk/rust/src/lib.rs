@@ -192,6 +192,13 @@ thread_local! {
     static PAYLOAD_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::new());
 }
 
+/// True when `payload` is not the whole message: l7tap sets `buf_size` to the payload's
+/// length when it had to cut the message (longer than its payload limit, or truncated by the
+/// capture), so a payload that fills `buf_size` exactly was cut.
+pub fn payload_is_cut(base: &Base, payload: &[u8]) -> bool {
+    !payload.is_empty() && payload.len() == base.buf_size as usize
+}
+
 /// The payload of the current call (at most `buf_size` bytes; the host cuts longer ones).
 pub fn payload(base: &Base) -> Option<Vec<u8>> {
     PAYLOAD_BUF.with(|b| {
