@@ -24,15 +24,20 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A host with these example plugins loaded, in order.
+fn host_with(names: &[&str]) -> (PluginHost, Vec<std::sync::Arc<l7tap::wasm::Plugin>>) {
+    let host = PluginHost::new(PluginLimits::default(), stderr_log());
+    let loaded = names
+        .iter()
+        .map(|n| host.load(n, &std::fs::read(plugin(n)).unwrap()).unwrap())
+        .collect();
+    (host, loaded)
+}
+
 #[test]
 fn status_rewrite_on_the_opt_status_capture() {
-    let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    let p = host
-        .load(
-            "http_status_rewrite",
-            &std::fs::read(plugin("http_status_rewrite")).unwrap(),
-        )
-        .unwrap();
+    let (host, loaded) = host_with(&["http_status_rewrite"]);
+    let p = &loaded[0];
     assert_eq!(p.hook_names(), vec!["http_resp"]);
     let (records, _) =
         common::replay_with(&capture("opt_status.pcap"), |b| b.plugins(host.clone()));
@@ -74,12 +79,7 @@ fn status_rewrite_on_the_opt_status_capture() {
 
 #[test]
 fn status_rewrite_leaves_other_traffic_alone() {
-    let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    host.load(
-        "http_status_rewrite",
-        &std::fs::read(plugin("http_status_rewrite")).unwrap(),
-    )
-    .unwrap();
+    let (host, _) = host_with(&["http_status_rewrite"]);
     let (with, _) = common::replay_with(&capture("keepalive.pcap"), |b| b.plugins(host.clone()));
     let (without, _) = common::replay(&capture("keepalive.pcap"));
     let key = |r: &l7tap::L7Record| (s(&r.request_resource), r.response_code, r.response_status);
@@ -92,13 +92,8 @@ fn status_rewrite_leaves_other_traffic_alone() {
 
 #[test]
 fn kv_protocol_plugin_claims_and_parses_kvp() {
-    let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    let p = host
-        .load(
-            "kv_protocol",
-            &std::fs::read(plugin("kv_protocol")).unwrap(),
-        )
-        .unwrap();
+    let (host, loaded) = host_with(&["kv_protocol"]);
+    let p = &loaded[0];
     assert_eq!(p.hook_names(), vec!["payload_parse"]);
     let root = common::root();
     let (records, stats) = common::replay_with(&root.join("tests/kvp/kvp.pcap"), |b| {
@@ -135,13 +130,8 @@ fn kv_protocol_plugin_claims_and_parses_kvp() {
 
 #[test]
 fn c_plugin_adds_the_user_agent() {
-    let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    let p = host
-        .load(
-            "user_agent_c",
-            &std::fs::read(plugin("user_agent_c")).unwrap(),
-        )
-        .unwrap();
+    let (host, loaded) = host_with(&["user_agent_c"]);
+    let p = &loaded[0];
     assert_eq!(p.hook_names(), vec!["http_req"]);
     let (records, _) = common::replay_with(&capture("keepalive.pcap"), |b| b.plugins(host.clone()));
     assert_eq!(records.len(), 5);
@@ -160,11 +150,7 @@ fn c_plugin_adds_the_user_agent() {
 
 #[test]
 fn plugins_in_three_languages_together() {
-    let host = PluginHost::new(PluginLimits::default(), stderr_log());
-    for name in ["user_agent_c", "http_status_rewrite", "kv_protocol"] {
-        host.load(name, &std::fs::read(plugin(name)).unwrap())
-            .unwrap();
-    }
+    let (host, _) = host_with(&["user_agent_c", "http_status_rewrite", "kv_protocol"]);
     let (records, _) =
         common::replay_with(&capture("opt_status.pcap"), |b| b.plugins(host.clone()));
     let failed = &records[0];

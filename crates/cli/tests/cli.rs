@@ -8,6 +8,17 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_l7tap"))
 }
 
+/// Runs `l7tap` with these arguments and checks it succeeded; returns stdout and stderr.
+fn run_ok(args: &[&std::ffi::OsStr]) -> (String, String) {
+    let out = bin().args(args).output().expect("runs");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "l7tap {args:?} failed: {e}");
+    (o, e)
+}
+
 fn capture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/captures")
@@ -159,17 +170,8 @@ fn built_plugin(name: &str) -> PathBuf {
 
 #[test]
 fn plugin_check_lists_hooks_and_runs_a_sample() {
-    let out = bin()
-        .args(["plugin", "check"])
-        .arg(built_plugin("http_status_rewrite"))
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let plugin = built_plugin("http_status_rewrite");
+    let (stdout, _) = run_ok(&["plugin".as_ref(), "check".as_ref(), plugin.as_os_str()]);
     assert!(stdout.contains("hooks: http_resp"), "{stdout}");
     assert!(
         stdout.contains("hook bitmap: 0x40000000000000000000000000000000"),
