@@ -148,12 +148,16 @@ fn be64(b: &[u8], i: usize) -> Option<u64> {
 impl Base {
     /// Reads the base context of the current call.
     pub fn read() -> Option<Base> {
-        let mut buf = vec![0u8; 1024];
-        let n = unsafe { ffi::vm_read_ctx_base(buf.as_mut_ptr(), buf.len() as i32) };
-        if n <= 0 {
-            return None;
-        }
-        let b = &buf[..n as usize];
+        with_scratch(1024, |buf| {
+            let n = unsafe { ffi::vm_read_ctx_base(buf.as_mut_ptr(), buf.len() as i32) };
+            if n <= 0 {
+                return None;
+            }
+            Base::decode(&buf[..n as usize])
+        })
+    }
+
+    fn decode(b: &[u8]) -> Option<Base> {
         let (src_ip, dst_ip, mut i): (IpAddr, IpAddr, usize) = match b.first()? {
             4 => {
                 let s = b.get(1..5)?;
@@ -190,6 +194,19 @@ impl Base {
 thread_local! {
     /// One payload buffer, zeroed once and reused by every call.
     static PAYLOAD_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+    /// A buffer for contexts and hook info, zeroed once and reused.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+}
+
+/// Runs `f` with a reused buffer of at least `n` bytes (no allocation or zeroing per call).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut buf = s.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        f(&mut buf[..n])
+    })
 }
 
 /// True when `payload` is not the whole message: l7tap sets `buf_size` to the payload's
@@ -558,16 +575,21 @@ pub fn __on_http_req() -> i32 {
         Some(b) => b,
         None => return 0,
     };
-    let mut buf = vec![0u8; 16 * 1024];
-    let n = unsafe { ffi::vm_read_http_req_info(buf.as_mut_ptr(), buf.len() as i32) };
-    if n <= 0 {
-        return 0;
-    }
-    let b = &buf[..n as usize];
-    let mut i = 0;
-    let (path, host, user_agent, referer) = match (str16(b, &mut i), str16(b, &mut i), str16(b, &mut i), str16(b, &mut i)) {
-        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
-        _ => return 0,
+    let info = with_scratch(16 * 1024, |buf| {
+        let n = unsafe { ffi::vm_read_http_req_info(buf.as_mut_ptr(), buf.len() as i32) };
+        if n <= 0 {
+            return None;
+        }
+        let b = &buf[..n as usize];
+        let mut i = 0;
+        match (str16(b, &mut i), str16(b, &mut i), str16(b, &mut i), str16(b, &mut i)) {
+            (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+            _ => None,
+        }
+    });
+    let (path, host, user_agent, referer) = match info {
+        Some(i) => i,
+        None => return 0,
     };
     let ctx = HttpReqCtx { base, path, host, user_agent, referer };
     send(with_plugin(|p| p.on_http_req(&ctx), Action::Next))
@@ -580,15 +602,21 @@ pub fn __on_http_resp() -> i32 {
         None => return 0,
     };
     // Status, class and the endpoint (cut by the host if it does not fit).
-    let mut buf = vec![0u8; 4096];
-    let n = unsafe { ffi::vm_read_http_resp_info(buf.as_mut_ptr(), buf.len() as i32) };
-    if n < 3 {
-        return 0;
-    }
-    let b = &buf[..n as usize];
-    let mut i = 3;
-    let endpoint = if b.len() >= 5 { str16(b, &mut i).unwrap_or_default() } else { String::new() };
-    let ctx = HttpRespCtx { base, status_code: be16(b, 0).unwrap_or(0), status: Status::from_u8(b[2]), endpoint };
+    let info = with_scratch(4096, |buf| {
+        let n = unsafe { ffi::vm_read_http_resp_info(buf.as_mut_ptr(), buf.len() as i32) };
+        if n < 3 {
+            return None;
+        }
+        let b = &buf[..n as usize];
+        let mut i = 3;
+        let endpoint = if b.len() >= 5 { str16(b, &mut i).unwrap_or_default() } else { String::new() };
+        Some((be16(b, 0).unwrap_or(0), Status::from_u8(b[2]), endpoint))
+    });
+    let (status_code, status, endpoint) = match info {
+        Some(i) => i,
+        None => return 0,
+    };
+    let ctx = HttpRespCtx { base, status_code, status, endpoint };
     send(with_plugin(|p| p.on_http_resp(&ctx), Action::Next))
 }
 
