@@ -20,12 +20,13 @@ impl Plugin for StatusRewrite {
             Some(p) => p,
             None => return Action::Next,
         };
-        let body = String::from_utf8_lossy(&http_body(&message)).into_owned();
+        let raw = http_body(&message);
+        let body = String::from_utf8_lossy(&raw);
         match json_str_field(&body, "OPT_STATUS") {
             Some(op) if op != "SUCCESS" => Action::Result(vec![Record::response(Response {
                 status: Status::ServerError,
                 code: Some(500),
-                result: Some(body.clone()),
+                result: Some(body.to_string()),
                 exception: None,
             })
             .attr("op_stat", &op)]),

@@ -708,17 +708,44 @@ macro_rules! export_plugin {
     };
 }
 
+/// Where the head of an HTTP/1 message ends (after the blank line).
+fn head_end(message: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 3 < message.len() {
+        // Jump from CR to CR: the common bytes cost one comparison each.
+        if message[i] == b'\r' && &message[i..i + 4] == b"\r\n\r\n" {
+            return Some(i + 4);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn is_chunked(head: &[u8]) -> bool {
+    for line in head.split(|&b| b == b'\n') {
+        let colon = match line.iter().position(|&b| b == b':') {
+            Some(c) => c,
+            None => continue,
+        };
+        if line[..colon].eq_ignore_ascii_case(b"transfer-encoding") {
+            let v = &line[colon + 1..];
+            return v.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    false
+}
+
 /// The body of an HTTP/1 message: what follows the blank line, de-chunked when the head
-/// says `Transfer-Encoding: chunked`.
-pub fn http_body(message: &[u8]) -> Vec<u8> {
-    let end = match message.windows(4).position(|w| w == b"\r\n\r\n") {
+/// says `Transfer-Encoding: chunked` (borrowed when no de-chunking is needed).
+pub fn http_body(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let end = match head_end(message) {
         Some(e) => e,
-        None => return Vec::new(),
+        None => return Cow::Borrowed(&[]),
     };
-    let head = String::from_utf8_lossy(&message[..end]).to_ascii_lowercase();
-    let body = &message[end + 4..];
-    if !head.contains("transfer-encoding: chunked") {
-        return body.to_vec();
+    let body = &message[end..];
+    if !is_chunked(&message[..end]) {
+        return Cow::Borrowed(body);
     }
     let mut out = Vec::new();
     let mut i = 0;
@@ -737,7 +764,7 @@ pub fn http_body(message: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&body[i..end]);
         i = end + 2;
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The string value of the first `"key": "value"` pair in a JSON text (no full JSON parser:
