@@ -228,11 +228,11 @@ fn instantiate(
     let budget = Budget::of(&instance)?;
     budget.set(&mut store, limits.instructions_at_start);
     if let Err(e) = start.call(&mut store) {
-        let exit0 = e
-            .clone()
-            .downcast::<ProcExit>()
-            .map(|p| p.0 == 0)
-            .unwrap_or(false);
+        // Go's wasip1 runtime ends `_start` with proc_exit(0): a normal start. The import
+        // records the code in the environment (the trap's payload does not survive the
+        // unwinding as a typed error).
+        let exit0 = env.as_ref(&store).exit_code == Some(0)
+            || e.clone().downcast::<ProcExit>().is_ok_and(|p| p.0 == 0);
         if !exit0 {
             let why = if budget.is_exhausted(&mut store) {
                 "instruction budget exhausted".to_string()

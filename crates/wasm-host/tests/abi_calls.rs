@@ -152,3 +152,87 @@ fn a_cut_payload_fills_buf_size_exactly() {
         "truncated by the core"
     );
 }
+
+/// A module shaped like a Go/TinyGo wasip1 build: it imports the 18 WASI functions DeepFlow
+/// links plus `random_get`, with the signatures of the WASI preview1 specification, prints in
+/// `_start` and ends `_start` with `proc_exit(0)` as Go's runtime does. It must link, start,
+/// log its output and then serve hooks.
+#[test]
+fn go_shaped_module_links_starts_and_runs() {
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "args_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pread" (func (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_seek" (func (param i32 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_readlink" (func (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
+  (import "deepflow" "wasm_log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\40\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
+  (data (i32.const 64) "hello from main\n")
+  (global $started (mut i32) (i32.const 0))
+  (func (export "malloc") (param i32) (result i32) i32.const 0)
+  (func (export "free") (param i32))
+  (func (export "_start")
+    ;; iovec {buf=64, len=16} at 128; nwritten at 136
+    (i32.store (i32.const 128) (i32.const 64))
+    (i32.store (i32.const 132) (i32.const 16))
+    (drop (call $write (i32.const 1) (i32.const 128) (i32.const 1) (i32.const 136)))
+    (drop (call $rand (i32.const 200) (i32.const 16)))
+    (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 240)))
+    (global.set $started (i32.const 1))
+    (call $exit (i32.const 0))
+    unreachable)
+  (func (export "get_hook_bitmap") (result i32) i32.const 16)
+  (func (export "check_payload") (result i32) i32.const 0)
+  (func (export "parse_payload") (result i32) i32.const 0)
+  (func (export "on_http_req") (result i32) i32.const 0)
+  ;; Returns 0 (next plugin) only if _start really ran; a bad code otherwise.
+  (func (export "on_http_resp") (result i32) (if (result i32) (global.get $started) (then i32.const 0) (else i32.const 9))))"#;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l2 = std::sync::Arc::clone(&logs);
+    let host = PluginHost::new(
+        PluginLimits::default(),
+        std::sync::Arc::new(move |p: &str, _: l7tap_wasm_host::LogLevel, m: &str| {
+            l2.lock().unwrap().push(format!("{p}: {m}"))
+        }),
+    );
+    let p = host
+        .load("go_shaped", &wat::parse_str(wat).unwrap())
+        .unwrap();
+    assert_eq!(p.hook_names(), vec!["http_resp"]);
+    assert!(
+        logs.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "go_shaped: hello from main"),
+        "{:?}",
+        logs.lock().unwrap()
+    );
+    let mut r = L7Record {
+        flow: FlowKey::tcp("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()),
+        protocol: Protocol::Http1,
+        response_payload: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"),
+        ..Default::default()
+    };
+    // Each worker thread runs _start on its own instance too (proc_exit(0) included).
+    assert!(!host.on_http_record(&mut r));
+    assert_eq!(
+        p.metrics.failures(l7tap_wasm_host::FailureKind::BadReturn),
+        0
+    );
+    assert_eq!(p.metrics.calls(Hook::HttpResp), 1);
+}
