@@ -7,6 +7,7 @@
 //! This crate knows nothing about capture, plugins or sinks.
 #![deny(missing_docs)]
 
+pub mod dns;
 pub mod helpers;
 pub mod http1;
 
@@ -17,7 +18,7 @@ pub use http1::{Http1Config, Http1Parser, TraceHeader, TraceHeaderFormat};
 
 /// Every built-in parser, in inference priority order, with default settings.
 pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
-    vec![Arc::new(Http1Parser::default())]
+    vec![Arc::new(Http1Parser::default()), Arc::new(dns::DnsParser)]
 }
 
 /// The built-in parsers for the named protocols (unknown names are returned as errors).
@@ -36,5 +37,5 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
 
 /// Names of the protocols with a built-in parser.
 pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec!["http1"]
+    vec!["http1", "dns"]
 }
