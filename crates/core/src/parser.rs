@@ -193,6 +193,13 @@ pub trait Parser: Send + Sync + 'static {
         self.check(payload, direction)
     }
 
+    /// After a gap or an error, whether a message starts at `payload` (in `direction`);
+    /// defaults to [`Parser::check`]. Parsers whose check knows only one role (requests)
+    /// override it so the other direction can resynchronise too.
+    fn resync(&self, payload: &[u8], direction: Direction) -> bool {
+        self.check(payload, direction).is_some()
+    }
+
     /// The protocol of a flow in this state (plugins name their protocols per flow);
     /// defaults to [`Parser::protocol`].
     fn protocol_of(&self, state: &(dyn Any + Send)) -> Protocol {

@@ -199,7 +199,7 @@ impl StreamBuf {
             return;
         }
         if self.desync {
-            if cx.parser.check(&data, cx.direction).is_none() {
+            if !cx.parser.resync(&data, cx.direction) {
                 cx.counters
                     .count_drop(DropReason::ResyncBytes, data.len() as u64);
                 return;

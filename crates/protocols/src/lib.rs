@@ -10,6 +10,7 @@
 pub mod dns;
 pub mod helpers;
 pub mod http1;
+pub mod redis;
 
 use l7tap_core::{Parser, Protocol};
 use std::sync::Arc;
@@ -18,7 +19,11 @@ pub use http1::{Http1Config, Http1Parser, TraceHeader, TraceHeaderFormat};
 
 /// Every built-in parser, in inference priority order, with default settings.
 pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
-    vec![Arc::new(Http1Parser::default()), Arc::new(dns::DnsParser)]
+    vec![
+        Arc::new(Http1Parser::default()),
+        Arc::new(redis::RedisParser),
+        Arc::new(dns::DnsParser),
+    ]
 }
 
 /// The built-in parsers for the named protocols (unknown names are returned as errors).
@@ -37,5 +42,5 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
 
 /// Names of the protocols with a built-in parser.
 pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec!["http1", "dns"]
+    vec!["http1", "redis", "dns"]
 }

@@ -1,0 +1,414 @@
+//! Redis RESP2 and RESP3 (https://redis.io/docs/latest/develop/reference/protocol-spec/):
+//! commands as arrays of bulk strings or inline lines, pipelining (replies pair in order), every
+//! reply type including RESP3's maps, sets, pushes, attributes, blob errors and verbatim strings.
+//!
+//! Record mapping: command name -> `request_type`, the command line (arguments joined by
+//! spaces, at most 256 bytes) -> `request_resource`, reply type -> `response_result` (as DeepFlow
+//! names it: BulkString, Integer, Array, ...), error replies -> `response_exception` (with the leading `-`, as DeepFlow) and status
+//! server error; other replies ok.
+
+use l7tap_core::{
+    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, L4,
+};
+use std::borrow::Cow;
+
+/// The Redis parser.
+#[derive(Debug, Clone, Default)]
+pub struct RedisParser;
+
+fn err(reason: &'static str) -> ParseError {
+    ParseError {
+        protocol: "redis",
+        reason,
+    }
+}
+
+/// Longest command line kept in the record.
+const MAX_COMMAND_LINE: usize = 256;
+/// Deepest nesting of aggregates accepted.
+const MAX_DEPTH: usize = 32;
+/// Most elements of one aggregate accepted.
+const MAX_ELEMENTS: i64 = 1 << 20;
+
+/// The line at `i` (without CRLF) and the index after it; `None` if the CRLF is not there yet.
+fn line(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    let rest = b.get(i..)?;
+    let n = memchr::memchr(b'\n', rest)?;
+    if n == 0 || rest[n - 1] != b'\r' {
+        return Some((&rest[..n], i + n + 1)); // tolerate a bare LF (inline commands)
+    }
+    Some((&rest[..n - 1], i + n + 1))
+}
+
+fn int(s: &[u8]) -> Result<i64, ParseError> {
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let v = crate::helpers::parse_u64(digits).ok_or_else(|| err("bad length"))? as i64;
+    Ok(if neg { -v } else { v })
+}
+
+/// Where the RESP value starting at `i` ends: `Ok(None)` when more input is needed.
+fn value_end(b: &[u8], i: usize, depth: usize) -> Result<Option<usize>, ParseError> {
+    if depth > MAX_DEPTH {
+        return Err(err("nesting too deep"));
+    }
+    let Some(&t) = b.get(i) else { return Ok(None) };
+    let Some((l, next)) = line(b, i + 1) else {
+        return Ok(None);
+    };
+    match t {
+        b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => Ok(Some(next)),
+        b'$' | b'!' | b'=' => {
+            let n = int(l)?;
+            if n < 0 {
+                return Ok(Some(next)); // null bulk string
+            }
+            let end = next
+                .checked_add(n as usize + 2)
+                .ok_or_else(|| err("length overflow"))?;
+            Ok(if b.len() >= end { Some(end) } else { None })
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = int(l)?;
+            if n > MAX_ELEMENTS {
+                return Err(err("aggregate too large"));
+            }
+            let count = match t {
+                b'%' | b'|' => n.max(0) * 2,
+                _ => n.max(0),
+            };
+            let mut at = next;
+            for _ in 0..count {
+                match value_end(b, at, depth + 1)? {
+                    Some(e) => at = e,
+                    None => return Ok(None),
+                }
+            }
+            if t == b'|' {
+                // Attributes precede the reply they describe.
+                return value_end(b, at, depth + 1);
+            }
+            Ok(Some(at))
+        }
+        _ => Err(err("unknown reply type")),
+    }
+}
+
+fn type_name(t: u8) -> &'static [u8] {
+    match t {
+        b'+' => b"SimpleString",
+        b'-' => b"Error",
+        b':' => b"Integer",
+        b'$' => b"BulkString",
+        b'*' => b"Array",
+        b'_' => b"Null",
+        b'#' => b"Boolean",
+        b',' => b"Double",
+        b'(' => b"BigNumber",
+        b'!' => b"BlobError",
+        b'=' => b"VerbatimString",
+        b'%' => b"Map",
+        b'~' => b"Set",
+        b'>' => b"Push",
+        _ => b"Unknown",
+    }
+}
+
+impl RedisParser {
+    fn request<'a>(&self, input: &'a [u8]) -> Result<Parsed<'a>, ParseError> {
+        let mut args: Vec<&'a [u8]> = Vec::new();
+        let len = if input.first() == Some(&b'*') {
+            let Some((l, mut at)) = line(input, 1) else {
+                return Ok(Parsed::Incomplete(Needed::Unknown));
+            };
+            let n = int(l)?;
+            if !(0..=MAX_ELEMENTS).contains(&n) {
+                return Err(err("bad argument count"));
+            }
+            for _ in 0..n {
+                if input.get(at).is_none() {
+                    return Ok(Parsed::Incomplete(Needed::Unknown));
+                }
+                if input[at] != b'$' {
+                    return Err(err("command argument is not a bulk string"));
+                }
+                let Some((l, next)) = line(input, at + 1) else {
+                    return Ok(Parsed::Incomplete(Needed::Unknown));
+                };
+                let alen = usize::try_from(int(l)?).map_err(|_| err("bad argument length"))?;
+                let end = next
+                    .checked_add(alen + 2)
+                    .ok_or_else(|| err("length overflow"))?;
+                if input.len() < end {
+                    return Ok(Parsed::Incomplete(Needed::Total(end)));
+                }
+                if args.len() < 64 {
+                    args.push(&input[next..next + alen]);
+                }
+                at = end;
+            }
+            at
+        } else {
+            // Inline command: one line of space-separated words.
+            let Some((l, next)) = line(input, 0) else {
+                return Ok(Parsed::Incomplete(Needed::Unknown));
+            };
+            args.extend(l.split(|&b| b == b' ').filter(|w| !w.is_empty()).take(64));
+            next
+        };
+        let Some(cmd) = args.first().copied() else {
+            return Err(err("empty command"));
+        };
+        let mut line_text = Vec::with_capacity(MAX_COMMAND_LINE);
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                line_text.push(b' ');
+            }
+            line_text.extend_from_slice(a);
+            if line_text.len() >= MAX_COMMAND_LINE {
+                line_text.truncate(MAX_COMMAND_LINE);
+                break;
+            }
+        }
+        Ok(Parsed::Message(Message {
+            len,
+            role: Some(MessageRole::Request),
+            request_type: Cow::Borrowed(cmd),
+            request_resource: Cow::Owned(line_text),
+            ..Default::default()
+        }))
+    }
+
+    fn reply<'a>(&self, input: &'a [u8], mode: ParseMode) -> Result<Parsed<'a>, ParseError> {
+        let Some(end) = value_end(input, 0, 0)? else {
+            // A bulk reply larger than the buffer: report it cut, skip the rest by its length.
+            if mode != ParseMode::Complete && matches!(input.first(), Some(b'$' | b'=' | b'!')) {
+                if let Some((l, next)) = line(input, 1) {
+                    let n = usize::try_from(int(l)?).map_err(|_| err("bad length"))?;
+                    let total = next.saturating_add(n).saturating_add(2);
+                    return Ok(Parsed::Message(Message {
+                        len: total,
+                        rest: Remaining::Known,
+                        truncated: true,
+                        role: Some(MessageRole::Response),
+                        result: Cow::Borrowed(type_name(input[0])),
+                        status: ResponseStatus::Ok,
+                        body_len: Some(n as u64),
+                        ..Default::default()
+                    }));
+                }
+            }
+            return Ok(Parsed::Incomplete(Needed::Unknown));
+        };
+        let mut t = input[0];
+        let mut at = 0;
+        // An attribute map comes before the real reply: report the reply's type.
+        if t == b'|' {
+            let mut i = 0;
+            while input.get(i) == Some(&b'|') {
+                let Some((l, next)) = line(input, i + 1) else {
+                    break;
+                };
+                let mut p = next;
+                for _ in 0..int(l)?.max(0) * 2 {
+                    p = value_end(input, p, 1)?.unwrap_or(end);
+                }
+                i = p;
+            }
+            at = i;
+            t = input.get(i).copied().unwrap_or(b'|');
+        }
+        let mut m = Message {
+            len: end,
+            role: Some(MessageRole::Response),
+            result: Cow::Borrowed(type_name(t)),
+            status: ResponseStatus::Ok,
+            body_len: Some(end as u64),
+            ..Default::default()
+        };
+        match t {
+            b'-' => {
+                if let Some((l, _)) = line(input, at) {
+                    m.exception = Cow::Borrowed(l);
+                }
+                m.status = ResponseStatus::ServerError;
+            }
+            b'!' => {
+                if let Some((_, next)) = line(input, at + 1) {
+                    m.exception = Cow::Borrowed(&input[next..end.saturating_sub(2).max(next)]);
+                }
+                m.status = ResponseStatus::ServerError;
+            }
+            _ => {}
+        }
+        Ok(Parsed::Message(m))
+    }
+}
+
+impl Parser for RedisParser {
+    fn protocol(&self) -> Protocol {
+        Protocol::Redis
+    }
+
+    fn supports(&self, l4: L4) -> bool {
+        l4 == L4::Tcp
+    }
+
+    fn check(&self, payload: &[u8], _direction: Direction) -> Option<Inference> {
+        // A command: "*<n>\r\n$<len>\r\n<word>" with a plausible command word.
+        if payload.first() != Some(&b'*') {
+            return None;
+        }
+        let (l, at) = line(payload, 1)?;
+        let n = int(l).ok()?;
+        if !(1..=MAX_ELEMENTS).contains(&n) || payload.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (l, next) = line(payload, at + 1)?;
+        let alen = usize::try_from(int(l).ok()?).ok()?;
+        let word = payload.get(next..next + alen.min(32))?;
+        if alen == 0
+            || alen > 32
+            || !word
+                .iter()
+                .all(|b| b.is_ascii_alphabetic() || *b == b'.' || *b == b'_' || *b == b'-')
+        {
+            return None;
+        }
+        Some(Inference {
+            confidence: 180,
+            role: MessageRole::Request,
+        })
+    }
+
+    fn resync(&self, payload: &[u8], direction: Direction) -> bool {
+        match direction {
+            Direction::ClientToServer => self.check(payload, direction).is_some(),
+            // A reply starts with a type byte and a complete first line.
+            Direction::ServerToClient => {
+                matches!(
+                    payload.first(),
+                    Some(
+                        b'+' | b'-'
+                            | b':'
+                            | b'$'
+                            | b'*'
+                            | b'_'
+                            | b'#'
+                            | b','
+                            | b'('
+                            | b'!'
+                            | b'='
+                            | b'%'
+                            | b'~'
+                            | b'>'
+                            | b'|'
+                    )
+                ) && line(payload, 1).is_some_and(|(l, _)| l.len() < 512)
+            }
+        }
+    }
+
+    fn pairing(&self) -> PairingMode {
+        PairingMode::Sequential
+    }
+
+    fn parse<'a>(&self, input: &'a [u8], ctx: &mut ParseCtx<'_>) -> Result<Parsed<'a>, ParseError> {
+        match ctx.direction {
+            Direction::ClientToServer => self.request(input),
+            Direction::ServerToClient => self.reply(input, ctx.mode),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<'a>(input: &'a [u8], dir: Direction) -> Result<Parsed<'a>, ParseError> {
+        let p = RedisParser;
+        let mut st = p.new_state();
+        let mut cx = ParseCtx {
+            flow: Default::default(),
+            ts_ns: 0,
+            direction: dir,
+            mode: ParseMode::Complete,
+            state: st.as_mut(),
+        };
+        p.parse(input, &mut cx)
+    }
+
+    #[test]
+    fn commands_from_the_spec() {
+        // The spec's example: LLEN mylist.
+        let Ok(Parsed::Message(m)) = run(
+            b"*2\r\n$4\r\nLLEN\r\n$6\r\nmylist\r\n",
+            Direction::ClientToServer,
+        ) else {
+            panic!()
+        };
+        assert_eq!(&*m.request_type, b"LLEN");
+        assert_eq!(&*m.request_resource, b"LLEN mylist");
+        assert_eq!(m.len, 26);
+        let Ok(Parsed::Message(m)) = run(b"PING\r\n", Direction::ClientToServer) else {
+            panic!()
+        };
+        assert_eq!(&*m.request_type, b"PING");
+        assert!(matches!(
+            run(b"*2\r\n$4\r\nLLEN\r\n$6\r\nmyl", Direction::ClientToServer),
+            Ok(Parsed::Incomplete(_))
+        ));
+    }
+
+    #[test]
+    fn replies_of_every_type() {
+        let cases: [(&[u8], &[u8]); 9] = [
+            (b"+OK\r\n", b"SimpleString"),
+            (b"-ERR unknown command 'foo'\r\n", b"Error"),
+            (b":1000\r\n", b"Integer"),
+            (b"$5\r\nhello\r\n", b"BulkString"),
+            (b"$-1\r\n", b"BulkString"),
+            (b"*2\r\n$3\r\nfoo\r\n:1\r\n", b"Array"),
+            (b"%1\r\n+first\r\n:1\r\n", b"Map"),
+            (
+                b"|1\r\n+key-popularity\r\n*2\r\n$1\r\na\r\n,0.19\r\n:42\r\n",
+                b"Integer",
+            ),
+            (b"!21\r\nSYNTAX invalid syntax\r\n", b"BlobError"),
+        ];
+        for (input, ty) in cases {
+            let Ok(Parsed::Message(m)) = run(input, Direction::ServerToClient) else {
+                panic!("{input:?}")
+            };
+            assert_eq!(&*m.result, ty, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(m.len, input.len());
+        }
+        let Ok(Parsed::Message(m)) =
+            run(b"-ERR unknown command 'foo'\r\n", Direction::ServerToClient)
+        else {
+            panic!()
+        };
+        // As DeepFlow reports it: with the type marker.
+        assert_eq!(&*m.exception, b"-ERR unknown command 'foo'");
+        assert_eq!(m.status, ResponseStatus::ServerError);
+    }
+
+    #[test]
+    fn hostile_input() {
+        let mut deep = Vec::new();
+        for _ in 0..100 {
+            deep.extend_from_slice(b"*1\r\n");
+        }
+        deep.extend_from_slice(b":1\r\n");
+        assert!(run(&deep, Direction::ServerToClient).is_err());
+        assert!(run(b"*99999999999\r\n", Direction::ServerToClient).is_err());
+        assert!(run(b"?what\r\n", Direction::ServerToClient).is_err());
+        assert!(RedisParser
+            .check(b"GET / HTTP/1.1\r\n", Direction::ClientToServer)
+            .is_none());
+    }
+}
