@@ -506,6 +506,12 @@ impl Ctx {
                             self.emit_record(rec, emit);
                         }
                     }
+                    MessageRole::Response if m.one_way => {
+                        // An answer that is not to this side's requests (e.g. an MQTT PUBACK
+                        // for a publish the server sent): a record of its own.
+                        let rec = self.build(key, flow, slot, None, Some(m));
+                        self.emit_record(rec, emit);
+                    }
                     MessageRole::Response => {
                         let mut req = flow.pairing.match_response(&m);
                         let req_dir = dir.flip();
@@ -659,6 +665,7 @@ fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
     let s = *s;
     // Request-side values win; the response fills what the request did not carry.
     or_take(&mut r.version, s.version);
+    or_take(&mut r.request_type, s.request_type);
     or_take(&mut r.endpoint, s.endpoint);
     or_take(&mut r.trace_id, s.trace_id);
     or_take(&mut r.span_id, s.span_id);

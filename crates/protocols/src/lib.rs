@@ -10,6 +10,7 @@
 pub mod dns;
 pub mod helpers;
 pub mod http1;
+pub mod mqtt;
 pub mod redis;
 
 use l7tap_core::{Parser, Protocol};
@@ -22,6 +23,7 @@ pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
     vec![
         Arc::new(Http1Parser::default()),
         Arc::new(redis::RedisParser),
+        Arc::new(mqtt::MqttParser),
         Arc::new(dns::DnsParser),
     ]
 }
@@ -42,5 +44,5 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
 
 /// Names of the protocols with a built-in parser.
 pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec!["http1", "redis", "dns"]
+    vec!["http1", "redis", "mqtt", "dns"]
 }
