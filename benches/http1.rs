@@ -41,13 +41,7 @@ fn inputs() -> Vec<(&'static str, Bytes)> {
 
 /// Parses with a flow's state that lives across messages, as in the pipeline.
 fn l7tap_parse(p: &Http1Parser, st: &mut Box<dyn std::any::Any + Send>, input: &[u8]) -> usize {
-    let mut cx = ParseCtx {
-        flow: Default::default(),
-        ts_ns: 0,
-        direction: Direction::ClientToServer,
-        mode: ParseMode::Complete,
-        state: st.as_mut(),
-    };
+    let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Complete, st.as_mut());
     match p.parse(input, &mut cx) {
         Ok(Parsed::Message(m)) => {
             m.len + m.request_type.len() + m.code.unwrap_or(0) as usize + m.trace_id.len()

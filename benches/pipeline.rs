@@ -97,13 +97,7 @@ fn bench(c: &mut Criterion) {
             let mut st = parser.new_state();
             let mut n = 0u64;
             for s in &segs {
-                let mut cx = ParseCtx {
-                    flow: Default::default(),
-                    ts_ns: 0,
-                    direction: s.direction,
-                    mode: ParseMode::Complete,
-                    state: st.as_mut(),
-                };
+                let mut cx = ParseCtx::new(s.direction, ParseMode::Complete, st.as_mut());
                 if let Ok(Parsed::Message(m)) = parser.parse(&s.payload, &mut cx) {
                     n += u64::from(m.role == Some(l7tap::core::MessageRole::Response));
                     black_box(m);

@@ -64,6 +64,20 @@ pub struct ParseCtx<'s> {
     pub state: &'s mut (dyn Any + Send),
 }
 
+impl<'s> ParseCtx<'s> {
+    /// A context on an unspecified flow at time 0 (tests, benches, tools that parse a message
+    /// on its own).
+    pub fn new(direction: Direction, mode: ParseMode, state: &'s mut (dyn Any + Send)) -> Self {
+        ParseCtx {
+            flow: FlowKey::default(),
+            ts_ns: 0,
+            direction,
+            mode,
+            state,
+        }
+    }
+}
+
 /// How the remainder of a truncated message is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Remaining {

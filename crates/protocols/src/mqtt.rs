@@ -294,13 +294,7 @@ mod tests {
     fn run<'a>(input: &'a [u8], dir: Direction) -> Message<'a> {
         let p = MqttParser;
         let mut st = p.new_state();
-        let mut cx = ParseCtx {
-            flow: Default::default(),
-            ts_ns: 0,
-            direction: dir,
-            mode: ParseMode::Complete,
-            state: st.as_mut(),
-        };
+        let mut cx = ParseCtx::new(dir, ParseMode::Complete, st.as_mut());
         match p.parse(input, &mut cx) {
             Ok(Parsed::Message(m)) => m,
             other => panic!("{other:?}"),
@@ -344,13 +338,7 @@ mod tests {
     fn cut_and_hostile() {
         let p = MqttParser;
         let mut st = p.new_state();
-        let mut cx = ParseCtx {
-            flow: Default::default(),
-            ts_ns: 0,
-            direction: Direction::ClientToServer,
-            mode: ParseMode::Complete,
-            state: st.as_mut(),
-        };
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Complete, st.as_mut());
         assert!(matches!(
             p.parse(b"\x30\x0a\x00", &mut cx),
             Ok(Parsed::Incomplete(Needed::Total(12)))

@@ -332,13 +332,7 @@ mod tests {
     fn run<'a>(input: &'a [u8], dir: Direction) -> Result<Parsed<'a>, ParseError> {
         let p = RedisParser;
         let mut st = p.new_state();
-        let mut cx = ParseCtx {
-            flow: Default::default(),
-            ts_ns: 0,
-            direction: dir,
-            mode: ParseMode::Complete,
-            state: st.as_mut(),
-        };
+        let mut cx = ParseCtx::new(dir, ParseMode::Complete, st.as_mut());
         p.parse(input, &mut cx)
     }
 

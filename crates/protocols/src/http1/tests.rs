@@ -152,13 +152,7 @@ fn truncate_mode_reports_rest() {
 fn rejects_garbage_fast_and_conflicting_lengths() {
     let p = Http1Parser::default();
     let mut st = p.new_state();
-    let mut cx = ParseCtx {
-        flow: Default::default(),
-        ts_ns: 0,
-        direction: Direction::ClientToServer,
-        mode: ParseMode::Complete,
-        state: st.as_mut(),
-    };
+    let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Complete, st.as_mut());
     assert!(p.parse(b"\x16\x03\x01\x02\x00\x01", &mut cx).is_err());
     assert!(p
         .parse(
