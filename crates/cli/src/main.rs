@@ -304,7 +304,13 @@ fn table_header() -> String {
 }
 
 fn table_row(r: &L7Record) -> String {
-    let s = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+    // Control characters (binary payloads) would break the columns.
+    let s = |b: &bytes::Bytes| {
+        String::from_utf8_lossy(b)
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect::<String>()
+    };
     let mut res = s(&r.request_resource);
     if res.chars().count() > 40 {
         res = res.chars().take(39).collect::<String>() + "…";

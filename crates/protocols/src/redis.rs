@@ -120,6 +120,15 @@ fn type_name(t: u8) -> &'static [u8] {
 
 impl RedisParser {
     fn request<'a>(&self, input: &'a [u8]) -> Result<Parsed<'a>, ParseError> {
+        // Empty lines are ignored by the server (redis-cli --pipe sends one before its final
+        // ECHO): nothing to record.
+        let blank = input
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if blank > 0 {
+            return Ok(Parsed::Skip(blank));
+        }
         let mut args: Vec<&'a [u8]> = Vec::new();
         let len = if input.first() == Some(&b'*') {
             let Some((l, mut at)) = line(input, 1) else {
