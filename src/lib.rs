@@ -463,7 +463,9 @@ impl Engine {
     }
 
     /// Ends all flows, stops the workers and returns the final counters. The record channel
-    /// closes once its last record is read.
+    /// closes once its last record is read. With channel output and blocking backpressure,
+    /// read the channel from another thread (or drop the receiver) while this runs: the
+    /// workers wait for room to hand out the records of the flows they end.
     pub fn finish(mut self) -> StatsSnapshot {
         self.flush_input();
         self.shutdown();
