@@ -11,6 +11,7 @@ pub mod dns;
 pub mod helpers;
 pub mod http1;
 pub mod mqtt;
+pub mod postgres;
 pub mod redis;
 
 use l7tap_core::{Parser, Protocol};
@@ -24,6 +25,7 @@ pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
         Arc::new(Http1Parser::default()),
         Arc::new(redis::RedisParser),
         Arc::new(mqtt::MqttParser),
+        Arc::new(postgres::PostgresParser),
         Arc::new(dns::DnsParser),
     ]
 }
@@ -44,5 +46,5 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
 
 /// Names of the protocols with a built-in parser.
 pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec!["http1", "redis", "mqtt", "dns"]
+    vec!["http1", "redis", "mqtt", "postgresql", "dns"]
 }
