@@ -55,8 +55,11 @@ fn cstr(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((&rest[..n], at + n + 1))
 }
 
-/// The typed message at `at`: (type, body, next position); `Ok(None)` when cut.
-fn message(b: &[u8], at: usize) -> Result<Option<(u8, &[u8], usize)>, ParseError> {
+/// A typed message: its type byte, its body, and where the next one starts.
+type Typed<'a> = (u8, &'a [u8], usize);
+
+/// The typed message at `at`; `Ok(None)` when cut.
+fn message(b: &[u8], at: usize) -> Result<Option<Typed<'_>>, ParseError> {
     let Some(&t) = b.get(at) else { return Ok(None) };
     let Some(len) = be32(b, at + 1) else {
         return Ok(None);
@@ -298,12 +301,8 @@ impl PostgresParser {
                         p = after;
                     }
                 }
-                b'R' => {
-                    // Authentication: anything but AuthenticationOk waits for the client.
-                    if be32(body, 0).unwrap_or(0) != 0 {
-                        break;
-                    }
-                }
+                // Authentication: anything but AuthenticationOk waits for the client.
+                b'R' if be32(body, 0).unwrap_or(0) != 0 => break,
                 b'Z' => break,
                 _ => {}
             }
