@@ -24,6 +24,11 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// The names of the plugins that changed a record, in order.
+fn plugin_names(r: &l7tap::L7Record) -> Vec<String> {
+    r.plugins.iter().map(|p| p.to_string()).collect()
+}
+
 /// A host with these example plugins loaded, in order.
 fn host_with(names: &[&str]) -> (PluginHost, Vec<std::sync::Arc<l7tap::wasm::Plugin>>) {
     let host = PluginHost::new(PluginLimits::default(), stderr_log());
@@ -55,14 +60,7 @@ fn status_rewrite_on_the_opt_status_capture() {
         failed.attribute("op_stat").map(s),
         Some("FAILED".to_string())
     );
-    assert_eq!(
-        failed
-            .plugins
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>(),
-        vec!["http_status_rewrite"]
-    );
+    assert_eq!(plugin_names(failed), vec!["http_status_rewrite"]);
     // SUCCESS: untouched.
     let ok = &records[1];
     assert_eq!(ok.response_code, Some(200));
@@ -141,10 +139,7 @@ fn c_plugin_adds_the_user_agent() {
             r.attribute("user_agent").map(s),
             Some("curl/7.88.1".to_string())
         );
-        assert_eq!(
-            r.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            vec!["user_agent_c"]
-        );
+        assert_eq!(plugin_names(r), vec!["user_agent_c"]);
     }
 }
 
@@ -165,11 +160,7 @@ fn plugins_in_three_languages_together() {
     );
     // Request hook first, then response hook; the KVP plugin never touches HTTP.
     assert_eq!(
-        failed
-            .plugins
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>(),
+        plugin_names(failed),
         vec!["user_agent_c", "http_status_rewrite"]
     );
     assert_eq!(

@@ -14,6 +14,7 @@
 pub mod link;
 pub mod reassembly;
 
+use bytes::Bytes;
 use l7tap_core::{Segment, Source, SourceError, StatsSnapshot};
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::{Block, PcapNgParser};
@@ -117,7 +118,7 @@ impl PcapSource {
         &mut self,
         link: DataLink,
         ts_ns: u64,
-        data: &[u8],
+        data: &Bytes,
         emit: &mut dyn FnMut(Segment) -> bool,
     ) -> bool {
         self.stats.packets += 1;
@@ -127,7 +128,8 @@ impl PcapSource {
                     self.stats.incomplete_frames += 1;
                 }
                 let mut go_on = true;
-                self.reassembler.push(&pkt, ts_ns, &mut |s| {
+                // Segments are slices of the frame: its one copy out of the file is the last.
+                self.reassembler.push_in(&pkt, data, ts_ns, &mut |s| {
                     if go_on {
                         go_on = emit(s);
                     }
@@ -150,7 +152,7 @@ impl PcapSource {
 }
 
 /// A frame read from the file: link type (None: unknown interface), timestamp, bytes.
-type Frame = (Option<DataLink>, u64, Vec<u8>);
+type Frame = (Option<DataLink>, u64, Bytes);
 
 /// A growing window over the file: `buf[start..]` is unread.
 struct Window {
@@ -249,7 +251,11 @@ impl PcapSource {
             let (rem, p) = parser.next_packet(buf)?;
             Ok((
                 rem.len(),
-                Some((Some(link), ts_ns(p.timestamp), p.data.to_vec())),
+                Some((
+                    Some(link),
+                    ts_ns(p.timestamp),
+                    Bytes::copy_from_slice(&p.data),
+                )),
             ))
         })
     }
@@ -279,11 +285,11 @@ impl PcapSource {
             let frame = match &block {
                 Block::EnhancedPacket(p) => {
                     let link = parser.packet_interface(p).map(|i| i.linktype);
-                    Some((link, ts_ns(p.timestamp), p.data.to_vec()))
+                    Some((link, ts_ns(p.timestamp), Bytes::copy_from_slice(&p.data)))
                 }
                 Block::SimplePacket(p) => {
                     let link = parser.interfaces().first().map(|i| i.linktype);
-                    Some((link, 0, p.data.to_vec()))
+                    Some((link, 0, Bytes::copy_from_slice(&p.data)))
                 }
                 Block::Packet(p) => {
                     let link = parser
@@ -291,7 +297,11 @@ impl PcapSource {
                         .get(usize::from(p.interface_id))
                         .map(|i| i.linktype);
                     // Obsolete block: timestamps in microseconds.
-                    Some((link, p.timestamp.saturating_mul(1000), p.data.to_vec()))
+                    Some((
+                        link,
+                        p.timestamp.saturating_mul(1000),
+                        Bytes::copy_from_slice(&p.data),
+                    ))
                 }
                 _ => None,
             };

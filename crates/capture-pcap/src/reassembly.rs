@@ -136,20 +136,53 @@ impl Reassembler {
         self.conns.len()
     }
 
-    /// Feeds one packet; segments it completes go to `emit`.
+    /// Feeds one packet; segments it completes go to `emit`. The payload is copied once; use
+    /// [`Reassembler::push_in`] when the frame is already a [`Bytes`].
     pub fn push(&mut self, pkt: &Packet<'_>, ts_ns: u64, emit: &mut dyn FnMut(Segment)) {
+        let payload = Bytes::copy_from_slice(pkt.payload);
+        self.push_payload(pkt, payload, ts_ns, emit);
+    }
+
+    /// Feeds a packet decoded from `frame`: the segments share the frame's memory (no copy).
+    pub fn push_in(
+        &mut self,
+        pkt: &Packet<'_>,
+        frame: &Bytes,
+        ts_ns: u64,
+        emit: &mut dyn FnMut(Segment),
+    ) {
+        let base = frame.as_ptr() as usize;
+        let at = (pkt.payload.as_ptr() as usize).wrapping_sub(base);
+        let payload = if pkt.payload.is_empty() {
+            Bytes::new()
+        } else if at <= frame.len() && pkt.payload.len() <= frame.len() - at {
+            frame.slice(at..at + pkt.payload.len())
+        } else {
+            // Not decoded from this frame after all: copy rather than guess.
+            Bytes::copy_from_slice(pkt.payload)
+        };
+        self.push_payload(pkt, payload, ts_ns, emit);
+    }
+
+    fn push_payload(
+        &mut self,
+        pkt: &Packet<'_>,
+        payload: Bytes,
+        ts_ns: u64,
+        emit: &mut dyn FnMut(Segment),
+    ) {
         if ts_ns.saturating_sub(self.last_sweep_ns) >= 1_000_000_000 {
             self.sweep(ts_ns, emit);
         }
         match pkt.transport {
-            Transport::Udp => self.push_udp(pkt, ts_ns, emit),
+            Transport::Udp => self.push_udp(pkt, payload, ts_ns, emit),
             Transport::Tcp {
                 seq,
                 syn,
                 ack,
                 fin,
                 rst,
-            } => self.push_tcp(pkt, ts_ns, seq, syn, ack, fin, rst, emit),
+            } => self.push_tcp(pkt, payload, ts_ns, seq, syn, ack, fin, rst, emit),
         }
     }
 
@@ -212,26 +245,27 @@ impl Reassembler {
         (id, dir)
     }
 
-    fn push_udp(&mut self, pkt: &Packet<'_>, ts_ns: u64, emit: &mut dyn FnMut(Segment)) {
+    fn push_udp(
+        &mut self,
+        pkt: &Packet<'_>,
+        payload: Bytes,
+        ts_ns: u64,
+        emit: &mut dyn FnMut(Segment),
+    ) {
         if pkt.payload.is_empty() {
             return;
         }
         let (id, dir) = self.conn(L4::Udp, pkt, ts_ns, None);
         let Some(c) = self.conns.get(&id) else { return };
         self.stats.udp_datagrams += 1;
-        emit(Segment::data(
-            c.key,
-            dir,
-            ts_ns,
-            0,
-            Bytes::copy_from_slice(pkt.payload),
-        ));
+        emit(Segment::data(c.key, dir, ts_ns, 0, payload));
     }
 
     #[allow(clippy::too_many_arguments)]
     fn push_tcp(
         &mut self,
         pkt: &Packet<'_>,
+        payload: Bytes,
         ts_ns: u64,
         seq: u32,
         syn: bool,
@@ -268,17 +302,7 @@ impl Reassembler {
         }
         let payload_seq = if syn { seq.wrapping_add(1) } else { seq };
         if !pkt.payload.is_empty() {
-            deliver(
-                d,
-                key,
-                dir,
-                payload_seq,
-                pkt.payload,
-                ts_ns,
-                &cfg,
-                stats,
-                emit,
-            );
+            deliver(d, key, dir, payload_seq, payload, ts_ns, &cfg, stats, emit);
         }
         if fin {
             d.fin = true;
@@ -346,7 +370,7 @@ fn deliver(
     key: FlowKey,
     dir: Direction,
     seq: u32,
-    payload: &[u8],
+    payload: Bytes,
     ts_ns: u64,
     cfg: &ReassemblyConfig,
     stats: &mut ReassemblyStats,
@@ -365,16 +389,11 @@ fn deliver(
         if skip > 0 {
             stats.tcp_overlaps += 1;
         }
-        let data = &payload[skip..];
-        emit(Segment::data(
-            key,
-            dir,
-            ts_ns,
-            d.offset,
-            Bytes::copy_from_slice(data),
-        ));
-        d.offset += data.len() as u64;
-        d.next_seq = Some(next.wrapping_add(data.len() as u32));
+        let data = payload.slice(skip..);
+        let n = data.len();
+        emit(Segment::data(key, dir, ts_ns, d.offset, data));
+        d.offset += n as u64;
+        d.next_seq = Some(next.wrapping_add(n as u32));
         drain_in_order(d, key, dir, stats, emit);
         return;
     }
@@ -393,16 +412,17 @@ fn deliver(
     store(d, at, payload, ts_ns);
 }
 
-fn store(d: &mut DirState, at: u64, payload: &[u8], ts_ns: u64) {
+fn store(d: &mut DirState, at: u64, payload: Bytes, ts_ns: u64) {
     let keep = match d.ooo.get(&at) {
         Some((old, _)) => payload.len() > old.len(),
         None => true,
     };
     if keep {
-        if let Some((old, _)) = d.ooo.insert(at, (Bytes::copy_from_slice(payload), ts_ns)) {
+        let n = payload.len();
+        if let Some((old, _)) = d.ooo.insert(at, (payload, ts_ns)) {
             d.ooo_bytes -= old.len();
         }
-        d.ooo_bytes += payload.len();
+        d.ooo_bytes += n;
     }
 }
 

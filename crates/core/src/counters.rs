@@ -2,32 +2,33 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why input or output was dropped. Every variant has its own counter.
+/// Why input or output was dropped. Every variant has its own counter; the discriminant is
+/// the counter's index (the position in [`DropReason::ALL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// The worker's input queue was full and the engine was told not to block.
-    InputQueueFull,
+    InputQueueFull = 0,
     /// The record output queue was full and the engine was told not to block.
-    OutputQueueFull,
+    OutputQueueFull = 1,
     /// The flow table was full; the least recently seen flow was evicted for a new one.
-    FlowTableFull,
+    FlowTableFull = 2,
     /// A flow had too many requests waiting for responses; the oldest was flushed early.
-    PairingQueueFull,
+    PairingQueueFull = 3,
     /// Bytes discarded because the source reported missing bytes before them (and the partial
     /// message they belonged to).
-    GapBytes,
+    GapBytes = 4,
     /// Bytes discarded while waiting for a message start after a gap or parse error.
-    ResyncBytes,
+    ResyncBytes = 5,
     /// Bytes of flows whose protocol could not be inferred.
-    UnparsedBytes,
+    UnparsedBytes = 6,
     /// Bytes of truncated message bodies that were skipped.
-    TruncatedBytes,
+    TruncatedBytes = 7,
     /// Bytes of flows that stopped parsing after repeated errors.
-    ParseErrorBytes,
+    ParseErrorBytes = 8,
     /// The inference cache was full and was cleared.
-    InferenceCacheFull,
+    InferenceCacheFull = 9,
     /// Bytes of a message still incomplete when its flow closed.
-    IncompleteAtClose,
+    IncompleteAtClose = 10,
 }
 
 impl DropReason {
@@ -146,19 +147,13 @@ impl Counters {
     /// Counts a drop.
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {
-        let idx = DropReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
+        let idx = reason as usize;
         bump(&self.drops[idx], n);
     }
 
     /// The current value of a drop counter.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        let idx = DropReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
+        let idx = reason as usize;
         self.drops[idx].load(Ordering::Relaxed)
     }
 
@@ -238,5 +233,28 @@ impl StatsSnapshot {
             .iter()
             .filter(|(_, v)| *v != 0)
             .map(|(n, v)| (n.as_str(), *v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_index_their_counters() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
+        let c = Counters::default();
+        c.count_drop(DropReason::GapBytes, 3);
+        c.count_drop(DropReason::IncompleteAtClose, 2);
+        assert_eq!(
+            (
+                c.dropped(DropReason::GapBytes),
+                c.dropped(DropReason::IncompleteAtClose)
+            ),
+            (3, 2)
+        );
+        assert_eq!(c.snapshot(&[]).get("drop_incomplete_at_close_bytes"), 2);
     }
 }

@@ -161,13 +161,14 @@ impl FlowProcessor {
         if seg.process.is_some() && flow.process != seg.process {
             flow.process = seg.process.clone();
         }
+        let (key, ts_ns, end_of_flow) = (seg.flow, seg.ts_ns, seg.end_of_flow);
         if !seg.payload.is_empty() {
-            self.ctx.on_payload(&seg, flow, emit);
+            self.ctx.on_payload(seg, flow, emit);
         }
-        if seg.end_of_flow {
-            if let Some(flow) = self.table.flows.remove(&seg.flow) {
+        if end_of_flow {
+            if let Some(flow) = self.table.flows.remove(&key) {
                 bump(&c.flows_closed, 1);
-                self.ctx.close_flow(seg.flow, flow, seg.ts_ns, emit);
+                self.ctx.close_flow(key, flow, ts_ns, emit);
             }
         }
     }
@@ -239,7 +240,7 @@ impl FlowProcessor {
 }
 
 impl Ctx {
-    fn on_payload(&mut self, seg: &Segment, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
+    fn on_payload(&mut self, seg: Segment, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
         let c = Arc::clone(&self.counters);
         if flow.unparseable {
             c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
@@ -251,21 +252,29 @@ impl Ctx {
             } else {
                 seg.direction
             };
-            self.frame(seg.clone(), dir, flow, emit);
+            self.frame(seg, dir, flow, emit);
             return;
         }
         // Not inferred yet. A check needs a few bytes to decide (a 1-byte write of "P" is not
         // yet "POST /"), so up to INFER_MIN_BYTES are held per direction until one can.
         let sd = seg.direction.index();
         let udp = seg.flow.l4 == L4::Udp;
+        // Only needed if the other direction holds bytes too (then they go in with these).
+        let process = if flow.held[1 - sd].bytes.is_empty() {
+            None
+        } else {
+            seg.process.clone()
+        };
         let held = &mut flow.held[sd];
         let continues =
             !held.bytes.is_empty() && !udp && seg.gap_before == 0 && held.next_offset == seg.offset;
-        let mut start = seg.clone();
+        let (seg_dir, seg_offset, seg_len, key) =
+            (seg.direction, seg.offset, seg.payload.len(), seg.flow);
+        let mut start = seg;
         if continues {
-            let mut b = BytesMut::with_capacity(held.bytes.len() + seg.payload.len());
+            let mut b = BytesMut::with_capacity(held.bytes.len() + seg_len);
             b.extend_from_slice(&held.bytes);
-            b.extend_from_slice(&seg.payload);
+            b.extend_from_slice(&start.payload);
             start.payload = b.freeze();
             start.offset = held.offset;
             start.ts_ns = held.ts_ns;
@@ -275,29 +284,32 @@ impl Ctx {
         }
         held.bytes = Bytes::new();
         let dir = if flow.swapped {
-            seg.direction.flip()
+            seg_dir.flip()
         } else {
-            seg.direction
+            seg_dir
         };
-        match self.infer(&start.payload, seg.flow, flow, dir) {
+        match self.infer(&start.payload, key, flow, dir) {
             Some(dir) => {
                 self.frame(start, dir, flow, emit);
                 // Bytes the other direction held meanwhile go in too.
                 let other = &mut flow.held[1 - sd];
                 if !other.bytes.is_empty() {
-                    let mut o = seg.clone();
-                    o.direction = seg.direction.flip();
-                    o.payload = std::mem::take(&mut other.bytes);
-                    o.offset = other.offset;
-                    o.ts_ns = other.ts_ns;
-                    o.gap_before = other.gap_before;
-                    o.end_of_flow = false;
+                    let o = Segment {
+                        flow: key,
+                        direction: seg_dir.flip(),
+                        ts_ns: other.ts_ns,
+                        payload: std::mem::take(&mut other.bytes),
+                        offset: other.offset,
+                        gap_before: other.gap_before,
+                        end_of_flow: false,
+                        process,
+                    };
                     self.frame(o, dir.flip(), flow, emit);
                 }
             }
             None if start.payload.len() < INFER_MIN_BYTES && !udp => {
                 let held = &mut flow.held[sd];
-                held.next_offset = seg.offset.wrapping_add(seg.payload.len() as u64);
+                held.next_offset = seg_offset.wrapping_add(seg_len as u64);
                 held.offset = start.offset;
                 held.ts_ns = start.ts_ns;
                 held.gap_before = start.gap_before;
@@ -587,7 +599,6 @@ impl Ctx {
             (Some(q), None) => {
                 r.start_ns = q.start_ns;
                 r.end_ns = q.end_ns;
-                r.status_from_request(&q);
                 fill_request(&mut r, q);
             }
             (None, Some(s)) => {
@@ -634,12 +645,6 @@ impl Ctx {
             rec.unpaired = true;
             self.emit_record(rec, emit);
         }
-    }
-}
-
-impl L7Record {
-    fn status_from_request(&mut self, _q: &FramedMessage) {
-        self.response_status = ResponseStatus::Unknown;
     }
 }
 

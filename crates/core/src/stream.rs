@@ -168,33 +168,8 @@ impl StreamBuf {
         self.next_offset = Some(offset.wrapping_add(payload.len() as u64));
         let mut data = payload;
 
-        match self.skip {
-            Skip::None => {}
-            Skip::Bytes(n) => {
-                let k = n.min(data.len() as u64);
-                data.advance(k as usize);
-                cx.counters.count_drop(DropReason::TruncatedBytes, k);
-                self.skip = if n == k {
-                    Skip::None
-                } else {
-                    Skip::Bytes(n - k)
-                };
-            }
-            Skip::ParserDriven => {
-                let p = cx.parser.skip(&data, cx.state);
-                let k = p.consumed.min(data.len());
-                data.advance(k);
-                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
-                if p.done {
-                    self.skip = Skip::None;
-                }
-            }
-            Skip::UntilClose => {
-                cx.counters
-                    .count_drop(DropReason::TruncatedBytes, data.len() as u64);
-                return;
-            }
-        }
+        let k = consume_skip(&mut self.skip, &data, cx);
+        data.advance(k);
         if data.is_empty() {
             return;
         }
@@ -381,33 +356,8 @@ impl StreamBuf {
     }
 
     fn skip_buffered(&mut self, cx: &mut FrameCtx<'_, '_>) {
-        match self.skip {
-            Skip::None => {}
-            Skip::Bytes(n) => {
-                let k = (n as usize).min(self.pending.len());
-                self.pending.advance(k);
-                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
-                self.skip = if k as u64 == n {
-                    Skip::None
-                } else {
-                    Skip::Bytes(n - k as u64)
-                };
-            }
-            Skip::ParserDriven => {
-                let p = cx.parser.skip(&self.pending, cx.state);
-                let k = p.consumed.min(self.pending.len());
-                self.pending.advance(k);
-                cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
-                if p.done {
-                    self.skip = Skip::None;
-                }
-            }
-            Skip::UntilClose => {
-                cx.counters
-                    .count_drop(DropReason::TruncatedBytes, self.pending.len() as u64);
-                self.pending.clear();
-            }
-        }
+        let k = consume_skip(&mut self.skip, &self.pending, cx);
+        self.pending.advance(k);
     }
 
     /// True when part of a message is buffered.
@@ -451,6 +401,35 @@ impl StreamBuf {
             self.pending.clear();
         }
     }
+}
+
+/// How many bytes at the start of `buf` belong to the rest of a cut message (counted as
+/// truncated bytes); updates what is left to skip.
+fn consume_skip(skip: &mut Skip, buf: &[u8], cx: &mut FrameCtx<'_, '_>) -> usize {
+    let k = match *skip {
+        Skip::None => 0,
+        Skip::Bytes(n) => {
+            let k = (n.min(buf.len() as u64)) as usize;
+            *skip = if k as u64 == n {
+                Skip::None
+            } else {
+                Skip::Bytes(n - k as u64)
+            };
+            k
+        }
+        Skip::ParserDriven => {
+            let p = cx.parser.skip(buf, cx.state);
+            if p.done {
+                *skip = Skip::None;
+            }
+            p.consumed.min(buf.len())
+        }
+        Skip::UntilClose => buf.len(),
+    };
+    if k > 0 {
+        cx.counters.count_drop(DropReason::TruncatedBytes, k as u64);
+    }
+    k
 }
 
 /// Runs the parser and turns its borrowed answer into ranges of `input`.

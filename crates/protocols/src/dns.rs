@@ -5,6 +5,7 @@
 //! `request_resource`, RCODE -> `response_code` (0 ok; 1 FormErr and 3 NXDomain client errors;
 //! 2 ServFail, 4 NotImp, 5 Refused server errors), answers -> `response_result`.
 
+use crate::helpers::{be_u16_at, be_u32_at};
 use l7tap_core::{
     Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
     Parser, Protocol, ResponseStatus, L4,
@@ -147,12 +148,10 @@ fn status_of(rcode: u16) -> ResponseStatus {
 /// Renders one resource record at `pos`; returns the position after it.
 fn record(msg: &[u8], pos: usize, out: &mut String) -> Result<usize, ParseError> {
     let (_, after_name) = name(msg, pos)?;
-    let fixed = msg
-        .get(after_name..after_name + 10)
-        .ok_or_else(|| err("record header cut"))?;
-    let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-    let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    let cut = || err("record header cut");
+    let rtype = be_u16_at(msg, after_name).ok_or_else(cut)?;
+    let ttl = be_u32_at(msg, after_name + 4).ok_or_else(cut)?;
+    let rdlen = usize::from(be_u16_at(msg, after_name + 8).ok_or_else(cut)?);
     let rdata_at = after_name + 10;
     let rdata = msg
         .get(rdata_at..rdata_at + rdlen)
@@ -249,10 +248,9 @@ impl Parser for DnsParser {
             let Ok((_, after)) = name(msg, 12) else {
                 continue;
             };
-            let Some(q) = msg.get(after..after + 4) else {
+            let Some(class) = be_u16_at(msg, after + 2) else {
                 continue;
             };
-            let class = u16::from_be_bytes([q[2], q[3]]);
             if !matches!(class, 1 | 3 | 4 | 255) {
                 continue;
             }
@@ -278,10 +276,9 @@ impl Parser for DnsParser {
             return self.parse_message(input, input.len()).map(Parsed::Message);
         }
         // TCP: RFC 1035 section 4.2.2, a two-byte length before each message.
-        let Some(l) = input.get(..2) else {
+        let Some(n) = be_u16_at(input, 0).map(usize::from) else {
             return Ok(Parsed::Incomplete(Needed::Unknown));
         };
-        let n = u16::from_be_bytes([l[0], l[1]]) as usize;
         if n < 12 {
             return Err(err("TCP message shorter than a header"));
         }

@@ -90,6 +90,40 @@ pub fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// A big-endian u16 at `at`, if the bytes are there.
+#[inline]
+pub fn be_u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at.checked_add(1)?)?,
+    ]))
+}
+
+/// A big-endian u32 at `at`, if the bytes are there.
+#[inline]
+pub fn be_u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// A string with a big-endian u16 length before it, at `at`: the string and the position
+/// after it.
+#[inline]
+pub fn str16_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let n = usize::from(be_u16_at(b, at)?);
+    let start = at + 2;
+    Some((b.get(start..start + n)?, start + n))
+}
+
+/// A NUL-terminated string at `at`: the string and the position after the NUL.
+#[inline]
+pub fn cstr_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = b.get(at..)?;
+    let n = memchr::memchr(0, rest)?;
+    Some((&rest[..n], at + n + 1))
+}
+
 /// True when `s` contains `token` as a comma-separated element, ignoring case and OWS
 /// (e.g. `chunked` in `Transfer-Encoding: gzip, chunked`).
 pub fn list_contains(s: &[u8], token: &[u8]) -> bool {
@@ -132,5 +166,17 @@ mod tests {
         assert!(!list_contains(b"gzip", b"chunked"));
         assert_eq!(list_last(b"gzip , chunked "), b"chunked");
         assert_eq!(trim_ows(b" \t x \t"), b"x");
+    }
+
+    #[test]
+    fn big_endian_readers() {
+        let b = b"\x00\x03abc\x01\x02\x03\x04x\0y";
+        assert_eq!(be_u16_at(b, 0), Some(3));
+        assert_eq!(str16_at(b, 0), Some((&b"abc"[..], 5)));
+        assert_eq!(be_u32_at(b, 5), Some(0x0102_0304));
+        assert_eq!(cstr_at(b, 9), Some((&b"x"[..], 11)));
+        assert_eq!(be_u32_at(b, 10), None);
+        assert_eq!(be_u16_at(b, usize::MAX), None);
+        assert_eq!(str16_at(b"\x00\x09ab", 0), None);
     }
 }

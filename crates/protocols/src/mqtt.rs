@@ -7,6 +7,7 @@
 //! `request_id`, CONNACK/SUBACK/PUBACK codes -> `response_code` (0 ok; CONNACK refusals client
 //! errors; SUBACK/acks >= 0x80 server errors).
 
+use crate::helpers::{be_u16_at, str16_at};
 use l7tap_core::{
     Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
     Parser, Protocol, ResponseStatus, L4,
@@ -67,15 +68,6 @@ fn varint(b: &[u8]) -> Result<Option<(usize, usize)>, ParseError> {
     }
 }
 
-fn str16(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let n = u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize;
-    Some((b.get(at + 2..at + 2 + n)?, at + 2 + n))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
 /// A plausible fixed header at the start of `b`: a known type with the flag bits the
 /// specification requires for it, and a remaining length that the payload holds.
 fn fixed_header_ok(b: &[u8]) -> bool {
@@ -119,7 +111,7 @@ impl Parser for MqttParser {
             return None;
         }
         let (_, used) = varint(payload.get(1..)?).ok()??;
-        let (name, at) = str16(payload, 1 + used)?;
+        let (name, at) = str16_at(payload, 1 + used)?;
         if name != b"MQTT" && name != b"MQIsdp" {
             return None;
         }
@@ -202,7 +194,7 @@ impl Parser for MqttParser {
         let bad = || err("packet shorter than its fields");
         match ty {
             1 => {
-                let (_, at) = str16(b, 0).ok_or_else(bad)?;
+                let (_, at) = str16_at(b, 0).ok_or_else(bad)?;
                 let level = *b.get(at).ok_or_else(bad)?;
                 state.level = level;
                 m.version = Cow::Borrowed(match level {
@@ -212,7 +204,7 @@ impl Parser for MqttParser {
                     _ => b"",
                 });
                 let at = skip_props(b, at + 4, level).ok_or_else(bad)?;
-                let (client_id, _) = str16(b, at).ok_or_else(bad)?;
+                let (client_id, _) = str16_at(b, at).ok_or_else(bad)?;
                 m.request_domain = Cow::Borrowed(client_id);
             }
             2 => {
@@ -226,11 +218,11 @@ impl Parser for MqttParser {
             }
             3 => {
                 let qos = (first >> 1) & 3;
-                let (topic, mut at) = str16(b, 0).ok_or_else(bad)?;
+                let (topic, mut at) = str16_at(b, 0).ok_or_else(bad)?;
                 m.request_resource = Cow::Borrowed(topic);
                 m.endpoint = Cow::Borrowed(topic);
                 if qos > 0 {
-                    m.request_id = Some(u64::from(u16_at(b, at).ok_or_else(bad)?));
+                    m.request_id = Some(u64::from(be_u16_at(b, at).ok_or_else(bad)?));
                     at += 2;
                 }
                 let _ = at;
@@ -239,7 +231,7 @@ impl Parser for MqttParser {
                 m.one_way = qos == 0 || ctx.direction == Direction::ServerToClient;
             }
             4..=7 | 11 => {
-                m.request_id = Some(u64::from(u16_at(b, 0).ok_or_else(bad)?));
+                m.request_id = Some(u64::from(be_u16_at(b, 0).ok_or_else(bad)?));
                 if let Some(&code) = b.get(2) {
                     m.code = Some(i32::from(code));
                     if code >= 0x80 {
@@ -253,11 +245,11 @@ impl Parser for MqttParser {
                 }
             }
             8 | 10 => {
-                m.request_id = Some(u64::from(u16_at(b, 0).ok_or_else(bad)?));
+                m.request_id = Some(u64::from(be_u16_at(b, 0).ok_or_else(bad)?));
                 let mut at = skip_props(b, 2, state.level).ok_or_else(bad)?;
                 let mut topics = Vec::new();
                 while at < b.len() {
-                    let (t, next) = str16(b, at).ok_or_else(bad)?;
+                    let (t, next) = str16_at(b, at).ok_or_else(bad)?;
                     if !topics.is_empty() {
                         topics.push(b',');
                     }
@@ -270,7 +262,7 @@ impl Parser for MqttParser {
                 m.request_resource = Cow::Owned(topics);
             }
             9 => {
-                m.request_id = Some(u64::from(u16_at(b, 0).ok_or_else(bad)?));
+                m.request_id = Some(u64::from(be_u16_at(b, 0).ok_or_else(bad)?));
                 let at = skip_props(b, 2, state.level).ok_or_else(bad)?;
                 if let Some(&code) = b.get(at) {
                     m.code = Some(i32::from(code));

@@ -11,6 +11,7 @@
 //! message -> `response_exception`, SQLSTATE class 08/53/54/57/58/XX -> server error, other
 //! classes -> client error.
 
+use crate::helpers::{be_u32_at, cstr_at};
 use l7tap_core::{
     Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
     Parser, Protocol, ResponseStatus, L4,
@@ -44,24 +45,13 @@ const MAX_MESSAGE: usize = 1 << 30;
 /// Most messages in one unit.
 const MAX_UNIT: usize = 100_000;
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// A NUL-terminated string at `at` and the position after it.
-fn cstr(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let rest = b.get(at..)?;
-    let n = memchr::memchr(0, rest)?;
-    Some((&rest[..n], at + n + 1))
-}
-
 /// A typed message: its type byte, its body, and where the next one starts.
 type Typed<'a> = (u8, &'a [u8], usize);
 
 /// The typed message at `at`; `Ok(None)` when cut.
 fn message(b: &[u8], at: usize) -> Result<Option<Typed<'_>>, ParseError> {
     let Some(&t) = b.get(at) else { return Ok(None) };
-    let Some(len) = be32(b, at + 1) else {
+    let Some(len) = be_u32_at(b, at + 1) else {
         return Ok(None);
     };
     let len = len as usize;
@@ -133,7 +123,7 @@ fn sqlstate_status(code: &[u8]) -> ResponseStatus {
 
 impl PostgresParser {
     fn startup<'a>(&self, input: &'a [u8], state: &mut PgState) -> Result<Parsed<'a>, ParseError> {
-        let Some(len) = be32(input, 0) else {
+        let Some(len) = be_u32_at(input, 0) else {
             return Ok(Parsed::Incomplete(Needed::Unknown));
         };
         let len = len as usize;
@@ -143,7 +133,7 @@ impl PostgresParser {
         let Some(body) = input.get(8..len) else {
             return Ok(Parsed::Incomplete(Needed::Total(len)));
         };
-        let code = be32(input, 4).unwrap_or(0);
+        let code = be_u32_at(input, 4).unwrap_or(0);
         let mut m = Message {
             len,
             role: Some(MessageRole::Request),
@@ -166,11 +156,11 @@ impl PostgresParser {
                 m.request_type = Cow::Borrowed(b"StartupMessage");
                 m.version = Cow::Borrowed(b"3.0");
                 let mut at = 0;
-                while let Some((k, next)) = cstr(body, at) {
+                while let Some((k, next)) = cstr_at(body, at) {
                     if k.is_empty() {
                         break;
                     }
-                    let Some((v, after)) = cstr(body, next) else {
+                    let Some((v, after)) = cstr_at(body, next) else {
                         break;
                     };
                     if k == b"database" {
@@ -206,13 +196,13 @@ impl PostgresParser {
             match t {
                 b'Q' => {
                     m.request_resource =
-                        Cow::Borrowed(cstr(body, 0).map(|(s, _)| s).unwrap_or(body));
+                        Cow::Borrowed(cstr_at(body, 0).map(|(s, _)| s).unwrap_or(body));
                 }
                 b'P' => {
                     // Parse: statement name, then the query.
-                    if let Some((_, q)) = cstr(body, 0) {
+                    if let Some((_, q)) = cstr_at(body, 0) {
                         m.request_resource =
-                            Cow::Borrowed(cstr(body, q).map(|(s, _)| s).unwrap_or_default());
+                            Cow::Borrowed(cstr_at(body, q).map(|(s, _)| s).unwrap_or_default());
                     }
                     m.request_type = Cow::Borrowed(b"P");
                 }
@@ -277,7 +267,7 @@ impl PostgresParser {
             }
             at = next;
             match t {
-                b'C' => m.result = Cow::Borrowed(cstr(body, 0).map(|(s, _)| s).unwrap_or(body)),
+                b'C' => m.result = Cow::Borrowed(cstr_at(body, 0).map(|(s, _)| s).unwrap_or(body)),
                 b'E' => {
                     // Fields: a type byte, then a C string; 'C' SQLSTATE, 'M' message.
                     let mut p = 0;
@@ -285,7 +275,7 @@ impl PostgresParser {
                         if ft == 0 {
                             break;
                         }
-                        let Some((v, after)) = cstr(body, p + 1) else {
+                        let Some((v, after)) = cstr_at(body, p + 1) else {
                             break;
                         };
                         match ft {
@@ -302,7 +292,7 @@ impl PostgresParser {
                     }
                 }
                 // Authentication: anything but AuthenticationOk waits for the client.
-                b'R' if be32(body, 0).unwrap_or(0) != 0 => break,
+                b'R' if be_u32_at(body, 0).unwrap_or(0) != 0 => break,
                 b'Z' => break,
                 _ => {}
             }
@@ -324,8 +314,8 @@ impl Parser for PostgresParser {
 
     fn check(&self, payload: &[u8], _direction: Direction) -> Option<Inference> {
         // A startup message (protocol 3.0 or SSLRequest), or a Parse/Query with a sane length.
-        let len = be32(payload, 0)? as usize;
-        let code = be32(payload, 4)?;
+        let len = be_u32_at(payload, 0)? as usize;
+        let code = be_u32_at(payload, 4)?;
         if (8..=10_000).contains(&len) && matches!(code, PROTOCOL_3 | SSL_REQUEST | GSSENC_REQUEST)
         {
             return Some(Inference {
@@ -334,7 +324,7 @@ impl Parser for PostgresParser {
             });
         }
         let t = *payload.first()?;
-        let mlen = be32(payload, 1)? as usize;
+        let mlen = be_u32_at(payload, 1)? as usize;
         if matches!(t, b'Q' | b'P') && (5..=MAX_MESSAGE).contains(&mlen) {
             // The query text must end with a NUL inside the message when it is all here.
             let body = payload.get(5..1 + mlen)?;
@@ -354,7 +344,7 @@ impl Parser for PostgresParser {
         let Some(&t) = payload.first() else {
             return false;
         };
-        let len_ok = be32(payload, 1).is_some_and(|l| (4..=MAX_MESSAGE as u32).contains(&l));
+        let len_ok = be_u32_at(payload, 1).is_some_and(|l| (4..=MAX_MESSAGE as u32).contains(&l));
         len_ok
             && if direction == Direction::ClientToServer {
                 frontend_type(t)

@@ -71,7 +71,7 @@ impl ChunkMachine {
             let b = input[i];
             match self.state {
                 ChunkState::Done => return Ok(i),
-                ChunkState::SizeStart => match super::hex(b) {
+                ChunkState::SizeStart => match crate::helpers::hex_val(b) {
                     Some(v) => {
                         self.state = ChunkState::Size {
                             value: u64::from(v),
@@ -96,7 +96,7 @@ impl ChunkMachine {
                             in_ext: true,
                         }
                     }
-                    _ => match super::hex(b) {
+                    _ => match crate::helpers::hex_val(b) {
                         Some(v) if value < MAX_CHUNK => {
                             self.state = ChunkState::Size {
                                 value: value * 16 + u64::from(v),

@@ -127,10 +127,6 @@ fn err(reason: &'static str) -> ParseError {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    crate::helpers::hex_val(b)
-}
-
 /// Header fields the record needs; everything borrows from the input.
 #[derive(Default)]
 struct Fields<'a> {
