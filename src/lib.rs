@@ -423,10 +423,14 @@ impl Engine {
     /// Reads `source` to its end. Its counters are added to [`Engine::stats`]. On a source
     /// error, what was read before it has been processed.
     pub fn run(&mut self, source: &mut dyn Source) -> Result<(), EngineError> {
-        let res = source.run(&mut |seg| {
-            self.feed_batched(seg);
-            true
-        });
+        let me = std::cell::RefCell::new(&mut *self);
+        let res = source.run_live(
+            &mut |seg| {
+                me.borrow_mut().feed_batched(seg);
+                true
+            },
+            &mut || me.borrow_mut().flush_input(),
+        );
         self.flush_input();
         self.source_stats.merge(&source.stats());
         res.map_err(EngineError::from)

@@ -212,6 +212,7 @@ fn random_segments_to_the_engine() {
                 .parse()
                 .expect("addr"),
             server: "10.0.1.1:80".parse().expect("addr"),
+            socket_id: 0,
         };
         let dir = if rng.below(2) == 0 {
             Direction::ClientToServer

@@ -213,12 +213,14 @@ impl Reassembler {
                     l4,
                     client: pkt.src,
                     server: pkt.dst,
+                    socket_id: 0,
                 }
             } else {
                 FlowKey {
                     l4,
                     client: pkt.dst,
                     server: pkt.src,
+                    socket_id: 0,
                 }
             };
             self.stats.connections += 1;

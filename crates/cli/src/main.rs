@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Replay a pcap/pcapng file and print one record per request/response exchange.
     Replay(ReplayArgs),
+    /// Capture live traffic with eBPF (needs root) and print records as they complete.
+    Capture(CaptureArgs),
     /// Work with Wasm plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -67,9 +69,7 @@ enum Format {
 }
 
 #[derive(clap::Args)]
-struct ReplayArgs {
-    /// The capture file (pcap or pcapng).
-    file: PathBuf,
+struct EngineArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -96,10 +96,46 @@ struct ReplayArgs {
     plugin_memory_mib: u64,
 }
 
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The capture file (pcap or pcapng).
+    file: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    /// Only these processes (repeatable; default: all but l7tap itself).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Only connections with this port at either end (repeatable; default: all ports).
+    #[arg(long = "port", value_name = "N")]
+    ports: Vec<u16>,
+    /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// Bytes copied per syscall (at most 16384).
+    #[arg(long, default_value_t = l7tap_capture_bpf::SNAPLEN_MAX, value_name = "N")]
+    snaplen: u32,
+    /// Ring buffer size, KiB (a power of two).
+    #[arg(long, default_value_t = 8192, value_name = "KIB")]
+    ring_kib: u32,
+    /// Do not attach the OpenSSL uprobes (no TLS plaintext).
+    #[arg(long)]
+    no_tls: bool,
+    /// The libssl.so.3 to probe (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    libssl: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Replay(args) => finish(replay(args)),
+        Command::Capture(args) => finish(capture(args)),
         Command::Plugin(PluginCommand::Check(args)) => finish(plugin_check(args)),
     }
 }
@@ -194,7 +230,7 @@ fn args_hook(h: SampleHook) -> l7tap::wasm::sample::SampleHook {
     }
 }
 
-fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+fn build_engine(args: &EngineArgs) -> Result<(Engine, Option<l7tap::PluginHost>), String> {
     let mut protocols = Vec::new();
     for name in &args.protocols {
         let p = Protocol::from_name(name).ok_or_else(|| {
@@ -220,7 +256,12 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     if !protocols.is_empty() {
         builder = builder.protocols(&protocols);
     }
-    let mut engine = builder.build().map_err(|e| e.to_string())?;
+    let engine = builder.build().map_err(|e| e.to_string())?;
+    Ok((engine, plugins))
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    let (engine, plugins) = build_engine(&args.engine)?;
     let mut source = PcapSource::open(&args.file).map_err(|e| e.to_string())?;
 
     let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
@@ -236,9 +277,49 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         source = source.with_progress(move |n| b.set_position(n));
         std::mem::forget(bar); // the clone inside the source draws; it clears itself on drop
     }
+    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine)
+}
 
+fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
+    use l7tap_capture_bpf::{BpfConfig, BpfSource};
+    let duration = match args.duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => return Err(format!("--duration must be a positive number of seconds, not {s}")),
+        None => None,
+    };
+    let (engine, plugins) = build_engine(&args.engine)?;
+    let config = BpfConfig {
+        pids: args.pids.clone(),
+        ports: args.ports.clone(),
+        snaplen: args.snaplen,
+        ring_bytes: args.ring_kib.saturating_mul(1024),
+        tls: !args.no_tls,
+        libssl: args.libssl.clone(),
+        duration,
+        ..Default::default()
+    };
+    let mut source = BpfSource::open(config).map_err(|e| e.to_string())?;
+    let stop = source.control().stop_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+    if !args.engine.no_stats {
+        eprintln!("l7tap: capturing (TLS: {})", source.tls_status());
+    }
+    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine)
+}
+
+/// Runs `source` through `engine`, printing records as they come and the counters at the end.
+fn run_and_print(
+    mut engine: Engine,
+    plugins: Option<&l7tap::PluginHost>,
+    source: &mut dyn l7tap::core::Source,
+    args: &EngineArgs,
+) -> Result<ExitCode, String> {
     let records = engine.records().ok_or("engine has no record channel")?;
     let format = args.format;
+    let live = std::io::stdout().is_terminal();
     let printer = std::thread::spawn(move || -> std::io::Result<u64> {
         let stdout = std::io::stdout();
         let mut out = BufWriter::new(stdout.lock());
@@ -252,11 +333,14 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
                 Format::Table => writeln!(out, "{}", table_row(&r))?,
             }
             n += 1;
+            if live || n % 64 == 0 {
+                out.flush()?;
+            }
         }
         out.flush()?;
         Ok(n)
     });
-    let run = engine.run(&mut source);
+    let run = engine.run(source);
     let stats = engine.finish();
     let printed = printer
         .join()
@@ -268,7 +352,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     }
     if !args.no_stats {
         print_stats(&stats);
-        if let Some(h) = &plugins {
+        if let Some(h) = plugins {
             for (name, m) in h.metrics() {
                 let nz: Vec<String> = m
                     .iter()
@@ -328,7 +412,10 @@ fn table_row(r: &L7Record) -> String {
         r.response_status.as_str(),
         r.rrt_ns as f64 / 1e6,
         if r.truncated { " truncated" } else { "" },
-    ) + &if r.plugins.is_empty() {
+    ) + &match &r.process {
+        Some(p) => format!(" pid={}({})", p.pid, String::from_utf8_lossy(&p.comm)),
+        None => String::new(),
+    } + &if r.plugins.is_empty() {
         String::new()
     } else {
         format!(

@@ -34,6 +34,10 @@ pub struct FlowKey {
     pub client: SocketAddr,
     /// The side that accepted the connection (sends responses).
     pub server: SocketAddr,
+    /// 0 for traffic seen on the wire (pcap). A live source that sees traffic at a socket sets
+    /// the socket's id, so that the two ends of one loopback connection, both on this host,
+    /// are two flows (each seen by its own process) instead of one with every byte twice.
+    pub socket_id: u64,
 }
 
 impl FlowKey {
@@ -43,6 +47,7 @@ impl FlowKey {
             l4: L4::Tcp,
             client,
             server,
+            socket_id: 0,
         }
     }
 
@@ -52,6 +57,7 @@ impl FlowKey {
             l4: L4::Udp,
             client,
             server,
+            socket_id: 0,
         }
     }
 
@@ -61,6 +67,7 @@ impl FlowKey {
             l4: self.l4,
             client: self.server,
             server: self.client,
+            socket_id: self.socket_id,
         }
     }
 
@@ -71,7 +78,7 @@ impl FlowKey {
         let b = addr_hash(&self.server);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
         // A cheap, well-mixing combination (splitmix64 finaliser).
-        let mut x = lo ^ hi.rotate_left(29) ^ (self.l4 as u64);
+        let mut x = lo ^ hi.rotate_left(29) ^ (self.l4 as u64) ^ self.socket_id;
         x ^= x >> 30;
         x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x ^= x >> 27;
@@ -84,7 +91,10 @@ impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // One word per key: cheap with [`FlowHasher`], still fine with any other hasher.
         state.write_u64(
-            addr_hash(&self.client).rotate_left(21) ^ addr_hash(&self.server) ^ self.l4 as u64,
+            addr_hash(&self.client).rotate_left(21)
+                ^ addr_hash(&self.server)
+                ^ self.l4 as u64
+                ^ self.socket_id.rotate_left(7),
         );
     }
 }
@@ -154,6 +164,7 @@ impl Default for FlowKey {
             l4: L4::Tcp,
             client: unspecified,
             server: unspecified,
+            socket_id: 0,
         }
     }
 }

@@ -44,6 +44,19 @@ pub trait Source {
     /// returns `false` (then [`SourceError::Stopped`]).
     fn run(&mut self, emit: &mut dyn FnMut(Segment) -> bool) -> Result<(), SourceError>;
 
+    /// Like [`Source::run`], for sources that wait for input (live capture): `idle` is called
+    /// whenever the source has delivered what it had and is about to wait, so that a consumer
+    /// batching segments can hand them on instead of holding them until the next burst.
+    /// File sources never wait and keep the default, which ignores `idle`.
+    fn run_live(
+        &mut self,
+        emit: &mut dyn FnMut(Segment) -> bool,
+        idle: &mut dyn FnMut(),
+    ) -> Result<(), SourceError> {
+        let _ = idle;
+        self.run(emit)
+    }
+
     /// The source's own counters (packets, reassembly gaps, drops by reason).
     fn stats(&self) -> StatsSnapshot;
 }

@@ -163,7 +163,14 @@ impl StreamBuf {
         let expected = self.next_offset.unwrap_or(offset);
         if gap_before > 0 || expected != offset {
             bump(&cx.counters.gaps, 1);
-            self.reset(cx.counters, DropReason::GapBytes);
+            let gap = if offset > expected {
+                offset - expected
+            } else if offset == expected {
+                gap_before
+            } else {
+                0 // overlap or restart: nothing to bridge
+            };
+            self.bridge_gap(gap, ts_ns, cx, out);
         }
         self.next_offset = Some(offset.wrapping_add(payload.len() as u64));
         let mut data = payload;
@@ -222,6 +229,36 @@ impl StreamBuf {
         self.drain_pending(ts_ns, ParseMode::Complete, cx, out);
     }
 
+    /// `gap` bytes are missing before the next payload (capture loss, a snaplen cut, sendfile).
+    /// A partial message is emitted as truncated rather than dropped; when the missing bytes
+    /// lie inside a message whose length is known, they are skipped by length and the stream
+    /// stays in step (no resync, the next message pairs correctly). Otherwise the framing is
+    /// reset and the parser resynchronises.
+    fn bridge_gap(
+        &mut self,
+        gap: u64,
+        ts_ns: u64,
+        cx: &mut FrameCtx<'_, '_>,
+        out: &mut dyn FnMut(StreamEvent),
+    ) {
+        if gap > 0 && !self.desync && !self.pending.is_empty() {
+            self.drain_pending(ts_ns, ParseMode::Truncate, cx, out);
+        }
+        match self.skip {
+            Skip::Bytes(n) if gap > 0 && gap <= n && self.pending.is_empty() => {
+                self.skip = if gap == n {
+                    Skip::None
+                } else {
+                    Skip::Bytes(n - gap)
+                };
+            }
+            Skip::UntilClose if gap > 0 && self.pending.is_empty() => {}
+            // (The missing bytes themselves are the source's count: tcp_gap_bytes,
+            // bpf_stream_gap_bytes. Dropped here are the captured bytes that became useless.)
+            _ => self.reset(cx.counters, DropReason::GapBytes),
+        }
+    }
+
     fn push_datagram(
         &mut self,
         data: Bytes,
@@ -278,7 +315,7 @@ impl StreamBuf {
             // A cut message keeps exactly the first `max_message_bytes`; what is buffered
             // beyond belongs to the skipped rest (or to the next message).
             let view = if this_mode == ParseMode::Truncate {
-                cx.max_message_bytes
+                cx.max_message_bytes.min(self.pending.len())
             } else {
                 self.pending.len()
             };
@@ -331,6 +368,10 @@ impl StreamBuf {
                     match (this_mode, needed) {
                         (ParseMode::Complete, Needed::Total(n)) => self.wait_until = n,
                         (ParseMode::Complete, _) => self.wait_until = self.pending.len() + 1,
+                        (ParseMode::Truncate, _) if view < cx.max_message_bytes => {
+                            // Cut by a gap before its head was complete: nothing to report.
+                            self.reset(cx.counters, DropReason::GapBytes);
+                        }
                         (ParseMode::Truncate, _) => {
                             // Not even the head fits in the limit: nothing sensible to report.
                             let e = ParseError {

@@ -1,0 +1,827 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/* l7tap's kernel side: socket data from syscall tracepoints (no kprobes on this kernel),
+ * plaintext from OpenSSL uprobes, connection lifecycle, in-kernel filters, one ring buffer.
+ *
+ * Flow of a data syscall:
+ *   sys_enter_X: pid filter -> fd is an inet socket? (CO-RE walk task->files->fdt->fd[fd])
+ *                -> port filter -> remember the arguments for this thread (active map)
+ *   sys_exit_X:  take the arguments, copy up to snaplen bytes of what really moved (the
+ *                return value), stamp the per-socket stream offset, write one event.
+ * Everything skipped or lost is counted in the per-CPU stats map. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "l7tap.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define EINPROGRESS 115
+
+/* Hides a value from clang so that a following bound check or mask is kept: clang knows
+ * the bound already and would drop it, the verifier does not and needs it. */
+#define opaque(var) asm volatile("" : "+r"(var))
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* set from user space before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7tap_config);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* port -> snaplen for that port (0: the global one); membership is the allowlist */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u32);
+} ports SEC(".maps");
+
+/* tgid -> PID_ALLOW / PID_DENY */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} pids SEC(".maps");
+
+#define K_BUF 1
+#define K_IOV 2
+#define K_MSG 3
+#define K_MMSG 4
+#define K_NONE 5
+
+struct active_call {
+	__u64 sk;
+	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
+	__u64 addr; /* sockaddr of sendto/recvfrom */
+	__u32 fd;
+	__u32 count;/* iovcnt / vlen */
+	__u32 snaplen;
+	__u8 kind;
+	__u8 dir;
+	__u8 sc;
+	__u8 _pad;
+};
+
+/* pid_tgid -> the data syscall in flight */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct active_call);
+} active SEC(".maps");
+
+struct conn_state {
+	__u64 off[2];     /* syscall byte stream, per direction */
+	__u64 tls_off[2]; /* plaintext stream of a TLS connection */
+	__u8 role;
+	__u8 tls;
+	__u8 announced;
+	__u8 _pad[5];
+};
+
+/* socket -> offsets and role; LRU so a missed close cannot fill it */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+/* pid_tgid -> fd of connect/accept in flight */
+struct lifecycle_call {
+	__u64 addr;
+	__u32 fd;
+	__u8 sc;
+	__u8 _pad[3];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct lifecycle_call);
+} lifecycle SEC(".maps");
+
+/* OpenSSL: the SSL call in flight per thread, and the socket an SSL* was last seen on */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
+	__u64 sk;      /* socket of a nested syscall, if one happened */
+	__u8 dir;
+	__u8 sc;
+	__u8 _pad[6];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} ssl_socks SEC(".maps");
+
+/* The event being built: header + room for two SNAP_MAX halves so that the verifier can
+ * prove every (offset < SNAP_MAX, length <= SNAP_MAX) copy in bounds. */
+struct scratch {
+	struct l7tap_event hdr;
+	__u8 data[2 * SNAP_MAX];
+};
+/* One slot per CPU. A per-CPU array would be the natural choice, but its values are capped
+ * at 32 KiB; user space sets max_entries to the number of possible CPUs before loading. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline void stat_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += n;
+}
+
+static __always_inline struct l7tap_config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
+/* Pid filter: 0 = pass. */
+static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
+{
+	if (tgid == cfg->self_pid)
+		return 1;
+	__u32 *mark = bpf_map_lookup_elem(&pids, &tgid);
+	if (mark && *mark == PID_DENY)
+		return 1;
+	if (cfg->pid_allow && !(mark && *mark == PID_ALLOW))
+		return 1;
+	return 0;
+}
+
+/* The struct socket behind fd in the current task, or NULL when fd is not a socket. */
+static __always_inline struct socket *socket_of_fd(__u32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	if (!fdt)
+		return NULL;
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	if (fd >= max_fds)
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	return (struct socket *)BPF_CORE_READ(f, private_data);
+}
+
+/* An inet (v4/v6) TCP or UDP socket's struct sock, else NULL. */
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd)
+{
+	struct socket *so = socket_of_fd(fd);
+	if (!so)
+		return NULL;
+	short type = BPF_CORE_READ(so, type);
+	if (type != SOCK_STREAM && type != SOCK_DGRAM)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void sk_ports(struct sock *sk, __u16 *lport, __u16 *rport)
+{
+	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* Port filter and per-port snaplen. Returns 0 when filtered out. */
+static __always_inline __u32 snaplen_for(struct l7tap_config *cfg, struct sock *sk)
+{
+	__u16 lport, rport;
+	sk_ports(sk, &lport, &rport);
+	__u32 *s = bpf_map_lookup_elem(&ports, &lport);
+	if (!s)
+		s = bpf_map_lookup_elem(&ports, &rport);
+	if (!s && cfg->port_filter)
+		return 0;
+	__u32 snap = (s && *s) ? *s : cfg->snaplen;
+	if (snap > SNAP_MAX)
+		snap = SNAP_MAX;
+	return snap ? snap : 1;
+}
+
+static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->family = family;
+	sk_ports(sk, &e->lport, &e->rport);
+	short type = BPF_CORE_READ(sk, sk_socket, type);
+	e->sotype = type;
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* The peer of an unconnected UDP socket comes from sendto/recvfrom/msg_name. */
+static __always_inline void peer_from_user(struct l7tap_event *e, __u64 uaddr)
+{
+	if (!uaddr)
+		return;
+	__u16 fam = 0;
+	if (bpf_probe_read_user(&fam, sizeof(fam), (void *)uaddr))
+		return;
+	if (fam == AF_INET && e->family == AF_INET) {
+		struct sockaddr_in sin = {};
+		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+			return;
+		e->rport = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(e->raddr, &sin.sin_addr.s_addr, 4);
+	} else if (fam == AF_INET6 && e->family == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
+			return;
+		e->rport = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(e->raddr, &sin6.sin6_addr, 16);
+	}
+}
+
+static __always_inline struct conn_state *conn_get(__u64 sk, __u8 *created)
+{
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &sk);
+	if (st)
+		return st;
+	struct conn_state fresh = {};
+	bpf_map_update_elem(&conns, &sk, &fresh, BPF_NOEXIST);
+	*created = 1;
+	return bpf_map_lookup_elem(&conns, &sk);
+}
+
+static __always_inline struct scratch *scratch_get(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&scratch_map, &cpu);
+}
+
+/* Writes header + cap_len bytes; counts a full ring. */
+static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
+{
+	/* cap_len <= SNAP_MAX already; the mask is what the verifier can follow. */
+	__u64 cap = s->hdr.cap_len;
+	opaque(cap);
+	__u64 size = sizeof(struct l7tap_event) + (cap & (2 * SNAP_MAX - 1));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= cfg->wakeup_bytes ||
+	    s->hdr.kind != EV_DATA)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, s, size, flags)) {
+		stat_add(ST_RING_FULL, 1);
+		stat_add(ST_RING_FULL_BYTES, s->hdr.total_len);
+		return;
+	}
+	stat_add(ST_EVENTS, 1);
+	stat_add(ST_BYTES, s->hdr.cap_len);
+}
+
+static __always_inline void header_init(struct l7tap_event *e, __u64 sk, __u32 fd, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock_id = sk;
+	e->offset = 0;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->total_len = 0;
+	e->cap_len = 0;
+	e->kind = kind;
+	e->dir = 0;
+	e->syscall = 0;
+	e->flags = 0;
+	e->role = 0;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+struct iov_walk {
+	__u64 iov;
+	__u64 cnt;
+	__u32 want;
+	__u32 copied;
+};
+
+/* bpf_loop body: one iovec. The verifier checks it once, not once per iteration and call
+ * site, which keeps the program far below the complexity limit. */
+static long iov_step(__u32 i, void *data)
+{
+	struct iov_walk *w = data;
+	if (i >= w->cnt || w->copied >= w->want)
+		return 1;
+	struct scratch *s = scratch_get();
+	if (!s)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), &((struct iovec *)w->iov)[i]))
+		return 1;
+	__u64 n = v.iov_len;
+	__u32 room = w->want - w->copied;
+	if (n > room)
+		n = room;
+	if (n > SNAP_MAX)
+		n = SNAP_MAX;
+	if (n == 0)
+		return 0;
+	__u32 at = w->copied & (SNAP_MAX - 1);
+	if (bpf_probe_read_user(&s->data[at], n, v.iov_base))
+		return 1;
+	w->copied += n;
+	return 0;
+}
+
+/* Copies up to `want` bytes from an iovec array into the scratch; returns bytes copied. */
+static __always_inline __u32 copy_iov(__u64 iov_ptr, __u64 cnt, __u32 want)
+{
+	struct iov_walk w = { .iov = iov_ptr, .cnt = cnt, .want = want, .copied = 0 };
+	bpf_loop(MAX_IOV, iov_step, &w, 0);
+	if (cnt > MAX_IOV && w.copied < want)
+		stat_add(ST_IOV_CUT, 1);
+	return w.copied;
+}
+
+/* Fills and submits one data event of `total` bytes whose payload is described by
+ * (kind, ptr, count). */
+static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *s, __u64 sk,
+				      __u32 fd, __u8 dir, __u8 sc, __u8 kind, __u64 ptr, __u64 count,
+				      __u64 uaddr, __u64 total, __u32 snaplen, int tls)
+{
+	struct l7tap_event *e = &s->hdr;
+	header_init(e, sk, fd, EV_DATA);
+	e->dir = dir;
+	e->syscall = sc;
+	e->total_len = total;
+	struct sock *k = (struct sock *)sk;
+	fill_addrs(e, k);
+	if (e->sotype == SOCK_DGRAM)
+		peer_from_user(e, uaddr);
+
+	__u8 created = 0;
+	struct conn_state *st = conn_get(sk, &created);
+	if (created)
+		e->flags |= F_NEW_STATE;
+	if (st) {
+		e->role = st->role;
+		if (tls) {
+			e->offset = st->tls_off[dir & 1];
+			st->tls_off[dir & 1] += total;
+		} else {
+			e->offset = st->off[dir & 1];
+			st->off[dir & 1] += total;
+		}
+	}
+	if (tls)
+		e->flags |= F_TLS;
+
+	__u32 want = total < snaplen ? total : snaplen;
+	if (kind == K_NONE)
+		want = 0;
+	if (want > SNAP_MAX)
+		want = SNAP_MAX;
+	__u32 got = 0;
+	if (kind == K_BUF) {
+		/* want <= SNAP_MAX; the mask is the bound the verifier can see */
+		__u32 n = want;
+		opaque(n);
+		n &= 2 * SNAP_MAX - 1;
+		if (n && bpf_probe_read_user(s->data, n, (void *)ptr) == 0)
+			got = n;
+	} else if (kind == K_IOV) {
+		got = copy_iov(ptr, count, want);
+	} else if (kind == K_NONE) {
+		e->flags |= F_NOT_COPIED;
+	}
+	if (got < want) {
+		e->flags |= F_READ_FAULT;
+		stat_add(ST_READ_FAULT, 1);
+	}
+	e->cap_len = got;
+	if (got < total && kind != K_NONE) {
+		e->flags |= F_TRUNCATED;
+		stat_add(ST_TRUNCATED, 1);
+		stat_add(ST_TRUNCATED_BYTES, total - got);
+	}
+	if (tls)
+		stat_add(ST_TLS_EVENTS, 1);
+	submit(cfg, s);
+}
+
+/* ---- data syscalls ---------------------------------------------------------------- */
+
+static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 addr, __u8 kind,
+				      __u8 dir, __u8 sc)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32)) {
+		stat_add(ST_FILTERED_PID, 1);
+		return 0;
+	}
+	struct sock *sk = inet_sock_of_fd(fd);
+	if (!sk) {
+		stat_add(ST_NOT_SOCKET, 1);
+		return 0;
+	}
+	/* Inside SSL_read/SSL_write: this is ciphertext; remember the socket for the SSL
+	 * call and report nothing (the uretprobe reports the plaintext). */
+	struct ssl_call *sc_ssl = bpf_map_lookup_elem(&ssl_active, &id);
+	__u64 skid = (__u64)sk;
+	if (sc_ssl) {
+		sc_ssl->sk = skid;
+		__u8 created = 0;
+		struct conn_state *st = conn_get(skid, &created);
+		if (st)
+			st->tls = 1;
+		bpf_map_update_elem(&ssl_socks, &sc_ssl->ssl, &skid, BPF_ANY);
+		stat_add(ST_CIPHER_SUPPRESSED, 1);
+		return 0;
+	}
+	struct conn_state *known = bpf_map_lookup_elem(&conns, &skid);
+	if (known && known->tls) {
+		/* Handshake tail, alerts, close_notify of a TLS connection. */
+		stat_add(ST_CIPHER_SUPPRESSED, 1);
+		return 0;
+	}
+	__u32 snap = snaplen_for(cfg, sk);
+	if (!snap) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return 0;
+	}
+	struct active_call a = {
+		.sk = skid, .ptr = ptr, .addr = addr, .fd = fd, .count = count,
+		.snaplen = snap, .kind = kind, .dir = dir, .sc = sc,
+	};
+	if (bpf_map_update_elem(&active, &id, &a, BPF_ANY))
+		stat_add(ST_ACTIVE_FULL, 1);
+	return 0;
+}
+
+static __always_inline int data_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *ap = bpf_map_lookup_elem(&active, &id);
+	if (!ap)
+		return 0;
+	struct active_call a = *ap;
+	bpf_map_delete_elem(&active, &id);
+	if (ret <= 0)
+		return 0;
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return 0;
+
+	if (a.kind == K_MSG) {
+		struct user_msghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.ptr)) {
+			stat_add(ST_READ_FAULT, 1);
+			return 0;
+		}
+		emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
+			  (__u64)m.msg_name, ret, a.snaplen, 0);
+		return 0;
+	}
+	if (a.kind == K_MMSG) {
+		/* ret = number of messages; each has its own length */
+		struct mmsghdr *mm = (struct mmsghdr *)a.ptr;
+		for (int j = 0; j < MAX_MMSG; j++) {
+			if (j >= ret)
+				break;
+			struct mmsghdr h = {};
+			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
+				break;
+			emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
+				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len,
+				  a.snaplen, 0);
+		}
+		if (ret > MAX_MMSG)
+			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
+		return 0;
+	}
+	emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, a.kind, a.ptr, a.count, a.addr, ret, a.snaplen,
+		  0);
+	return 0;
+}
+
+#define ARG(i) (ctx->args[i])
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, 0, K_BUF, DIR_EGRESS, SC_WRITE); }
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_EGRESS, SC_WRITEV); }
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_EGRESS, SC_SENDTO); }
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, 0, K_MSG, DIR_EGRESS, SC_SENDMSG); }
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_EGRESS, SC_SENDMMSG); }
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), 0, 0, 0, K_NONE, DIR_EGRESS, SC_SENDFILE); }
+SEC("tracepoint/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, 0, K_BUF, DIR_INGRESS, SC_READ); }
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_INGRESS, SC_READV); }
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_INGRESS, SC_RECVFROM); }
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), 0, 0, K_MSG, DIR_INGRESS, SC_RECVMSG); }
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_INGRESS, SC_RECVMMSG); }
+
+/* One exit handler serves every data syscall: the active map says what was asked. */
+#define EXIT_PROG(name)                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)             \
+	{ return data_exit(ctx->ret); }
+EXIT_PROG(write)
+EXIT_PROG(writev)
+EXIT_PROG(sendto)
+EXIT_PROG(sendmsg)
+EXIT_PROG(sendmmsg)
+EXIT_PROG(sendfile64)
+EXIT_PROG(read)
+EXIT_PROG(readv)
+EXIT_PROG(recvfrom)
+EXIT_PROG(recvmsg)
+EXIT_PROG(recvmmsg)
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static __always_inline int life_enter(__u32 fd, __u8 sc)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	struct lifecycle_call c = { .fd = fd, .sc = sc };
+	bpf_map_update_elem(&lifecycle, &id, &c, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void announce(struct l7tap_config *cfg, struct sock *sk, __u32 fd,
+				     __u8 role, __u8 sc)
+{
+	__u64 skid = (__u64)sk;
+	/* A reused socket address starts a new connection: fresh offsets. */
+	struct conn_state fresh = { .role = role };
+	bpf_map_update_elem(&conns, &skid, &fresh, BPF_ANY);
+	if (!snaplen_for(cfg, sk))
+		return;
+	struct scratch *s = scratch_get();
+	if (!s)
+		return;
+	header_init(&s->hdr, skid, fd, EV_OPEN);
+	s->hdr.role = role;
+	s->hdr.syscall = sc;
+	fill_addrs(&s->hdr, sk);
+	submit(cfg, s);
+}
+
+static __always_inline int life_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct lifecycle_call *cp = bpf_map_lookup_elem(&lifecycle, &id);
+	if (!cp)
+		return 0;
+	struct lifecycle_call c = *cp;
+	bpf_map_delete_elem(&lifecycle, &id);
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	if (c.sc == SC_CONNECT) {
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+		struct sock *sk = inet_sock_of_fd(c.fd);
+		if (sk)
+			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT);
+	} else {
+		if (ret < 0)
+			return 0;
+		struct sock *sk = inet_sock_of_fd((__u32)ret);
+		if (sk)
+			announce(cfg, sk, (__u32)ret, ROLE_SERVER, SC_ACCEPT);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{ return life_enter(ARG(0), SC_CONNECT); }
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{ return life_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct trace_event_raw_sys_enter *ctx)
+{ return life_enter(ARG(0), SC_ACCEPT); }
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{ return life_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{ return life_enter(ARG(0), SC_ACCEPT); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{ return life_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	__u32 fd = ARG(0);
+	struct sock *sk = inet_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	__u64 skid = (__u64)sk;
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &skid);
+	if (!st)
+		return 0; /* never reported: nothing to close */
+	bpf_map_delete_elem(&conns, &skid);
+	struct scratch *s = scratch_get();
+	if (!s)
+		return 0;
+	header_init(&s->hdr, skid, fd, EV_CLOSE);
+	s->hdr.syscall = SC_CLOSE;
+	fill_addrs(&s->hdr, sk);
+	submit(cfg, s);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&active, &id);
+	bpf_map_delete_elem(&lifecycle, &id);
+	bpf_map_delete_elem(&ssl_active, &id);
+	if ((id >> 32) != (__u32)id)
+		return 0; /* a thread, not the process */
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return 0;
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	header_init(&s->hdr, 0, 0, EV_EXIT);
+	s->hdr.family = 0;
+	submit(cfg, s);
+	return 0;
+}
+
+/* ---- OpenSSL ---------------------------------------------------------------------- */
+
+static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 dir, __u8 sc)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	struct ssl_call c = { .ssl = ssl, .buf = buf, .out_len = out_len, .dir = dir, .sc = sc };
+	bpf_map_update_elem(&ssl_active, &id, &c, BPF_ANY);
+	return 0;
+}
+
+/* ex: the _ex variants return 1/0 and write the byte count through out_len. */
+static __always_inline int ssl_exit(long ret, int ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *cp = bpf_map_lookup_elem(&ssl_active, &id);
+	if (!cp)
+		return 0;
+	struct ssl_call c = *cp;
+	bpf_map_delete_elem(&ssl_active, &id);
+	__u64 n = 0;
+	if (ex) {
+		if (ret != 1 || !c.out_len)
+			return 0;
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)c.out_len))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		n = ret;
+	}
+	if (!n)
+		return 0;
+	__u64 sk = c.sk;
+	if (!sk) {
+		/* No syscall inside this call (buffered read): the SSL's last socket. */
+		__u64 *known = bpf_map_lookup_elem(&ssl_socks, &c.ssl);
+		if (known)
+			sk = *known;
+	}
+	if (!sk) {
+		stat_add(ST_TLS_NO_SOCKET, 1);
+		return 0;
+	}
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return 0;
+	struct sock *k = (struct sock *)sk;
+	__u32 snap = snaplen_for(cfg, k);
+	if (!snap) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return 0;
+	}
+	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, n, snap, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_UPROBE(ssl_write_enter, void *ssl, void *buf, int num)
+{ return ssl_enter((__u64)ssl, (__u64)buf, 0, DIR_EGRESS, SC_SSL_WRITE); }
+SEC("uretprobe")
+int BPF_URETPROBE(ssl_write_exit, int ret)
+{ return ssl_exit(ret, 0); }
+SEC("uprobe")
+int BPF_UPROBE(ssl_write_ex_enter, void *ssl, void *buf, size_t num, size_t *written)
+{ return ssl_enter((__u64)ssl, (__u64)buf, (__u64)written, DIR_EGRESS, SC_SSL_WRITE); }
+SEC("uretprobe")
+int BPF_URETPROBE(ssl_write_ex_exit, int ret)
+{ return ssl_exit(ret, 1); }
+SEC("uprobe")
+int BPF_UPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{ return ssl_enter((__u64)ssl, (__u64)buf, 0, DIR_INGRESS, SC_SSL_READ); }
+SEC("uretprobe")
+int BPF_URETPROBE(ssl_read_exit, int ret)
+{ return ssl_exit(ret, 0); }
+SEC("uprobe")
+int BPF_UPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
+{ return ssl_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, DIR_INGRESS, SC_SSL_READ); }
+SEC("uretprobe")
+int BPF_URETPROBE(ssl_read_ex_exit, int ret)
+{ return ssl_exit(ret, 1); }

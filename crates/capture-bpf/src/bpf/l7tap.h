@@ -1,0 +1,99 @@
+/* Shared between the BPF program (l7tap.bpf.c) and its user side (src/event.rs).
+ * Every layout here is mirrored byte for byte in src/event.rs; change both together. */
+#ifndef L7TAP_H
+#define L7TAP_H
+
+/* Largest payload copied from one syscall (the runtime snaplen is at most this). */
+#define SNAP_MAX 16384
+/* Bounded loops: iovecs per call, messages per sendmmsg/recvmmsg. */
+#define MAX_IOV 16
+#define MAX_MMSG 8
+
+/* event.kind */
+#define EV_DATA 1
+#define EV_OPEN 2  /* connect/accept finished: role known */
+#define EV_CLOSE 3 /* close() of a socket fd */
+#define EV_EXIT 4  /* a process (thread group leader) exited */
+
+/* event.dir */
+#define DIR_EGRESS 0
+#define DIR_INGRESS 1
+
+/* event.flags */
+#define F_TRUNCATED 1 /* cap_len < total_len (snaplen) */
+#define F_TLS 2       /* plaintext from an OpenSSL uprobe */
+#define F_NEW_STATE 4 /* connection state was (re)created: offsets restart at 0 */
+#define F_READ_FAULT 8 /* the payload could not be read from user memory */
+#define F_NOT_COPIED 16 /* sendfile/splice: bytes moved but never in user memory */
+
+/* event.role */
+#define ROLE_UNKNOWN 0
+#define ROLE_CLIENT 1
+#define ROLE_SERVER 2
+
+/* syscall ids (event.syscall) */
+enum l7tap_syscall {
+	SC_WRITE = 1, SC_WRITEV, SC_SENDTO, SC_SENDMSG, SC_SENDMMSG,
+	SC_READ, SC_READV, SC_RECVFROM, SC_RECVMSG, SC_RECVMMSG,
+	SC_SENDFILE, SC_CONNECT, SC_ACCEPT, SC_CLOSE,
+	SC_SSL_WRITE, SC_SSL_READ,
+};
+
+/* Per-CPU counters (stats map index); mirrored in src/event.rs STAT_NAMES. */
+enum l7tap_stat {
+	ST_EVENTS = 0,     /* events written to the ring */
+	ST_BYTES,          /* payload bytes written to the ring */
+	ST_RING_FULL,      /* events lost: ring buffer full */
+	ST_RING_FULL_BYTES,/* payload bytes of those events */
+	ST_READ_FAULT,     /* payload reads from user memory that failed */
+	ST_TRUNCATED,      /* events cut at snaplen */
+	ST_TRUNCATED_BYTES,/* bytes not copied because of snaplen */
+	ST_FILTERED_PID,   /* data syscalls dropped by the pid filter */
+	ST_FILTERED_PORT,  /* data syscalls dropped by the port filter */
+	ST_NOT_SOCKET,     /* I/O on fds that are not inet sockets */
+	ST_ACTIVE_FULL,    /* in-flight syscall table full */
+	ST_TLS_EVENTS,     /* plaintext events from OpenSSL */
+	ST_CIPHER_SUPPRESSED, /* ciphertext syscalls of TLS connections, not reported */
+	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found */
+	ST_MMSG_CUT,       /* messages past MAX_MMSG in one sendmmsg/recvmmsg */
+	ST_IOV_CUT,        /* iovecs past MAX_IOV */
+	ST__COUNT,
+};
+
+struct l7tap_config {
+	__u32 snaplen;      /* bytes copied per syscall, <= SNAP_MAX */
+	__u32 port_filter;  /* 1: only ports in the ports map */
+	__u32 pid_allow;    /* 1: only pids marked allow in the pids map */
+	__u32 wakeup_bytes; /* wake the reader when this much is queued */
+	__u32 self_pid;     /* never traced (l7tap itself) */
+	__u32 _pad;
+};
+
+/* pids map values */
+#define PID_ALLOW 1
+#define PID_DENY 2
+
+struct l7tap_event {
+	__u64 ts_ns;     /* CLOCK_MONOTONIC */
+	__u64 sock_id;   /* kernel socket address: the connection id */
+	__u64 offset;    /* stream offset of the first byte, per direction */
+	__u32 pid;
+	__u32 tid;
+	__u32 fd;
+	__u32 total_len; /* bytes the syscall moved */
+	__u32 cap_len;   /* bytes that follow the header */
+	__u8 kind;
+	__u8 dir;
+	__u8 syscall;
+	__u8 flags;
+	__u16 family;    /* AF_INET / AF_INET6 */
+	__u16 lport;     /* host byte order */
+	__u16 rport;     /* host byte order */
+	__u8 sotype;     /* SOCK_STREAM / SOCK_DGRAM */
+	__u8 role;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char comm[16];
+};
+
+#endif

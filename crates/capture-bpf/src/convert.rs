@@ -1,0 +1,376 @@
+//! Kernel events -> core [`Segment`]s: connection identity, orientation, offsets and gaps.
+//!
+//! Pure user-space logic, tested without root.
+
+use crate::event::{flags, Kind, RawEvent, Role};
+use bytes::Bytes;
+use l7tap_core::{Direction, FlowKey, ProcessInfo, Segment, L4};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// Counters of the conversion (added to the source's stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConvertStats {
+    /// Records taken from the ring buffer.
+    pub events: u64,
+    /// Records that could not be decoded (dropped, counted).
+    pub decode_errors: u64,
+    /// Segments produced.
+    pub segments: u64,
+    /// Bytes known missing in a stream (ring full, snaplen, sendfile): the parsers resync.
+    pub gap_bytes: u64,
+    /// Connections the kernel restarted (offsets back to 0) while we still tracked them.
+    pub restarted: u64,
+    /// Connections forgotten because the table was full (closed early, counted).
+    pub evicted: u64,
+    /// Connections closed by close() or process exit.
+    pub closed: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    flow: FlowKey,
+    local_is_client: bool,
+    /// Next expected offset per event direction (0 egress, 1 ingress).
+    next: [u64; 2],
+    process: ProcessInfo,
+}
+
+/// Turns events into segments; holds one entry per live connection (bounded).
+#[derive(Debug)]
+pub struct Converter {
+    /// (connection id, peer) -> state. The peer matters for unconnected UDP sockets.
+    conns: HashMap<(u64, SocketAddr), Conn>,
+    max_conns: usize,
+    /// Added to CLOCK_MONOTONIC stamps to get Unix-epoch nanoseconds.
+    epoch_offset_ns: i128,
+    stats: ConvertStats,
+}
+
+/// Connection id of the plaintext stream of a TLS socket (socket addresses are aligned, so
+/// the low bit is free).
+fn tls_id(sock_id: u64) -> u64 {
+    sock_id | 1
+}
+
+impl Converter {
+    /// A converter that tracks at most `max_conns` connections; `epoch_offset_ns` maps the
+    /// kernel's monotonic stamps to the Unix epoch.
+    pub fn new(max_conns: usize, epoch_offset_ns: i128) -> Self {
+        Converter {
+            conns: HashMap::new(),
+            max_conns: max_conns.max(1),
+            epoch_offset_ns,
+            stats: ConvertStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ConvertStats {
+        self.stats
+    }
+
+    /// Connections currently tracked.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn epoch(&self, mono: u64) -> u64 {
+        (i128::from(mono) + self.epoch_offset_ns).clamp(0, i128::from(u64::MAX)) as u64
+    }
+
+    /// Decodes one ring buffer record and appends what it means to `out`.
+    pub fn push(&mut self, record: &[u8], out: &mut Vec<Segment>) {
+        self.stats.events += 1;
+        let ev = match RawEvent::decode(record) {
+            Ok(ev) => ev,
+            Err(_) => {
+                self.stats.decode_errors += 1;
+                return;
+            }
+        };
+        let before = out.len();
+        match ev.kind {
+            Kind::Data => self.data(&ev, out),
+            Kind::Open => self.open(&ev, out),
+            Kind::Close => {
+                let ts = self.epoch(ev.ts_mono_ns);
+                let id = ev.sock_id;
+                self.close_where(|k, _| k.0 == id || k.0 == tls_id(id), ts, out);
+            }
+            Kind::Exit => {
+                let ts = self.epoch(ev.ts_mono_ns);
+                let pid = ev.pid;
+                self.close_where(|_, c| c.process.pid == pid, ts, out);
+            }
+        }
+        self.stats.segments += (out.len() - before) as u64;
+    }
+
+    fn close_where(
+        &mut self,
+        pred: impl Fn(&(u64, SocketAddr), &Conn) -> bool,
+        ts: u64,
+        out: &mut Vec<Segment>,
+    ) {
+        let keys: Vec<(u64, SocketAddr)> = self
+            .conns
+            .iter()
+            .filter(|(k, c)| pred(k, c))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(c) = self.conns.remove(&k) {
+                self.stats.closed += 1;
+                out.push(Segment::close(c.flow, ts));
+            }
+        }
+    }
+
+    fn open(&mut self, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
+        // A new connection on a reused socket address: end whatever was tracked under it.
+        let ts = self.epoch(ev.ts_mono_ns);
+        let id = ev.sock_id;
+        self.close_where(|k, _| k.0 == id || k.0 == tls_id(id), ts, out);
+        if ev.sotype == 1 {
+            self.insert(ev, id, out);
+        }
+    }
+
+    fn insert(&mut self, ev: &RawEvent<'_>, id: u64, out: &mut Vec<Segment>) -> (u64, SocketAddr) {
+        if self.conns.len() >= self.max_conns {
+            if let Some(k) = self.conns.keys().next().copied() {
+                if let Some(c) = self.conns.remove(&k) {
+                    self.stats.evicted += 1;
+                    out.push(Segment::close(c.flow, self.epoch(ev.ts_mono_ns)));
+                }
+            }
+        }
+        let local_is_client = match ev.role {
+            Role::Client => true,
+            Role::Server => false,
+            // Not seen connect/accept: the side on the lower (service) port is the server;
+            // inference swaps the roles if the traffic says otherwise.
+            Role::Unknown => ev.local.port() > ev.remote.port(),
+        };
+        let (client, server) = if local_is_client {
+            (ev.local, ev.remote)
+        } else {
+            (ev.remote, ev.local)
+        };
+        let flow = FlowKey {
+            l4: if ev.sotype == 2 { L4::Udp } else { L4::Tcp },
+            client,
+            server,
+            socket_id: id,
+        };
+        let key = (id, ev.remote);
+        self.conns.insert(
+            key,
+            Conn {
+                flow,
+                local_is_client,
+                next: [0, 0],
+                process: ProcessInfo {
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    comm: Bytes::copy_from_slice(ev.comm),
+                },
+            },
+        );
+        key
+    }
+
+    fn data(&mut self, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
+        let tls = ev.has(flags::TLS);
+        let id = if tls {
+            tls_id(ev.sock_id)
+        } else {
+            ev.sock_id
+        };
+        let ts = self.epoch(ev.ts_mono_ns);
+        let udp = ev.sotype == 2;
+        if tls && !self.conns.contains_key(&(id, ev.remote)) {
+            // First plaintext of a TLS connection: the handshake ciphertext reported before
+            // the kernel knew is a stream of its own, ended here.
+            let raw = ev.sock_id;
+            self.close_where(|k, _| k.0 == raw, ts, out);
+        }
+        let key = (id, ev.remote);
+        let dir_ix = usize::from(!ev.egress);
+        let restart = match self.conns.get(&key) {
+            Some(c) => !udp && ev.offset < c.next[dir_ix],
+            None => false,
+        };
+        if restart {
+            // The kernel's state for this socket was recreated (LRU) or the socket reused
+            // without a close we saw: a new stream.
+            self.stats.restarted += 1;
+            if let Some(c) = self.conns.remove(&key) {
+                out.push(Segment::close(c.flow, ts));
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            self.insert(ev, id, out);
+        }
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if c.process.pid != ev.pid || c.process.tid != ev.tid {
+            if c.process.pid != ev.pid {
+                c.process.comm = Bytes::copy_from_slice(ev.comm);
+            }
+            c.process.pid = ev.pid;
+            c.process.tid = ev.tid;
+        }
+        let direction = if ev.egress == c.local_is_client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let (offset, gap) = if udp {
+            (0, 0)
+        } else {
+            let gap = ev.offset.saturating_sub(c.next[dir_ix]);
+            c.next[dir_ix] = ev.offset + ev.payload.len() as u64;
+            (ev.offset, gap)
+        };
+        self.stats.gap_bytes += gap;
+        if ev.payload.is_empty() {
+            // sendfile or a failed read: the hole shows as a gap before the next bytes.
+            return;
+        }
+        out.push(Segment {
+            flow: c.flow,
+            direction,
+            ts_ns: ts,
+            payload: Bytes::copy_from_slice(ev.payload),
+            offset,
+            gap_before: gap,
+            end_of_flow: false,
+            process: Some(c.process.clone()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventBuilder;
+
+    fn data(sock: u64, off: u64, dir: u8, role: u8, payload: &[u8]) -> Vec<u8> {
+        EventBuilder {
+            ts_mono_ns: 1_000 + off,
+            sock_id: sock,
+            offset: off,
+            pid: 42,
+            kind: 1,
+            dir,
+            sotype: 1,
+            role,
+            local: ([127, 0, 0, 1], 40000),
+            remote: ([127, 0, 0, 1], 80),
+            comm: "curl",
+            ..Default::default()
+        }
+        .bytes(payload)
+    }
+
+    #[test]
+    fn client_socket_events_become_oriented_segments() {
+        let mut c = Converter::new(16, 5);
+        let mut out = Vec::new();
+        c.push(&data(0x1000, 0, 0, 1, b"GET / HTTP/1.1\r\n\r\n"), &mut out);
+        c.push(&data(0x1000, 0, 1, 1, b"HTTP/1.1 200 OK\r\n"), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].direction, Direction::ClientToServer);
+        assert_eq!(out[1].direction, Direction::ServerToClient);
+        assert_eq!(out[0].flow.client, "127.0.0.1:40000".parse().expect("addr"));
+        assert_eq!(out[0].flow.server, "127.0.0.1:80".parse().expect("addr"));
+        assert_eq!(out[0].flow.socket_id, 0x1000);
+        assert_eq!(out[0].ts_ns, 1_005);
+        let p = out[0].process.as_ref().expect("process");
+        assert_eq!((p.pid, &p.comm[..]), (42, &b"curl"[..]));
+    }
+
+    #[test]
+    fn truncation_and_lost_events_show_as_gaps() {
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        let mut e = EventBuilder {
+            sock_id: 8,
+            kind: 1,
+            sotype: 1,
+            role: 1,
+            total_len: 100,
+            local: ([127, 0, 0, 1], 40000),
+            remote: ([127, 0, 0, 1], 80),
+            ..Default::default()
+        };
+        c.push(&e.bytes(&[b'x'; 10]), &mut out); // 100 moved, 10 copied
+        e.offset = 100;
+        e.total_len = 0;
+        c.push(&e.bytes(b"abc"), &mut out);
+        e.offset = 203; // 100 bytes lost in the ring
+        c.push(&e.bytes(b"def"), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[1].offset, out[1].gap_before), (100, 90));
+        assert_eq!((out[2].offset, out[2].gap_before), (203, 100));
+        assert_eq!(c.stats().gap_bytes, 190);
+    }
+
+    #[test]
+    fn close_and_restart_end_the_flow() {
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        c.push(&data(8, 0, 0, 1, b"abcd"), &mut out);
+        c.push(&data(8, 0, 0, 1, b"ab"), &mut out); // offset went back: new stream
+        assert_eq!(c.stats().restarted, 1);
+        assert!(out[1].end_of_flow);
+        let close = EventBuilder {
+            sock_id: 8,
+            kind: 3,
+            sotype: 1,
+            ..Default::default()
+        }
+        .bytes(b"");
+        c.push(&close, &mut out);
+        assert!(out.last().expect("close").end_of_flow);
+        assert_eq!(c.connections(), 0);
+    }
+
+    #[test]
+    fn table_is_bounded_and_garbage_is_counted() {
+        let mut c = Converter::new(2, 0);
+        let mut out = Vec::new();
+        for s in 1..=5u64 {
+            c.push(&data(s * 8, 0, 0, 1, b"x"), &mut out);
+        }
+        assert_eq!(c.connections(), 2);
+        assert_eq!(c.stats().evicted, 3);
+        c.push(&[1, 2, 3], &mut out);
+        let mut bad = data(8, 0, 0, 1, b"xyz");
+        bad.truncate(bad.len() - 1); // cap_len says 3, 2 present
+        c.push(&bad, &mut out);
+        assert_eq!(c.stats().decode_errors, 2);
+    }
+
+    #[test]
+    fn server_role_flips_orientation() {
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        let e = EventBuilder {
+            sock_id: 16,
+            kind: 1,
+            dir: 1,
+            sotype: 1,
+            role: 2,
+            local: ([127, 0, 0, 1], 8080),
+            remote: ([127, 0, 0, 1], 50000),
+            ..Default::default()
+        };
+        c.push(&e.bytes(b"GET /"), &mut out);
+        assert_eq!(out[0].direction, Direction::ClientToServer);
+        assert_eq!(out[0].flow.server.port(), 8080);
+    }
+}

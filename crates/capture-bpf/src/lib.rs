@@ -1,0 +1,531 @@
+//! Live capture with eBPF: every L7 message processes on this host send or receive over inet
+//! sockets, seen at the syscall, without touching the processes.
+//!
+//! The kernel side (`src/bpf/l7tap.bpf.c`, compiled by clang in `build.rs`, CO-RE against the
+//! checked-in `vmlinux.h`) hooks syscall tracepoints (this kernel has no kprobes) for
+//! write/writev/sendto/sendmsg/sendmmsg/sendfile, read/readv/recvfrom/recvmsg/recvmmsg,
+//! connect/accept/accept4/close and process exit, and OpenSSL's SSL_write/SSL_read(_ex) with
+//! uprobes for TLS plaintext. Non-socket I/O, filtered pids and ports are dropped in the
+//! kernel; what passes goes through one ring buffer. User space ([`BpfSource`]) turns the
+//! events into core [`Segment`]s, so the engine's framing, inference, parsing, pairing and
+//! plugins work exactly as for pcap replay.
+//!
+//! ```no_run
+//! use l7tap_core::Source;
+//! let mut source = l7tap_capture_bpf::BpfSource::open(l7tap_capture_bpf::BpfConfig {
+//!     ports: vec![80],
+//!     duration: Some(std::time::Duration::from_secs(5)),
+//!     ..Default::default()
+//! })?;
+//! // With the facade crate: `engine.run(&mut source)`; here, the raw segments.
+//! source.run(&mut |segment| {
+//!     println!("{:?} {} bytes", segment.flow, segment.payload.len());
+//!     true
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod convert;
+pub mod event;
+mod system;
+
+use convert::Converter;
+use l7tap_core::{Segment, Source, SourceError, StatsSnapshot};
+use parking_lot::Mutex;
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, UprobeOpts};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use system::LIBSSL_CANDIDATES;
+
+/// The compiled BPF object.
+const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l7tap.bpf.o"));
+
+/// Largest per-syscall copy the kernel side supports (`SNAP_MAX`).
+pub const SNAPLEN_MAX: u32 = 16384;
+
+/// What to capture and how much.
+#[derive(Debug, Clone)]
+pub struct BpfConfig {
+    /// Only these processes (thread group ids); empty: every process.
+    pub pids: Vec<u32>,
+    /// Never these processes.
+    pub deny_pids: Vec<u32>,
+    /// Only connections with one of these ports at either end; empty: every port.
+    pub ports: Vec<u16>,
+    /// Bytes copied per syscall, at most [`SNAPLEN_MAX`]; more is counted as truncated and
+    /// skipped by length where the protocol allows.
+    pub snaplen: u32,
+    /// Per-port snaplen overriding `snaplen` (also adds the port to the allowlist when
+    /// `ports` is non-empty).
+    pub port_snaplen: Vec<(u16, u32)>,
+    /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
+    pub ring_bytes: u32,
+    /// Wake the reader when this many bytes are queued; below that, it picks events up at
+    /// the next poll tick.
+    pub wakeup_bytes: u32,
+    /// Longest wait for events before pending segments are handed on.
+    pub poll_interval: Duration,
+    /// Attach the OpenSSL uprobes (TLS plaintext).
+    pub tls: bool,
+    /// libssl to probe; `None`: the first of [`LIBSSL_CANDIDATES`] that exists.
+    pub libssl: Option<PathBuf>,
+    /// Connections tracked in user space at once (beyond: oldest closed, counted).
+    pub max_connections: usize,
+    /// Stop after this long (`None`: until [`BpfControl::stop`]).
+    pub duration: Option<Duration>,
+    /// Capture l7tap's own process too (off: its own output never feeds back).
+    pub trace_self: bool,
+}
+
+impl Default for BpfConfig {
+    fn default() -> Self {
+        BpfConfig {
+            pids: Vec::new(),
+            deny_pids: Vec::new(),
+            ports: Vec::new(),
+            snaplen: SNAPLEN_MAX,
+            port_snaplen: Vec::new(),
+            ring_bytes: 8 << 20,
+            wakeup_bytes: 256 << 10,
+            poll_interval: Duration::from_millis(20),
+            tls: true,
+            libssl: None,
+            max_connections: 65_536,
+            duration: None,
+            trace_self: false,
+        }
+    }
+}
+
+/// Why live capture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The process lacks a privilege.
+    #[error("missing privilege: {0}")]
+    Privilege(String),
+    /// The kernel lacks a feature.
+    #[error("missing kernel feature: {0}")]
+    KernelFeature(String),
+    /// The BPF object failed to open, load (verifier) or attach.
+    #[error("{what}: {source}")]
+    Libbpf {
+        /// What was being done.
+        what: String,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn libbpf(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> BpfError {
+    let what = what.into();
+    // Privileges are checked before anything is loaded, so EACCES/EPERM here come from the
+    // verifier or a security module, not from a missing capability: no guessing.
+    move |source| BpfError::Libbpf { what, source }
+}
+
+/// Maps that change the capture while it runs.
+#[derive(Debug)]
+struct ControlMaps {
+    settings: MapHandle,
+    ports: MapHandle,
+    pids: MapHandle,
+    stats: MapHandle,
+}
+
+/// A handle to change filters and stop a running [`BpfSource`] from another thread.
+#[derive(Debug, Clone)]
+pub struct BpfControl {
+    maps: Arc<ControlMaps>,
+    stop: Arc<AtomicBool>,
+    /// The `struct l7tap_config` values, kept so one field can change without reading back.
+    settings: Arc<Mutex<[u32; 6]>>,
+}
+
+impl BpfControl {
+    /// Ends [`Source::run`] at its next poll tick.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag [`BpfControl::stop`] sets, for signal handlers (e.g. `signal-hook`'s
+    /// `flag::register`).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn write_settings(&self, f: impl FnOnce(&mut [u32; 6])) -> Result<(), BpfError> {
+        let mut s = self.settings.lock();
+        f(&mut s);
+        let mut v = Vec::with_capacity(24);
+        for x in s.iter() {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        self.maps
+            .settings
+            .update(&0u32.to_le_bytes(), &v, MapFlags::ANY)
+            .map_err(libbpf("updating the capture settings"))
+    }
+
+    /// Sets the global snaplen (bytes copied per syscall, at most [`SNAPLEN_MAX`]).
+    pub fn set_snaplen(&self, snaplen: u32) -> Result<(), BpfError> {
+        if snaplen == 0 || snaplen > SNAPLEN_MAX {
+            return Err(BpfError::Config(format!(
+                "snaplen must be 1..={SNAPLEN_MAX}, not {snaplen}"
+            )));
+        }
+        self.write_settings(|s| s[0] = snaplen)
+    }
+
+    /// Adds a port to the allowlist (and turns the port filter on), with an optional
+    /// per-port snaplen.
+    pub fn allow_port(&self, port: u16, snaplen: Option<u32>) -> Result<(), BpfError> {
+        let snap = snaplen.unwrap_or(0).min(SNAPLEN_MAX);
+        self.maps
+            .ports
+            .update(&port.to_le_bytes(), &snap.to_le_bytes(), MapFlags::ANY)
+            .map_err(libbpf("updating the port filter"))?;
+        self.write_settings(|s| s[1] = 1)
+    }
+
+    /// Removes a port from the allowlist.
+    pub fn remove_port(&self, port: u16) -> Result<(), BpfError> {
+        match self.maps.ports.delete(&port.to_le_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(libbpf("updating the port filter")(e)),
+        }
+    }
+
+    /// Turns the port filter off: every port is captured (per-port snaplens stay).
+    pub fn clear_port_filter(&self) -> Result<(), BpfError> {
+        self.write_settings(|s| s[1] = 0)
+    }
+
+    /// Adds a process to the allowlist (and turns the pid filter on).
+    pub fn allow_pid(&self, pid: u32) -> Result<(), BpfError> {
+        self.maps
+            .pids
+            .update(&pid.to_le_bytes(), &1u32.to_le_bytes(), MapFlags::ANY)
+            .map_err(libbpf("updating the pid filter"))?;
+        self.write_settings(|s| s[2] = 1)
+    }
+
+    /// Never captures this process.
+    pub fn deny_pid(&self, pid: u32) -> Result<(), BpfError> {
+        self.maps
+            .pids
+            .update(&pid.to_le_bytes(), &2u32.to_le_bytes(), MapFlags::ANY)
+            .map_err(libbpf("updating the pid filter"))
+    }
+
+    /// The kernel's counters, summed over CPUs, by name (see [`event::STAT_NAMES`]).
+    pub fn kernel_stats(&self) -> StatsSnapshot {
+        let mut out = Vec::with_capacity(event::STAT_NAMES.len());
+        for (i, name) in event::STAT_NAMES.iter().enumerate() {
+            let total = match self
+                .maps
+                .stats
+                .lookup_percpu(&(i as u32).to_le_bytes(), MapFlags::ANY)
+            {
+                Ok(Some(per_cpu)) => per_cpu
+                    .iter()
+                    .map(|v| {
+                        let mut w = [0u8; 8];
+                        let n = v.len().min(8);
+                        w[..n].copy_from_slice(&v[..n]);
+                        u64::from_le_bytes(w)
+                    })
+                    .sum(),
+                _ => 0,
+            };
+            out.push((name.to_string(), total));
+        }
+        StatsSnapshot(out)
+    }
+}
+
+/// The live eBPF source. Programs stay attached while it lives; dropping it detaches them.
+pub struct BpfSource {
+    // Links first: they detach before the object (and its maps) go away.
+    _links: Vec<libbpf_rs::Link>,
+    _object: libbpf_rs::Object,
+    events: MapHandle,
+    control: BpfControl,
+    config: BpfConfig,
+    converter: Converter,
+    tls_status: String,
+    ring_bytes: u32,
+}
+
+impl std::fmt::Debug for BpfSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfSource")
+            .field("config", &self.config)
+            .field("tls", &self.tls_status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// OpenSSL functions and the programs that probe them: (symbol, entry program, return program).
+const SSL_PROBES: [(&str, &str, &str); 4] = [
+    ("SSL_write", "ssl_write_enter", "ssl_write_exit"),
+    ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
+    ("SSL_read", "ssl_read_enter", "ssl_read_exit"),
+    ("SSL_read_ex", "ssl_read_ex_enter", "ssl_read_ex_exit"),
+];
+
+impl BpfSource {
+    /// Checks privileges and kernel features, loads the programs, applies the filters and
+    /// attaches every hook. Errors name what is missing.
+    pub fn open(config: BpfConfig) -> Result<BpfSource, BpfError> {
+        if config.snaplen == 0 || config.snaplen > SNAPLEN_MAX {
+            return Err(BpfError::Config(format!(
+                "snaplen must be 1..={SNAPLEN_MAX}, not {}",
+                config.snaplen
+            )));
+        }
+        system::check_btf()?;
+        system::check_privileges()?;
+        system::ensure_tracefs()?;
+
+        let ring_bytes = config.ring_bytes.max(4096).checked_next_power_of_two().ok_or_else(
+            || BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes)),
+        )?;
+        let mut open = ObjectBuilder::default()
+            .open_memory(BPF_OBJECT)
+            .map_err(libbpf("opening the BPF object"))?;
+        let cpus = libbpf_rs::num_possible_cpus()
+            .map_err(libbpf("counting possible CPUs"))?
+            .max(1) as u32;
+        for mut m in open.maps_mut() {
+            if m.name() == "events" {
+                m.set_max_entries(ring_bytes)
+                    .map_err(libbpf("sizing the ring buffer"))?;
+            } else if m.name() == "scratch_map" {
+                m.set_max_entries(cpus)
+                    .map_err(libbpf("sizing the per-CPU scratch"))?;
+            }
+        }
+        let object = open
+            .load()
+            .map_err(libbpf(
+                "loading the BPF programs (the kernel verifier's log is printed above)",
+            ))?;
+        let handle = |name: &str| -> Result<MapHandle, BpfError> {
+            let m = object
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or_else(|| BpfError::Config(format!("BPF object has no map {name}")))?;
+            MapHandle::try_from(&m).map_err(libbpf(format!("opening map {name}")))
+        };
+        let control = BpfControl {
+            maps: Arc::new(ControlMaps {
+                settings: handle("settings")?,
+                ports: handle("ports")?,
+                pids: handle("pids")?,
+                stats: handle("stats")?,
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+            settings: Arc::new(Mutex::new([0; 6])),
+        };
+        let events = handle("events")?;
+
+        // Filters before attaching, so that nothing unwanted is ever reported.
+        for &(port, snap) in &config.port_snaplen {
+            control
+                .maps
+                .ports
+                .update(&port.to_le_bytes(), &snap.min(SNAPLEN_MAX).to_le_bytes(), MapFlags::ANY)
+                .map_err(libbpf("setting per-port snaplen"))?;
+        }
+        for &port in &config.ports {
+            control.allow_port(port, None)?;
+        }
+        for &pid in &config.pids {
+            control.allow_pid(pid)?;
+        }
+        for &pid in &config.deny_pids {
+            control.deny_pid(pid)?;
+        }
+        let self_pid = if config.trace_self {
+            0
+        } else {
+            std::process::id()
+        };
+        let port_filter = u32::from(!config.ports.is_empty());
+        let pid_allow = u32::from(!config.pids.is_empty());
+        control.write_settings(|s| {
+            *s = [
+                config.snaplen,
+                port_filter,
+                pid_allow,
+                config.wakeup_bytes.max(1),
+                self_pid,
+                0,
+            ]
+        })?;
+
+        let mut links = Vec::new();
+        for prog in object.progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            if let Some(tp) = section.strip_prefix("tracepoint/") {
+                let link = prog.attach().map_err(|e| {
+                    if e.kind() == libbpf_rs::ErrorKind::NotFound {
+                        BpfError::KernelFeature(format!("tracepoint {tp} does not exist"))
+                    } else {
+                        libbpf(format!("attaching tracepoint {tp}"))(e)
+                    }
+                })?;
+                links.push(link);
+            }
+        }
+        let tls_status = if config.tls {
+            attach_openssl(&object, config.libssl.clone(), &mut links)
+        } else {
+            "off".to_string()
+        };
+        let converter = Converter::new(config.max_connections, system::monotonic_to_epoch_offset());
+        Ok(BpfSource {
+            _links: links,
+            _object: object,
+            events,
+            control,
+            config,
+            converter,
+            tls_status,
+            ring_bytes,
+        })
+    }
+
+    /// A handle to change filters or stop the capture from another thread.
+    pub fn control(&self) -> BpfControl {
+        self.control.clone()
+    }
+
+    /// "attached to <path>", "off", or why the OpenSSL probes are not attached.
+    pub fn tls_status(&self) -> &str {
+        &self.tls_status
+    }
+
+    /// The ring buffer size in use.
+    pub fn ring_bytes(&self) -> u32 {
+        self.ring_bytes
+    }
+}
+
+/// Attaches the OpenSSL uprobes; a missing libssl is not fatal (plain traffic is still seen)
+/// but reported.
+fn attach_openssl(
+    object: &libbpf_rs::Object,
+    libssl: Option<PathBuf>,
+    links: &mut Vec<libbpf_rs::Link>,
+) -> String {
+    let path = match libssl {
+        Some(p) => p,
+        None => match LIBSSL_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        {
+            Some(p) => p,
+            None => return "not attached: no libssl.so.3 found".to_string(),
+        },
+    };
+    let mut attached = Vec::new();
+    for (sym, enter, exit) in SSL_PROBES {
+        for (prog_name, retprobe) in [(enter, false), (exit, true)] {
+            let Some(prog) = object.progs_mut().find(|p| p.name() == prog_name) else {
+                return format!("not attached: program {prog_name} missing");
+            };
+            let opts = UprobeOpts {
+                retprobe,
+                func_name: Some(sym.to_string()),
+                ..Default::default()
+            };
+            match prog.attach_uprobe_with_opts(-1, &path, 0, opts) {
+                Ok(l) => links.push(l),
+                Err(e) => {
+                    return format!("not attached to {}: {sym}: {e}", path.display());
+                }
+            }
+        }
+        attached.push(sym);
+    }
+    format!("attached to {} ({})", path.display(), attached.join(", "))
+}
+
+impl Source for BpfSource {
+    fn run(&mut self, emit: &mut dyn FnMut(Segment) -> bool) -> Result<(), SourceError> {
+        self.run_live(emit, &mut || {})
+    }
+
+    fn run_live(
+        &mut self,
+        emit: &mut dyn FnMut(Segment) -> bool,
+        idle: &mut dyn FnMut(),
+    ) -> Result<(), SourceError> {
+        let deadline = self.config.duration.map(|d| Instant::now() + d);
+        let pending: RefCell<Vec<Segment>> = RefCell::new(Vec::with_capacity(1024));
+        let converter = RefCell::new(&mut self.converter);
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        let io_err = |what: &str, e: libbpf_rs::Error| SourceError::Io {
+            path: "eBPF ring buffer".into(),
+            source: std::io::Error::other(format!("{what}: {e}")),
+        };
+        builder
+            .add(&self.events, |data: &[u8]| {
+                converter.borrow_mut().push(data, &mut pending.borrow_mut());
+                0
+            })
+            .map_err(|e| io_err("adding the ring buffer", e))?;
+        let ring = builder
+            .build()
+            .map_err(|e| io_err("opening the ring buffer", e))?;
+        let stop = self.control.stop.clone();
+        loop {
+            let rc = ring.poll_raw(self.config.poll_interval);
+            if rc < 0 && rc != -libc::EINTR {
+                return Err(io_err(
+                    "polling",
+                    libbpf_rs::Error::from(std::io::Error::from_raw_os_error(-rc)),
+                ));
+            }
+            // Events queued without a wakeup (below wakeup_bytes) are read here.
+            ring.consume_raw();
+            let batch = std::mem::take(&mut *pending.borrow_mut());
+            for seg in batch {
+                if !emit(seg) {
+                    return Err(SourceError::Stopped);
+                }
+            }
+            idle();
+            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        let mut s = self.control.kernel_stats();
+        let c = self.converter.stats();
+        s.merge(&StatsSnapshot(vec![
+            ("bpf_records_read".into(), c.events),
+            ("bpf_records_undecodable".into(), c.decode_errors),
+            ("bpf_segments".into(), c.segments),
+            ("bpf_stream_gap_bytes".into(), c.gap_bytes),
+            ("bpf_connections_restarted".into(), c.restarted),
+            ("bpf_connections_evicted".into(), c.evicted),
+            ("bpf_connections_closed".into(), c.closed),
+        ]));
+        s
+    }
+}

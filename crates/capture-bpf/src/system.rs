@@ -1,0 +1,108 @@
+//! What the kernel and the process must offer before anything is loaded, checked up front so
+//! that a missing piece is named instead of surfacing as a bare errno.
+
+use crate::BpfError;
+use std::path::Path;
+
+/// Capability bits (linux/capability.h).
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process, from /proc/self/status.
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+/// Loading BPF programs and attaching tracepoints needs CAP_BPF + CAP_PERFMON (or
+/// CAP_SYS_ADMIN, which root has).
+pub fn check_privileges() -> Result<(), BpfError> {
+    let Some(caps) = effective_caps() else {
+        return Err(BpfError::Privilege(
+            "cannot read the capability set from /proc/self/status".into(),
+        ));
+    };
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    Err(BpfError::Privilege(format!(
+        "loading eBPF programs needs root, or CAP_BPF and CAP_PERFMON (effective capabilities: {caps:#x})"
+    )))
+}
+
+/// CO-RE needs the kernel's BTF.
+pub fn check_btf() -> Result<(), BpfError> {
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Ok(())
+    } else {
+        Err(BpfError::KernelFeature(
+            "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing; it needs CONFIG_DEBUG_INFO_BTF=y)".into(),
+        ))
+    }
+}
+
+/// Syscall tracepoints are found through tracefs; mounts it when it is not (as root).
+pub fn ensure_tracefs() -> Result<(), BpfError> {
+    const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    let ready = || {
+        CANDIDATES
+            .iter()
+            .any(|d| Path::new(d).join("events/syscalls").is_dir())
+    };
+    if ready() {
+        return Ok(());
+    }
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", CANDIDATES[0]])
+        .output();
+    if ready() {
+        return Ok(());
+    }
+    let why = match mounted {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(BpfError::KernelFeature(format!(
+        "syscall tracepoints are not visible: tracefs is not mounted at /sys/kernel/tracing and \
+         mounting it failed ({why}); run `mount -t tracefs nodev /sys/kernel/tracing` as root, or \
+         the kernel lacks CONFIG_FTRACE_SYSCALLS"
+    )))
+}
+
+/// Nanoseconds to add to a CLOCK_MONOTONIC stamp (what `bpf_ktime_get_ns` returns) to get
+/// Unix-epoch time.
+pub fn monotonic_to_epoch_offset() -> i128 {
+    let mono = monotonic_ns();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    wall - i128::from(mono)
+}
+
+#[allow(unsafe_code)]
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid, exclusive pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Where Debian, Ubuntu and Fedora keep OpenSSL 3's libssl.
+pub const LIBSSL_CANDIDATES: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+    "/lib/x86_64-linux-gnu/libssl.so.3",
+    "/usr/lib64/libssl.so.3",
+    "/usr/lib/libssl.so.3",
+];
