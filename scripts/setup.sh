@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing l7tap needs on Debian 12 (as root; otherwise it only checks).
 set -euo pipefail
-# gcc for -sys crates; Debian's rustc + wasm32 std for Rust plugins; clang/lld/wasi-libc for C plugins.
-pkgs=(ca-certificates gcc libc6-dev pkg-config rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32)
+# gcc for -sys crates; Debian's rustc + wasm32 std for Rust plugins; clang/lld/wasi-libc for C plugins;
+# clang + libelf/zlib + make for the eBPF program and the libbpf that libbpf-sys builds;
+# real servers and clients for the live-capture tests (nginx, curl, openssl, redis, python3).
+pkgs=(ca-certificates gcc libc6-dev pkg-config make rustc libstd-rust-dev-wasm32 clang-14 lld-14
+      wasi-libc libclang-rt-14-dev-wasm32 libelf-dev zlib1g-dev
+      nginx-light curl openssl redis-server redis-tools python3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -67,3 +67,40 @@ fn redis_cli_session() {
     assert_eq!(stats.get("parse_errors_redis"), 0);
     assert_eq!(stats.get("records_unpaired"), 0);
 }
+
+/// One redis-cli session (tests/captures/redis/session.pcap): redis-cli's own COMMAND DOCS
+/// reply (~170 KB, nested arrays and maps) is larger than max_message_bytes; it is reported
+/// cut and skipped by walking RESP, and the user's commands still pair with their replies.
+#[test]
+fn session_after_a_reply_larger_than_the_buffer() {
+    let (records, stats) = replay(&capture("redis/session.pcap"));
+    let printed = std::fs::read_to_string(capture("redis/session.cli.txt")).unwrap();
+    // redis-cli follows an error with an empty line.
+    let printed: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    let commands = [
+        "SET live:k hello",
+        "GET live:k",
+        "INCR live:k",
+        "DEL live:k",
+    ];
+    assert_eq!(records.len(), 1 + commands.len(), "{records:#?}");
+    assert_eq!(s(&records[0].request_resource), "COMMAND DOCS");
+    assert!(records[0].truncated && !records[0].unpaired);
+    assert_eq!(s(&records[0].response_result), "Array");
+    for (i, cmd) in commands.iter().enumerate() {
+        let r = &records[i + 1];
+        assert_eq!(s(&r.request_resource), *cmd);
+        assert!(!r.unpaired && !r.truncated, "{cmd}");
+        match printed[i].strip_prefix("ERR ") {
+            Some(e) => {
+                assert_eq!(r.response_status, ResponseStatus::ServerError, "{cmd}");
+                assert_eq!(s(&r.response_exception), format!("-ERR {e}"));
+            }
+            None => assert_eq!(r.response_status, ResponseStatus::Ok, "{cmd}"),
+        }
+    }
+    assert_eq!(s(&records[2].response_result), "BulkString"); // "hello"
+    assert_eq!(s(&records[4].response_result), "Integer"); // 1
+    assert_eq!(stats.get("parse_errors_redis"), 0);
+    assert!(stats.get("drop_truncated_bytes") > 100_000, "{stats:?}");
+}

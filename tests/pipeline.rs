@@ -199,6 +199,46 @@ fn gap_drops_the_partial_message_and_resyncs() {
     assert_eq!(stats.get("gaps"), 1);
 }
 
+/// Bytes missing inside a body of known length (capture loss, an eBPF snaplen cut) are skipped
+/// by length: the cut response is reported truncated and the stream stays in step, so the next
+/// response pairs with the next request without any resync.
+#[test]
+fn gap_inside_a_known_length_body_keeps_the_stream_in_step() {
+    let reqs = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+    let mut first = head.to_vec();
+    first.extend_from_slice(&[b'x'; 100]);
+    let next = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let mut after = Segment::data(
+        flow(),
+        Direction::ServerToClient,
+        3,
+        (head.len() + 1000) as u64,
+        Bytes::from_static(next),
+    );
+    after.gap_before = 900;
+    let segs = vec![
+        seg(Direction::ClientToServer, 1, 0, reqs),
+        seg(Direction::ServerToClient, 2, 0, &first),
+        after,
+    ];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 2, "{stats:?}");
+    assert_eq!(s(&recs[0].request_resource), "/a");
+    assert_eq!(recs[0].response_code, Some(200));
+    assert!(recs[0].truncated && !recs[0].unpaired);
+    assert_eq!(s(&recs[1].request_resource), "/b");
+    assert_eq!(recs[1].response_code, Some(404));
+    assert!(!recs[1].truncated && !recs[1].unpaired);
+    assert_eq!(stats.get("gaps"), 1);
+    assert_eq!(
+        stats.get("drop_gap_bytes"),
+        0,
+        "nothing captured was thrown away"
+    );
+    assert_eq!(stats.get("drop_resync_bytes"), 0);
+}
+
 #[test]
 fn garbage_flow_is_given_up_and_counted() {
     let junk = [0x16u8; 16];

@@ -4,8 +4,11 @@
 use libbpf_cargo::SkeletonBuilder;
 use std::path::PathBuf;
 
+// A build script fails the build by panicking; the message says what to install or set.
+#[allow(clippy::panic)]
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let src = manifest.join("src/bpf/l7tap.bpf.c");
     let clang = std::env::var("L7TAP_BPF_CLANG").unwrap_or_else(|_| find_clang());
@@ -30,7 +33,11 @@ fn main() {
 /// `clang` when it is on PATH, else Debian 12's `clang-14`.
 fn find_clang() -> String {
     for c in ["clang", "clang-14"] {
-        if std::process::Command::new(c).arg("--version").output().is_ok() {
+        if std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
             return c.to_string();
         }
     }

@@ -183,11 +183,7 @@ impl Converter {
 
     fn data(&mut self, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
         let tls = ev.has(flags::TLS);
-        let id = if tls {
-            tls_id(ev.sock_id)
-        } else {
-            ev.sock_id
-        };
+        let id = if tls { tls_id(ev.sock_id) } else { ev.sock_id };
         let ts = self.epoch(ev.ts_mono_ns);
         let udp = ev.sotype == 2;
         if tls && !self.conns.contains_key(&(id, ev.remote)) {

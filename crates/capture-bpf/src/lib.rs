@@ -31,8 +31,8 @@ mod system;
 
 use convert::Converter;
 use l7tap_core::{Segment, Source, SourceError, StatsSnapshot};
-use parking_lot::Mutex;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, UprobeOpts};
+use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -296,9 +296,13 @@ impl BpfSource {
         system::check_privileges()?;
         system::ensure_tracefs()?;
 
-        let ring_bytes = config.ring_bytes.max(4096).checked_next_power_of_two().ok_or_else(
-            || BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes)),
-        )?;
+        let ring_bytes = config
+            .ring_bytes
+            .max(4096)
+            .checked_next_power_of_two()
+            .ok_or_else(|| {
+                BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes))
+            })?;
         let mut open = ObjectBuilder::default()
             .open_memory(BPF_OBJECT)
             .map_err(libbpf("opening the BPF object"))?;
@@ -314,11 +318,9 @@ impl BpfSource {
                     .map_err(libbpf("sizing the per-CPU scratch"))?;
             }
         }
-        let object = open
-            .load()
-            .map_err(libbpf(
-                "loading the BPF programs (the kernel verifier's log is printed above)",
-            ))?;
+        let object = open.load().map_err(libbpf(
+            "loading the BPF programs (the kernel verifier's log is printed above)",
+        ))?;
         let handle = |name: &str| -> Result<MapHandle, BpfError> {
             let m = object
                 .maps()
@@ -343,7 +345,11 @@ impl BpfSource {
             control
                 .maps
                 .ports
-                .update(&port.to_le_bytes(), &snap.min(SNAPLEN_MAX).to_le_bytes(), MapFlags::ANY)
+                .update(
+                    &port.to_le_bytes(),
+                    &snap.min(SNAPLEN_MAX).to_le_bytes(),
+                    MapFlags::ANY,
+                )
                 .map_err(libbpf("setting per-port snaplen"))?;
         }
         for &port in &config.ports {
@@ -367,7 +373,8 @@ impl BpfSource {
                 config.snaplen,
                 port_filter,
                 pid_allow,
-                config.wakeup_bytes.max(1),
+                // Wake the reader well before the ring fills, whatever was configured.
+                config.wakeup_bytes.clamp(1, ring_bytes / 4),
                 self_pid,
                 0,
             ]

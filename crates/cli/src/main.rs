@@ -284,7 +284,11 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     use l7tap_capture_bpf::{BpfConfig, BpfSource};
     let duration = match args.duration {
         Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
-        Some(s) => return Err(format!("--duration must be a positive number of seconds, not {s}")),
+        Some(s) => {
+            return Err(format!(
+                "--duration must be a positive number of seconds, not {s}"
+            ))
+        }
         None => None,
     };
     let (engine, plugins) = build_engine(&args.engine)?;

@@ -341,6 +341,9 @@ impl Ctx {
             seg.flow
         };
         let datagram = seg.flow.l4 == L4::Udp;
+        if !seg.payload.is_empty() {
+            flow.streams[dir.flip().index()].peer_spoke();
+        }
         self.with_stream(dir, slot, key, flow, emit, seg.ts_ns, |sb, cx, out| {
             sb.push(
                 seg.payload,

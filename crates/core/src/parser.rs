@@ -214,6 +214,14 @@ pub trait Parser: Send + Sync + 'static {
         self.check(payload, direction).is_some()
     }
 
+    /// True for protocols whose messages carry no marker strong enough to recognise a message
+    /// start inside arbitrary bytes (RESP, PostgreSQL): the rest of a cut reply often looks
+    /// like a valid reply. After a gap such a direction resynchronises only once the peer has
+    /// spoken (a new request means the previous answer is over), then at the next segment.
+    fn resync_after_turn(&self) -> bool {
+        false
+    }
+
     /// The protocol of a flow in this state (plugins name their protocols per flow);
     /// defaults to [`Parser::protocol`].
     fn protocol_of(&self, state: &(dyn Any + Send)) -> Protocol {

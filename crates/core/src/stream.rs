@@ -90,6 +90,8 @@ pub struct StreamBuf {
     next_offset: Option<u64>,
     skip: Skip,
     desync: bool,
+    /// Desynchronised and the peer has not spoken since (see [`Parser::resync_after_turn`]).
+    await_turn: bool,
 }
 
 impl Default for StreamBuf {
@@ -101,6 +103,7 @@ impl Default for StreamBuf {
             next_offset: None,
             skip: Skip::None,
             desync: false,
+            await_turn: false,
         }
     }
 }
@@ -138,6 +141,13 @@ impl StreamBuf {
         self.wait_until = 0;
         self.skip = Skip::None;
         self.desync = true;
+        self.await_turn = true;
+    }
+
+    /// The other direction of the flow carried data: whatever this direction sends next
+    /// starts after a turn of the conversation.
+    pub fn peer_spoke(&mut self) {
+        self.await_turn = false;
     }
 
     /// Feeds one segment's payload. `offset` is its stream offset, `gap_before` the bytes the
@@ -181,7 +191,9 @@ impl StreamBuf {
             return;
         }
         if self.desync {
-            if !cx.parser.resync(&data, cx.direction) {
+            if (self.await_turn && cx.parser.resync_after_turn())
+                || !cx.parser.resync(&data, cx.direction)
+            {
                 cx.counters
                     .count_drop(DropReason::ResyncBytes, data.len() as u64);
                 return;

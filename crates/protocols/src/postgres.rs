@@ -340,6 +340,11 @@ impl Parser for PostgresParser {
         None
     }
 
+    // A type byte and a length are found in any binary row data.
+    fn resync_after_turn(&self) -> bool {
+        true
+    }
+
     fn resync(&self, payload: &[u8], direction: Direction) -> bool {
         let Some(&t) = payload.first() else {
             return false;

@@ -9,7 +9,7 @@
 
 use l7tap_core::{
     Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
-    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, L4,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, SkipProgress, L4,
 };
 use std::borrow::Cow;
 
@@ -95,6 +95,127 @@ fn value_end(b: &[u8], i: usize, depth: usize) -> Result<Option<usize>, ParseErr
             Ok(Some(at))
         }
         _ => Err(err("unknown reply type")),
+    }
+}
+
+/// Walks RESP values across buffers: skips the rest of a reply cut at `max_message_bytes`
+/// (a 170 KB `COMMAND DOCS` answer, a big `LRANGE`) so that the next reply pairs correctly.
+/// Bounded: nesting at most [`MAX_DEPTH`], a header line at most [`MAX_HEADER_LINE`] bytes.
+#[derive(Debug, Default)]
+pub struct RespWalker {
+    /// Values still to read at each open level, innermost last; empty when the reply ended.
+    pending: Vec<i64>,
+    /// Bytes of a bulk payload (with its CRLF) still to pass.
+    bulk: u64,
+    /// A header line split across buffers.
+    line: Vec<u8>,
+}
+
+/// Longest RESP header line (type byte, length or simple value) the walker accepts.
+const MAX_HEADER_LINE: usize = 4096;
+
+impl RespWalker {
+    /// A walker expecting one reply.
+    pub fn new() -> Self {
+        RespWalker {
+            pending: vec![1],
+            ..Default::default()
+        }
+    }
+
+    /// True when the reply ended.
+    pub fn done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Consumes the reply's bytes from `buf`; returns how many belong to it.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<usize, ParseError> {
+        let mut i = 0;
+        while !self.pending.is_empty() {
+            if self.bulk > 0 {
+                let k = self.bulk.min((buf.len() - i) as u64);
+                i += k as usize;
+                self.bulk -= k;
+                if self.bulk > 0 {
+                    return Ok(i);
+                }
+                self.value_done();
+                continue;
+            }
+            let rest = &buf[i..];
+            let Some(n) = memchr::memchr(b'\n', rest) else {
+                if self.line.len() + rest.len() > MAX_HEADER_LINE {
+                    return Err(err("reply header line too long"));
+                }
+                self.line.extend_from_slice(rest);
+                return Ok(buf.len());
+            };
+            i += n + 1;
+            if self.line.is_empty() {
+                self.header(&rest[..n])?;
+            } else {
+                let mut l = std::mem::take(&mut self.line);
+                l.extend_from_slice(&rest[..n]);
+                self.header(&l)?;
+            }
+        }
+        Ok(i)
+    }
+
+    fn header(&mut self, l: &[u8]) -> Result<(), ParseError> {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        let Some((&t, body)) = l.split_first() else {
+            return Err(err("empty reply line"));
+        };
+        match t {
+            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => self.value_done(),
+            b'$' | b'!' | b'=' => {
+                let n = int(body)?;
+                if n < 0 {
+                    self.value_done();
+                } else {
+                    self.bulk = n as u64 + 2;
+                }
+            }
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = int(body)?;
+                if n > MAX_ELEMENTS {
+                    return Err(err("aggregate too large"));
+                }
+                if self.pending.len() >= MAX_DEPTH {
+                    return Err(err("nesting too deep"));
+                }
+                let count = if matches!(t, b'%' | b'|') {
+                    n.max(0) * 2
+                } else {
+                    n.max(0)
+                };
+                if t == b'|' {
+                    // Attributes precede the value they describe, which still follows.
+                    if let Some(top) = self.pending.last_mut() {
+                        *top += 1;
+                    }
+                }
+                if count == 0 {
+                    self.value_done();
+                } else {
+                    self.pending.push(count);
+                }
+            }
+            _ => return Err(err("unknown reply type")),
+        }
+        Ok(())
+    }
+
+    /// One value completed: count it, closing every aggregate it completes.
+    fn value_done(&mut self) {
+        while let Some(top) = self.pending.last_mut() {
+            *top -= 1;
+            if *top > 0 {
+                break;
+            }
+            self.pending.pop();
+        }
     }
 }
 
@@ -192,8 +313,36 @@ impl RedisParser {
         }))
     }
 
-    fn reply<'a>(&self, input: &'a [u8], mode: ParseMode) -> Result<Parsed<'a>, ParseError> {
+    fn reply<'a>(
+        &self,
+        input: &'a [u8],
+        mode: ParseMode,
+        state: &mut (dyn std::any::Any + Send),
+    ) -> Result<Parsed<'a>, ParseError> {
         let Some(end) = value_end(input, 0, 0)? else {
+            // An aggregate larger than the buffer: report it cut; the walker, which has seen
+            // the visible part, skips the rest however it is nested.
+            if mode != ParseMode::Complete
+                && matches!(input.first(), Some(b'*' | b'~' | b'>' | b'%' | b'|'))
+            {
+                if let Some(w) = state.downcast_mut::<RespWalker>() {
+                    *w = RespWalker::new();
+                    let seen = w.feed(input)?;
+                    return Ok(Parsed::Message(Message {
+                        len: seen,
+                        rest: if w.done() {
+                            Remaining::None
+                        } else {
+                            Remaining::ParserDriven
+                        },
+                        truncated: true,
+                        role: Some(MessageRole::Response),
+                        result: Cow::Borrowed(type_name(input[0])),
+                        status: ResponseStatus::Ok,
+                        ..Default::default()
+                    }));
+                }
+            }
             // A bulk reply larger than the buffer: report it cut, skip the rest by its length.
             if mode != ParseMode::Complete && matches!(input.first(), Some(b'$' | b'=' | b'!')) {
                 if let Some((l, next)) = line(input, 1) {
@@ -294,6 +443,11 @@ impl Parser for RedisParser {
         })
     }
 
+    // RESP replies have no marker: the tail of a cut array looks like replies.
+    fn resync_after_turn(&self) -> bool {
+        true
+    }
+
     fn resync(&self, payload: &[u8], direction: Direction) -> bool {
         match direction {
             Direction::ClientToServer => self.check(payload, direction).is_some(),
@@ -329,7 +483,32 @@ impl Parser for RedisParser {
     fn parse<'a>(&self, input: &'a [u8], ctx: &mut ParseCtx<'_>) -> Result<Parsed<'a>, ParseError> {
         match ctx.direction {
             Direction::ClientToServer => self.request(input),
-            Direction::ServerToClient => self.reply(input, ctx.mode),
+            Direction::ServerToClient => self.reply(input, ctx.mode, &mut *ctx.state),
+        }
+    }
+
+    fn new_state(&self) -> Box<dyn std::any::Any + Send> {
+        Box::new(RespWalker::default())
+    }
+
+    fn skip(&self, input: &[u8], state: &mut (dyn std::any::Any + Send)) -> SkipProgress {
+        let Some(w) = state.downcast_mut::<RespWalker>() else {
+            return SkipProgress {
+                consumed: input.len(),
+                done: true,
+            };
+        };
+        match w.feed(input) {
+            Ok(n) => SkipProgress {
+                consumed: n,
+                done: w.done(),
+            },
+            // Not RESP after all: stop skipping; the next parse fails and the framer
+            // resynchronises at the next turn.
+            Err(_) => SkipProgress {
+                consumed: 0,
+                done: true,
+            },
         }
     }
 }
@@ -398,6 +577,33 @@ mod tests {
         // As DeepFlow reports it: with the type marker.
         assert_eq!(&*m.exception, b"-ERR unknown command 'foo'");
         assert_eq!(m.status, ResponseStatus::ServerError);
+    }
+
+    #[test]
+    fn walker_skips_a_cut_nested_reply_across_buffers() {
+        // *2 [ *2 [ $5 hello, :1 ], %1 { +k: $3 abc } ] then the next reply.
+        let reply = b"*2\r\n*2\r\n$5\r\nhello\r\n:1\r\n%1\r\n+k\r\n$3\r\nabc\r\n";
+        for cut in 1..reply.len() {
+            let mut w = RespWalker::new();
+            let a = w.feed(&reply[..cut]).unwrap();
+            assert_eq!(a, cut);
+            let mut rest = reply[cut..].to_vec();
+            rest.extend_from_slice(b"+OK\r\n");
+            let b = w.feed(&rest).unwrap();
+            assert!(w.done(), "cut at {cut}");
+            assert_eq!(cut + b, reply.len(), "cut at {cut}");
+        }
+        // Truncate mode on the visible part: a cut record, then the walker does the rest.
+        let p = RedisParser;
+        let mut st = p.new_state();
+        let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Truncate, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&reply[..20], &mut cx) else {
+            panic!()
+        };
+        assert!(m.truncated && m.rest == Remaining::ParserDriven && m.len == 20);
+        let sp = p.skip(&reply[20..], st.as_mut());
+        assert!(sp.done);
+        assert_eq!(sp.consumed, reply.len() - 20);
     }
 
     #[test]

@@ -26,3 +26,13 @@ sleep 1
 sleep 1
 kill -INT $td; wait $td || true
 cat "$here/redis.cli.txt"
+
+# session.pcap: one redis-cli session reading commands from stdin. redis-cli first asks for
+# COMMAND DOCS, a ~170 KB nested reply that exceeds max_message_bytes: the reply is cut and
+# the rest skipped by walking RESP, so the user's commands still pair with their replies.
+tcpdump -i lo -U -s 0 -w "$here/session.pcap" "tcp port $port" 2>/dev/null & td=$!
+sleep 1
+printf 'SET live:k hello\nGET live:k\nINCR live:k\nDEL live:k\n' | redis-cli -p $port > "$here/session.cli.txt" 2>&1
+sleep 1
+kill -INT $td; wait $td || true
+cat "$here/session.cli.txt"

@@ -1,0 +1,524 @@
+//! Live eBPF capture against real servers and clients on loopback, started by the tests:
+//! nginx + curl (keep-alive, a large response), HTTPS through OpenSSL (plaintext via uprobes),
+//! redis-server + redis-cli, the port and pid filters, and a deliberately overflowed ring.
+//! Expected values come from what the clients printed and from nginx's access log.
+//!
+//! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
+//! those or the programs are missing the tests print why and skip, unless
+//! `L7TAP_REQUIRE_LIVE=1` (set by scripts/test.sh when it runs as root, so CI never skips).
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use common::s;
+use l7tap::{Engine, L7Record, Protocol, ResponseStatus, StatsSnapshot};
+use l7tap_capture_bpf::{BpfConfig, BpfControl, BpfError, BpfSource};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::{sleep, JoinHandle};
+use std::time::{Duration, Instant};
+
+fn required() -> bool {
+    std::env::var("L7TAP_REQUIRE_LIVE").is_ok_and(|v| v == "1")
+}
+
+/// Skips (printing why), or fails when live tests are required.
+fn skip(reason: &str) {
+    if required() {
+        panic!("live capture required (L7TAP_REQUIRE_LIVE=1) but: {reason}");
+    }
+    eprintln!("SKIP: {reason}");
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn programs(names: &[&str]) -> bool {
+    for n in names {
+        if !have(n) {
+            skip(&format!("{n} is not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+/// A capture running in the background through a full engine.
+struct Live {
+    control: BpfControl,
+    handle: JoinHandle<(Vec<L7Record>, StatsSnapshot)>,
+}
+
+impl Live {
+    fn start(config: BpfConfig) -> Option<Live> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut source = match BpfSource::open(config) {
+                Ok(s) => s,
+                Err(e) => {
+                    tx.send(Err(e)).unwrap();
+                    return (Vec::new(), StatsSnapshot::default());
+                }
+            };
+            tx.send(Ok(source.control())).unwrap();
+            let mut engine = Engine::builder().workers(1).build().unwrap();
+            let records = engine.records().unwrap();
+            let collector = std::thread::spawn(move || records.iter().collect::<Vec<_>>());
+            engine.run(&mut source).expect("capture runs");
+            let stats = engine.finish();
+            (collector.join().unwrap(), stats)
+        });
+        match rx.recv().unwrap() {
+            Ok(control) => Some(Live { control, handle }),
+            Err(e @ (BpfError::Privilege(_) | BpfError::KernelFeature(_))) => {
+                skip(&e.to_string());
+                None
+            }
+            Err(e) => panic!("capture failed to start: {e}"),
+        }
+    }
+
+    /// Lets the last events drain, stops, and returns every record and the counters.
+    fn stop(self) -> (Vec<L7Record>, StatsSnapshot) {
+        sleep(Duration::from_millis(300));
+        self.control.stop();
+        self.handle.join().unwrap()
+    }
+}
+
+fn config(ports: &[u16]) -> BpfConfig {
+    BpfConfig {
+        ports: ports.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A process killed when the test ends.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "port {port} never opened"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("l7tap-live-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("www")).unwrap();
+    Command::new("chmod")
+        .args(["-R", "755"])
+        .arg(&d)
+        .status()
+        .unwrap();
+    d
+}
+
+/// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
+fn nginx(name: &str, port: u16, tls: bool) -> (Proc, PathBuf) {
+    let dir = scratch_dir(name);
+    let conf = std::fs::read_to_string(common::root().join("tests/captures/nginx.conf")).unwrap();
+    let mut conf = conf
+        .replace("NGINX_DIR", dir.to_str().unwrap())
+        .replace("BACKEND_PORT", &(port + 1).to_string())
+        .replace("NGINX_PORT", &port.to_string());
+    if tls {
+        let st = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl req");
+        conf = conf.replacen(
+            &format!("listen 127.0.0.1:{port};"),
+            &format!(
+                "listen 127.0.0.1:{port} ssl; ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;",
+                dir.display()
+            ),
+            1,
+        );
+    }
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    std::fs::write(
+        dir.join("www/index.html"),
+        "<html><body>hello l7tap</body></html>\n",
+    )
+    .unwrap();
+    let large: String = (0..6000)
+        .map(|i| format!("line {i:06} of the large file.....\n"))
+        .collect();
+    std::fs::write(dir.join("www/large.txt"), large).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    wait_port(port);
+    (Proc(child), dir)
+}
+
+/// curl's `-w` report, one line per request: (code, size_download, num_connects).
+fn curl_lines(out: &[u8]) -> Vec<(u16, u64, u32)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The child processes of `pid` (nginx's workers).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn comm(r: &L7Record) -> String {
+    r.process.as_ref().map(|p| s(&p.comm)).unwrap_or_default()
+}
+
+fn pid(r: &L7Record) -> u32 {
+    r.process.as_ref().map(|p| p.pid).unwrap_or(0)
+}
+
+/// Runs curl for `paths` on one keep-alive connection and checks both sides' records.
+fn http_both_sides(name: &str, port: u16, tls: bool) {
+    if !programs(&["nginx", "curl", "openssl"]) {
+        return;
+    }
+    let (ngx, dir) = nginx(name, port, tls);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let paths = ["/index.html", "/large.txt", "/missing", "/api/order"];
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-sk", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .arg(format!("{scheme}://127.0.0.1:{port}{p}"));
+    }
+    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let curl_pid = curl.id();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+
+    let printed = curl_lines(&out.stdout);
+    assert_eq!(printed.len(), paths.len());
+    assert_eq!(
+        printed.iter().map(|p| p.2).sum::<u32>(),
+        1,
+        "one connection"
+    );
+    // nginx's own log of the same requests (an independent view of method, uri, status).
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap();
+    let logged: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged.len(), paths.len());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for (side, is_client) in [("client", true), ("server", false)] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| {
+                if is_client {
+                    comm(r) == "curl"
+                } else {
+                    comm(r) == "nginx"
+                }
+            })
+            .collect();
+        assert_eq!(
+            mine.len(),
+            paths.len(),
+            "{side} side records: {records:#?}\n{stats:?}"
+        );
+        for (i, r) in mine.iter().enumerate() {
+            let (code, size, _) = printed[i];
+            assert_eq!(r.protocol, Protocol::Http1, "{side} {i}");
+            assert_eq!(s(&r.request_type), logged[i]["method"], "{side} {i}");
+            assert_eq!(s(&r.request_resource), logged[i]["uri"], "{side} {i}");
+            assert_eq!(s(&r.request_resource), paths[i], "{side} {i}");
+            assert_eq!(r.response_code, Some(i32::from(code)), "{side} {i}");
+            assert_eq!(
+                u64::from(code),
+                logged[i]["status"].as_u64().unwrap(),
+                "{side} {i}"
+            );
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}: {r:?}");
+            assert_eq!(r.flow.server.port(), port, "{side} {i}");
+            // The 210 KB body is cut at the snaplen; everything else is whole.
+            assert_eq!(r.truncated, size > 16384, "{side} {i}");
+            if !r.truncated && code == 200 {
+                assert_eq!(r.resp_len.map(|l| l >= size), Some(true), "{side} {i}");
+            }
+            if is_client {
+                assert_eq!(pid(r), curl_pid, "{side} {i}");
+            } else {
+                assert!(workers.contains(&pid(r)), "{side} {i}: an nginx worker");
+            }
+        }
+    }
+    assert_eq!(records.len(), 2 * paths.len(), "nothing else: {records:#?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0);
+    if tls {
+        assert!(
+            stats.get("bpf_tls_events") >= 4 * paths.len() as u64,
+            "{stats:?}"
+        );
+        assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+    }
+}
+
+#[test]
+fn nginx_and_curl_keepalive_both_sides() {
+    http_both_sides("http", 18280, false);
+}
+
+#[test]
+fn https_plaintext_through_openssl_uprobes() {
+    http_both_sides("https", 18380, true);
+}
+
+#[test]
+fn redis_cli_against_redis_server_both_sides() {
+    if !programs(&["redis-server", "redis-cli"]) {
+        return;
+    }
+    let port = 16479u16;
+    let server = Proc(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    wait_port(port);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let commands = [
+        "SET live:k hello",
+        "GET live:k",
+        "INCR live:k",
+        "DEL live:k",
+    ];
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", commands.join("\n")).as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty()) // redis-cli follows an error with an empty line
+        .map(str::to_string)
+        .collect();
+    assert_eq!(printed.len(), commands.len(), "{printed:?}");
+
+    for side in ["redis-cli", "redis-server"] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| comm(r) == side && r.protocol == Protocol::Redis)
+            .collect();
+        // redis-cli sends COMMAND DOCS first on an interactive-capable session; only the
+        // user's commands are compared, in order.
+        let user: Vec<&&L7Record> = mine
+            .iter()
+            .filter(|r| s(&r.request_resource).contains("live:k"))
+            .collect();
+        assert_eq!(user.len(), commands.len(), "{side}: {mine:#?}\n{stats:?}");
+        for (i, r) in user.iter().enumerate() {
+            assert_eq!(s(&r.request_resource), commands[i], "{side} {i}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}");
+            if let Some(err) = printed[i].strip_prefix("ERR ") {
+                assert_eq!(r.response_status, ResponseStatus::ServerError, "{side} {i}");
+                assert_eq!(
+                    s(&r.response_exception),
+                    format!("-ERR {err}"),
+                    "{side} {i}"
+                );
+            } else {
+                assert_eq!(
+                    r.response_status,
+                    ResponseStatus::Ok,
+                    "{side} {i}: {mine:#?}"
+                );
+            }
+            if side == "redis-cli" {
+                assert_eq!(pid(r), cli_pid);
+            } else {
+                assert_eq!(pid(r), server_pid);
+            }
+        }
+    }
+}
+
+#[test]
+fn unlisted_ports_and_pids_are_filtered_in_the_kernel() {
+    if !programs(&["nginx", "curl", "openssl"]) {
+        return;
+    }
+    let port = 18480u16;
+    let (ngx, dir) = nginx("filters", port, false);
+    // Port filter: only `port`; the backend on port+1 is not listed.
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let backend = Command::new("curl")
+        .args(["-s", "-o", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{}/created", port + 1))
+        .status()
+        .unwrap();
+    assert!(backend.success());
+    let (records, stats) = live.stop();
+    assert!(records.is_empty(), "{records:#?}");
+    assert!(stats.get("bpf_filtered_port") > 0, "{stats:?}");
+    // (Process exits are still reported; no payload is.)
+    assert_eq!(stats.get("bpf_payload_bytes"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_segments"), 0, "{stats:?}");
+
+    // Pid filter, switched on at run time: only the client process is seen.
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let mut client = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "read go; exec curl -s -o /dev/null http://127.0.0.1:{port}/index.html"
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    live.control.allow_pid(client.id()).unwrap();
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(client.wait().unwrap().success());
+    let (records, stats) = live.stop();
+    drop(ngx);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(comm(&records[0]), "curl");
+    assert_eq!(records[0].response_code, Some(200));
+    assert!(stats.get("bpf_filtered_pid") > 0, "{stats:?}");
+}
+
+/// A sender writes 2000 requests of exactly 1000 bytes as fast as it can into a 4 KiB ring.
+/// Every syscall is either delivered or counted as lost, and after the burst the pipeline is
+/// back in step.
+#[test]
+fn overflowed_ring_counts_every_loss_and_resyncs() {
+    if !programs(&["python3"]) {
+        return;
+    }
+    const BURST: u64 = 2000;
+    let port = 18580u16;
+    let script = |name: &str| common::root().join("tests/live").join(name);
+    let receiver = Proc(
+        Command::new("python3")
+            .arg(script("sink_server.py"))
+            .arg(port.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let Some(live) = Live::start(BpfConfig {
+        ports: vec![port],
+        ring_bytes: 4096,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut sender = Command::new("python3")
+        .arg(script("burst_sender.py"))
+        .args([port.to_string(), BURST.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    live.control.allow_pid(sender.id()).unwrap();
+    sender.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(sender.wait().unwrap().success());
+    let (records, stats) = live.stop();
+    drop(receiver);
+
+    let burst = records
+        .iter()
+        .filter(|r| s(&r.request_resource).starts_with("/burst/"))
+        .count() as u64;
+    let after: Vec<String> = records
+        .iter()
+        .map(|r| s(&r.request_resource))
+        .filter(|p| p.starts_with("/after/"))
+        .collect();
+    let lost = stats.get("bpf_ring_full_events");
+    assert!(lost > 0, "the ring must overflow: {stats:?}");
+    assert!(burst > 0, "some requests get through: {stats:?}");
+    // Every send() is one event: delivered (one record each) or counted as lost.
+    assert_eq!(burst + lost, BURST, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_bytes"), lost * 1000, "{stats:?}");
+    assert_eq!(stats.get("bpf_stream_gap_bytes"), lost * 1000, "{stats:?}");
+    // Back in step after the burst.
+    assert_eq!(after, ["/after/0", "/after/1", "/after/2"], "{stats:?}");
+    assert!(records.iter().all(|r| comm(r) == "python3"));
+}
