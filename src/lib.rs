@@ -490,3 +490,8 @@ impl Drop for Engine {
         self.shutdown();
     }
 }
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -146,7 +146,7 @@ pub struct BpfControl {
     maps: Arc<ControlMaps>,
     stop: Arc<AtomicBool>,
     /// The `struct l7tap_config` values, kept so one field can change without reading back.
-    settings: Arc<Mutex<[u32; 6]>>,
+    settings: Arc<Mutex<[u32; 8]>>,
 }
 
 impl BpfControl {
@@ -161,10 +161,10 @@ impl BpfControl {
         self.stop.clone()
     }
 
-    fn write_settings(&self, f: impl FnOnce(&mut [u32; 6])) -> Result<(), BpfError> {
+    fn write_settings(&self, f: impl FnOnce(&mut [u32; 8])) -> Result<(), BpfError> {
         let mut s = self.settings.lock();
         f(&mut s);
-        let mut v = Vec::with_capacity(24);
+        let mut v = Vec::with_capacity(32);
         for x in s.iter() {
             v.extend_from_slice(&x.to_le_bytes());
         }
@@ -192,7 +192,10 @@ impl BpfControl {
             .ports
             .update(&port.to_le_bytes(), &snap.to_le_bytes(), MapFlags::ANY)
             .map_err(libbpf("updating the port filter"))?;
-        self.write_settings(|s| s[1] = 1)
+        self.write_settings(|s| {
+            s[1] = 1;
+            s[6] = 1;
+        })
     }
 
     /// Removes a port from the allowlist.
@@ -215,7 +218,10 @@ impl BpfControl {
             .pids
             .update(&pid.to_le_bytes(), &1u32.to_le_bytes(), MapFlags::ANY)
             .map_err(libbpf("updating the pid filter"))?;
-        self.write_settings(|s| s[2] = 1)
+        self.write_settings(|s| {
+            s[2] = 1;
+            s[5] = 1;
+        })
     }
 
     /// Never captures this process.
@@ -223,7 +229,8 @@ impl BpfControl {
         self.maps
             .pids
             .update(&pid.to_le_bytes(), &2u32.to_le_bytes(), MapFlags::ANY)
-            .map_err(libbpf("updating the pid filter"))
+            .map_err(libbpf("updating the pid filter"))?;
+        self.write_settings(|s| s[5] = 1)
     }
 
     /// The kernel's counters, summed over CPUs, by name (see [`event::STAT_NAMES`]).
@@ -336,7 +343,7 @@ impl BpfSource {
                 stats: handle("stats")?,
             }),
             stop: Arc::new(AtomicBool::new(false)),
-            settings: Arc::new(Mutex::new([0; 6])),
+            settings: Arc::new(Mutex::new([0; 8])),
         };
         let events = handle("events")?;
 
@@ -368,6 +375,8 @@ impl BpfSource {
         };
         let port_filter = u32::from(!config.ports.is_empty());
         let pid_allow = u32::from(!config.pids.is_empty());
+        let pid_rules = u32::from(!config.pids.is_empty() || !config.deny_pids.is_empty());
+        let port_rules = u32::from(!config.ports.is_empty() || !config.port_snaplen.is_empty());
         control.write_settings(|s| {
             *s = [
                 config.snaplen,
@@ -376,6 +385,8 @@ impl BpfSource {
                 // Wake the reader well before the ring fills, whatever was configured.
                 config.wakeup_bytes.clamp(1, ring_bytes / 4),
                 self_pid,
+                pid_rules,
+                port_rules,
                 0,
             ]
         })?;
@@ -426,6 +437,22 @@ impl BpfSource {
     pub fn ring_bytes(&self) -> u32 {
         self.ring_bytes
     }
+}
+
+/// The kernel's accounting of l7tap's programs loaded on this host (every capture running):
+/// (program name, total run time in ns, runs). The kernel only counts while
+/// `kernel.bpf_stats_enabled` is 1 (`sysctl -w kernel.bpf_stats_enabled=1`), since counting
+/// costs a little on every run.
+pub fn program_run_stats() -> Vec<(String, u64, u64)> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .filter_map(|p| {
+            let name = p.name.to_string_lossy().into_owned();
+            let ours = ["enter_", "exit_", "ssl_", "process_exit"]
+                .iter()
+                .any(|pre| name.starts_with(pre));
+            ours.then_some((name, p.run_time_ns, p.run_cnt))
+        })
+        .collect()
 }
 
 /// Attaches the OpenSSL uprobes; a missing libssl is not fatal (plain traffic is still seen)
@@ -498,14 +525,19 @@ impl Source for BpfSource {
             .map_err(|e| io_err("opening the ring buffer", e))?;
         let stop = self.control.stop.clone();
         loop {
-            let rc = ring.poll_raw(self.config.poll_interval);
-            if rc < 0 && rc != -libc::EINTR {
-                return Err(io_err(
-                    "polling",
-                    libbpf_rs::Error::from(std::io::Error::from_raw_os_error(-rc)),
-                ));
+            let stopping =
+                stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
+            if !stopping {
+                let rc = ring.poll_raw(self.config.poll_interval);
+                if rc < 0 && rc != -libc::EINTR {
+                    return Err(io_err(
+                        "polling",
+                        libbpf_rs::Error::from(std::io::Error::from_raw_os_error(-rc)),
+                    ));
+                }
             }
-            // Events queued without a wakeup (below wakeup_bytes) are read here.
+            // Events queued without a wakeup (below wakeup_bytes) are read here; on the way
+            // out, this drains what is still in the ring.
             ring.consume_raw();
             let batch = std::mem::take(&mut *pending.borrow_mut());
             for seg in batch {
@@ -514,7 +546,7 @@ impl Source for BpfSource {
                 }
             }
             idle();
-            if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            if stopping {
                 break;
             }
         }

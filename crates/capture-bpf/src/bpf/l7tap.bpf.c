@@ -179,6 +179,8 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
 {
 	if (tgid == cfg->self_pid)
 		return 1;
+	if (!cfg->pid_rules)
+		return 0;
 	__u32 *mark = bpf_map_lookup_elem(&pids, &tgid);
 	if (mark && *mark == PID_DENY)
 		return 1;
@@ -187,60 +189,62 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
 	return 0;
 }
 
-/* The struct socket behind fd in the current task, or NULL when fd is not a socket. */
-static __always_inline struct socket *socket_of_fd(__u32 fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	if (!files)
-		return NULL;
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	if (!fdt)
-		return NULL;
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	if (fd >= max_fds)
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	return (struct socket *)BPF_CORE_READ(f, private_data);
-}
-
-/* An inet (v4/v6) TCP or UDP socket's struct sock, else NULL. */
+/* The socket behind fd in the current task, or NULL when fd is not an inet TCP/UDP socket.
+ * This runs on every traced syscall, so it reads through BTF pointers (plain loads the JIT
+ * inlines) instead of a chain of bpf_probe_read_kernel helper calls: the task comes from
+ * bpf_get_current_task_btf(), the file from one probe read of the fd array (a variable index
+ * into a pointer array is not a BTF access), re-typed with bpf_core_cast. */
 static __always_inline struct sock *inet_sock_of_fd(__u32 fd)
 {
-	struct socket *so = socket_of_fd(fd);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct files_struct *files = task->files;
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return NULL;
+	struct file **fds = fdt->fd;
+	struct file *fp = NULL;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
+		return NULL;
+	struct file *f = bpf_core_cast(fp, struct file);
+	struct inode *ino = f->f_inode;
+	if (!ino || (ino->i_mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *so = bpf_core_cast(f->private_data, struct socket);
 	if (!so)
 		return NULL;
-	short type = BPF_CORE_READ(so, type);
-	if (type != SOCK_STREAM && type != SOCK_DGRAM)
+	if (so->type != SOCK_STREAM && so->type != SOCK_DGRAM)
 		return NULL;
-	struct sock *sk = BPF_CORE_READ(so, sk);
+	struct sock *sk = so->sk;
 	if (!sk)
 		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
-	return sk;
+	return (struct sock *)(unsigned long)sk;
 }
 
-static __always_inline void sk_ports(struct sock *sk, __u16 *lport, __u16 *rport)
+static __always_inline void sk_ports(struct sock *skp, __u16 *lport, __u16 *rport)
 {
-	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	struct sock *sk = bpf_core_cast(skp, struct sock);
+	*lport = sk->__sk_common.skc_num;
+	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
-/* Port filter and per-port snaplen. Returns 0 when filtered out. */
-static __always_inline __u32 snaplen_for(struct l7tap_config *cfg, struct sock *sk)
+/* Port filter and per-port snaplen. `peer_port` is the destination of an unconnected UDP
+ * sendto (0 otherwise). Returns 0 when filtered out. */
+static __always_inline __u32 snaplen_for_peer(struct l7tap_config *cfg, struct sock *sk,
+					      __u16 peer_port)
 {
+	if (!cfg->port_rules)
+		return cfg->snaplen > SNAP_MAX ? SNAP_MAX : (cfg->snaplen ? cfg->snaplen : 1);
 	__u16 lport, rport;
 	sk_ports(sk, &lport, &rport);
+	if (!rport)
+		rport = peer_port;
 	__u32 *s = bpf_map_lookup_elem(&ports, &lport);
-	if (!s)
+	if (!s && rport)
 		s = bpf_map_lookup_elem(&ports, &rport);
 	if (!s && cfg->port_filter)
 		return 0;
@@ -250,21 +254,39 @@ static __always_inline __u32 snaplen_for(struct l7tap_config *cfg, struct sock *
 	return snap ? snap : 1;
 }
 
-static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *sk)
+static __always_inline __u32 snaplen_for(struct l7tap_config *cfg, struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return snaplen_for_peer(cfg, sk, 0);
+}
+
+/* Destination port of a sendto/sendmsg sockaddr in user memory (0 when absent). */
+static __always_inline __u16 user_sockaddr_port(__u64 uaddr)
+{
+	struct { __u16 family; __u16 port; } head = {};
+	if (!uaddr || bpf_probe_read_user(&head, sizeof(head), (void *)uaddr))
+		return 0;
+	if (head.family != AF_INET && head.family != AF_INET6)
+		return 0;
+	return bpf_ntohs(head.port);
+}
+
+static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *skp)
+{
+	struct sock *sk = bpf_core_cast(skp, struct sock);
+	__u16 family = sk->__sk_common.skc_family;
 	e->family = family;
-	sk_ports(sk, &e->lport, &e->rport);
-	short type = BPF_CORE_READ(sk, sk_socket, type);
-	e->sotype = type;
+	e->lport = sk->__sk_common.skc_num;
+	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	struct socket *so = bpf_core_cast(sk->sk_socket, struct socket);
+	e->sotype = so ? so->type : 0;
 	if (family == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__u32 r = sk->__sk_common.skc_daddr;
 		__builtin_memcpy(e->laddr, &l, 4);
 		__builtin_memcpy(e->raddr, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->laddr, skp, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->raddr, skp, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
 }
 
@@ -476,10 +498,31 @@ static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 ad
 		stat_add(ST_NOT_SOCKET, 1);
 		return 0;
 	}
+	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in
+	 * the call, not in the socket (recvfrom learns it only at exit: such receives pass on
+	 * the local port alone). */
+	__u16 peer = 0;
+	if (cfg->port_filter && dir == DIR_EGRESS) {
+		struct sock *k = bpf_core_cast(sk, struct sock);
+		if (!k->__sk_common.skc_dport) {
+			if (kind == K_BUF) {
+				peer = user_sockaddr_port(addr);
+			} else if (kind == K_MSG) {
+				void *name = NULL;
+				if (!bpf_probe_read_user(&name, sizeof(name), (void *)ptr))
+					peer = user_sockaddr_port((__u64)name);
+			}
+		}
+	}
+	__u32 snap = snaplen_for_peer(cfg, sk, peer);
+	if (!snap) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return 0;
+	}
 	/* Inside SSL_read/SSL_write: this is ciphertext; remember the socket for the SSL
 	 * call and report nothing (the uretprobe reports the plaintext). */
-	struct ssl_call *sc_ssl = bpf_map_lookup_elem(&ssl_active, &id);
 	__u64 skid = (__u64)sk;
+	struct ssl_call *sc_ssl = bpf_map_lookup_elem(&ssl_active, &id);
 	if (sc_ssl) {
 		sc_ssl->sk = skid;
 		__u8 created = 0;
@@ -494,11 +537,6 @@ static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 ad
 	if (known && known->tls) {
 		/* Handshake tail, alerts, close_notify of a TLS connection. */
 		stat_add(ST_CIPHER_SUPPRESSED, 1);
-		return 0;
-	}
-	__u32 snap = snaplen_for(cfg, sk);
-	if (!snap) {
-		stat_add(ST_FILTERED_PORT, 1);
 		return 0;
 	}
 	struct active_call a = {

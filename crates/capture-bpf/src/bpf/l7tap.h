@@ -66,6 +66,8 @@ struct l7tap_config {
 	__u32 pid_allow;    /* 1: only pids marked allow in the pids map */
 	__u32 wakeup_bytes; /* wake the reader when this much is queued */
 	__u32 self_pid;     /* never traced (l7tap itself) */
+	__u32 pid_rules;    /* 1: the pids map has entries (else no lookup at all) */
+	__u32 port_rules;   /* 1: the ports map has entries (else no lookup at all) */
 	__u32 _pad;
 };
 

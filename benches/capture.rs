@@ -1,0 +1,145 @@
+//! Cost the eBPF capture adds to a traced syscall (issue 5): 100-byte datagrams sent with
+//! `sendto` to a loopback UDP socket that never reads (so no receiver thread competes for the
+//! 2 cores, and the kernel drops what overflows its buffer after the send succeeded), with
+//! capture off, attached but filtered out (port filter), and capturing (events read and turned
+//! into segments by a consumer thread). Same for `write` on a connected TCP socket, whose
+//! baseline is larger and noisier (the receiver must drain it). Needs root; without it only the
+//! baselines run, with a printed reason.
+//!
+//! `cargo bench --bench capture`
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use l7tap::core::Source;
+use l7tap_capture_bpf::{BpfConfig, BpfSource};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Kernel-measured run time of this process's capture programs for `syscall`
+/// (enter + exit), summed: (ns, enter runs). Needs kernel.bpf_stats_enabled=1.
+fn prog_time(syscall: &str) -> (u64, u64, u64) {
+    let (enter, exit) = (format!("enter_{syscall}"), format!("exit_{syscall}"));
+    let mut ns = 0;
+    let mut exit_ns = 0;
+    let mut runs = 0;
+    for (name, run_ns, cnt) in l7tap_capture_bpf::program_run_stats() {
+        if name == enter {
+            ns += run_ns;
+            runs += cnt;
+        } else if name == exit {
+            ns += run_ns;
+            exit_ns += run_ns;
+        }
+    }
+    (ns, runs, exit_ns)
+}
+
+/// A connected pair: the writer, and a thread that drains the peer.
+fn socket_pair() -> (TcpStream, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let w = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (mut r, _) = l.accept().expect("accept");
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    w.set_nodelay(true).expect("nodelay");
+    (w, port)
+}
+
+/// Starts a capture in a thread that consumes every segment; returns its stop handle and the
+/// number of segments seen.
+type Running = (
+    l7tap_capture_bpf::BpfControl,
+    Arc<AtomicU64>,
+    std::thread::JoinHandle<()>,
+);
+
+fn start(config: BpfConfig) -> Option<Running> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s2 = seen.clone();
+    let handle = std::thread::spawn(move || match BpfSource::open(config) {
+        Ok(mut src) => {
+            tx.send(Ok(src.control())).expect("send");
+            let _ = src.run(&mut |_seg| {
+                s2.fetch_add(1, Ordering::Relaxed);
+                true
+            });
+        }
+        Err(e) => tx.send(Err(e)).expect("send"),
+    });
+    match rx.recv().expect("capture thread") {
+        Ok(c) => Some((c, seen, handle)),
+        Err(e) => {
+            eprintln!("capture benches skipped: {e}");
+            None
+        }
+    }
+}
+
+/// The benchmark group.
+fn bench(c: &mut Criterion) {
+    let payload = [b'x'; 100];
+    let mut g = c.benchmark_group("syscall_100B");
+    let (mut w, port) = socket_pair();
+    let sink = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sink_addr = sink.local_addr().expect("addr");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // The kernel's own accounting of the time spent in our programs: unaffected by what else
+    // the shared machine does, unlike the wall-clock numbers.
+    let stats_on = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
+    let mut run = |g: &mut criterion::BenchmarkGroup<'_, _>, label: &str| {
+        let before = prog_time("sendto");
+        g.bench_function(format!("udp_sendto/{label}"), |b| {
+            b.iter(|| udp.send_to(&payload, sink_addr).expect("send"))
+        });
+        let after = prog_time("sendto");
+        let runs = after.1.saturating_sub(before.1);
+        if stats_on && runs > 0 {
+            eprintln!(
+                "{label}: BPF programs ran {:.1} ns per sendto (enter+exit; exit alone {:.1} ns; {runs} calls, kernel bpf_stats)",
+                (after.0 - before.0) as f64 / runs as f64,
+                (after.2 - before.2) as f64 / runs as f64
+            );
+        }
+        g.bench_function(format!("tcp_write/{label}"), |b| {
+            b.iter(|| w.write_all(&payload).expect("write"))
+        });
+    };
+    run(&mut g, "capture_off");
+
+    // The bench's own process is the one writing: trace_self on.
+    let base = BpfConfig {
+        trace_self: true,
+        tls: false,
+        ..Default::default()
+    };
+    if let Some((ctl, _, handle)) = start(BpfConfig {
+        ports: vec![1],
+        ..base.clone()
+    }) {
+        run(&mut g, "attached_filtered");
+        ctl.stop();
+        handle.join().expect("capture thread"); // detached and unloaded
+        if let Some((ctl, seen, handle)) = start(BpfConfig {
+            ports: vec![port, sink_addr.port()],
+            ..base
+        }) {
+            run(&mut g, "capturing");
+            ctl.stop();
+            handle.join().expect("capture thread");
+            eprintln!("capturing: {} segments consumed", seen.load(Ordering::Relaxed));
+            if stats_on {
+                let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# nginx + wrk on loopback with and without `l7tap capture` (issue 5): requests/s ratio and
+# records received vs requests sent. Needs root, nginx-light and wrk (Debian). Not run by CI.
+#     bash scripts/bench-capture.sh [seconds per run, default 5] [rounds, default 2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-5}"
+rounds="${2:-2}"
+port=18680
+cargo build --release -q -p l7tap-cli
+bin=target/release/l7tap
+work="$(mktemp -d)"
+chmod 755 "$work"
+mkdir -p "$work/www"
+sed -e "s#NGINX_DIR#$work#g" -e "s#NGINX_PORT#$port#g" -e "s#BACKEND_PORT#$((port + 1))#g" \
+    tests/captures/nginx.conf > "$work/nginx.conf"
+# One worker, no access log: the web server is the same in both runs.
+sed -i -e 's#access_log NGINX_DIR/access.log l7;##' -e "s#access_log $work/access.log l7;##" "$work/nginx.conf"
+printf '<html><body>hello l7tap</body></html>\n' > "$work/www/index.html"
+chmod -R 755 "$work"
+nginx -c "$work/nginx.conf" & ngx=$!
+trap 'kill $ngx 2>/dev/null || true; cp "$work/capture.err" /tmp/last-capture.err 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+
+run_wrk() { # prints "requests req_per_sec"
+    wrk -t1 -c8 -d"${secs}s" "http://127.0.0.1:$port/index.html" > "$work/wrk.txt"
+    local n rps
+    n="$(awk '/requests in/ {print $1}' "$work/wrk.txt")"
+    rps="$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")"
+    echo "$n $rps"
+}
+
+echo "round  off_req/s  on_req/s  ratio  requests_on  client_records  server_records  counters"
+for r in $(seq "$rounds"); do
+    read -r _ off_rps < <(run_wrk)
+    "$bin" capture --port "$port" --format json > "$work/records.jsonl" 2> "$work/capture.err" & cap=$!
+    for _ in $(seq 100); do grep -q "capturing" "$work/capture.err" 2>/dev/null && break; sleep 0.1; done
+    read -r on_n on_rps < <(run_wrk)
+    sleep 1
+    kill -INT $cap; wait $cap || true
+    client="$(grep -c '"comm":"wrk"' "$work/records.jsonl" || true)"
+    server="$(grep -c '"comm":"nginx"' "$work/records.jsonl" || true)"
+    counters="$(grep -o 'bpf_ring_full_events=[0-9]*\|records_unpaired=[0-9]*\|bpf_truncated_events=[0-9]*' "$work/capture.err" | tr '\n' ' ')"
+    ratio="$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a / b}')"
+    echo "$r  $off_rps  $on_rps  $ratio  $on_n  $client  $server  $counters"
+done
