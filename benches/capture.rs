@@ -132,7 +132,10 @@ fn bench(c: &mut Criterion) {
             run(&mut g, "capturing");
             ctl.stop();
             handle.join().expect("capture thread");
-            eprintln!("capturing: {} segments consumed", seen.load(Ordering::Relaxed));
+            eprintln!(
+                "capturing: {} segments consumed",
+                seen.load(Ordering::Relaxed)
+            );
             if stats_on {
                 let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
             }
