@@ -39,6 +39,58 @@ fn host_with(names: &[&str]) -> (PluginHost, Vec<std::sync::Arc<l7tap::wasm::Plu
     (host, loaded)
 }
 
+/// The seed's second case on a real gRPC capture (grpcio client and server over h2c,
+/// tests/captures/grpc/record.sh): the request's protobuf field 1235 becomes the trace id and
+/// the attribute `business_id`, the reply's field 1235 the attribute `msg`. Expected values
+/// are what the grpcio client printed (business id sent, status code, reply msg or details).
+#[test]
+fn grpc_business_id_on_the_order_service_capture() {
+    let (host, loaded) = host_with(&["grpc_business_id"]);
+    assert_eq!(loaded[0].hook_names(), vec!["http_req", "http_resp"]);
+    let (records, stats) =
+        common::replay_with(&capture("grpc/grpc.pcap"), |b| b.plugins(host.clone()));
+    let printed = std::fs::read_to_string(capture("grpc/grpc.client.txt")).unwrap();
+    let calls: Vec<(String, i32, String)> = printed
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, ' ');
+            (
+                f.next().unwrap().to_string(),
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(records.len(), calls.len(), "{records:#?}\n{stats:?}");
+    for (r, (bid, code, text)) in records.iter().zip(&calls) {
+        assert_eq!(r.protocol, l7tap::Protocol::Grpc);
+        assert_eq!(s(&r.request_resource), "/order.OrderService/Get");
+        assert_eq!(s(&r.endpoint), "/order.OrderService/Get");
+        assert_eq!(r.response_code, Some(*code));
+        assert_eq!(s(&r.trace_id), *bid);
+        assert_eq!(
+            r.attribute("business_id").map(s).as_deref(),
+            Some(bid.as_str())
+        );
+        assert_eq!(plugin_names(r), vec!["grpc_business_id"]);
+        if *code == 0 {
+            assert_eq!(r.response_status, ResponseStatus::Ok);
+            assert_eq!(r.attribute("msg").map(s).as_deref(), Some(text.as_str()));
+        } else {
+            // NOT_FOUND: no reply message, the details are the exception.
+            assert_eq!(r.response_status, ResponseStatus::ClientError);
+            assert_eq!(s(&r.response_exception), *text);
+            assert!(r.attribute("msg").is_none());
+        }
+    }
+    let m = host.metrics();
+    assert!(
+        m.iter()
+            .all(|(_, c)| c.iter().all(|(k, v)| !k.starts_with("fail") || *v == 0)),
+        "{m:?}"
+    );
+}
+
 #[test]
 fn status_rewrite_on_the_opt_status_capture() {
     let (host, loaded) = host_with(&["http_status_rewrite"]);

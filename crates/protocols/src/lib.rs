@@ -10,6 +10,7 @@
 pub mod dns;
 pub mod helpers;
 pub mod http1;
+pub mod http2;
 pub mod mqtt;
 pub mod postgres;
 pub mod redis;
@@ -22,6 +23,8 @@ pub use http1::{Http1Config, Http1Parser, TraceHeader, TraceHeaderFormat};
 /// Every built-in parser, in inference priority order, with default settings.
 pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
     vec![
+        // Before HTTP/1: the HTTP/2 preface ("PRI * HTTP/2.0") also reads as an HTTP/1 line.
+        Arc::new(http2::Http2Parser::default()),
         Arc::new(Http1Parser::default()),
         Arc::new(redis::RedisParser),
         Arc::new(mqtt::MqttParser),
@@ -36,8 +39,14 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
     protocols
         .iter()
         .map(|p| {
+            // gRPC is carried by HTTP/2: one parser reports both.
+            let want = if *p == Protocol::Grpc {
+                Protocol::Http2
+            } else {
+                p.clone()
+            };
             all.iter()
-                .find(|q| q.protocol() == *p)
+                .find(|q| q.protocol() == want)
                 .cloned()
                 .ok_or_else(|| format!("protocol {} has no built-in parser yet", p.name()))
         })
@@ -46,5 +55,13 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
 
 /// Names of the protocols with a built-in parser.
 pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec!["http1", "redis", "mqtt", "postgresql", "dns"]
+    vec![
+        "http1",
+        "http2",
+        "grpc",
+        "redis",
+        "mqtt",
+        "postgresql",
+        "dns",
+    ]
 }

@@ -124,7 +124,18 @@ impl PluginHost {
             .unwrap_or_default();
         let from_ebpf = rec.process.is_some();
         let mut changed = false;
-        if !rec.request_payload.is_empty() && self.any_wants(Hook::HttpReq) {
+        // HTTP/1: the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole
+        // (for gRPC the length-prefixed messages, 5-byte prefix included), since the head is
+        // HPACK-coded frames a plugin could not read; its fields are in the HTTP info.
+        let h1 = native == l7_proto::HTTP1;
+        let (req_payload, resp_payload) = if h1 {
+            (rec.request_payload.clone(), rec.response_payload.clone())
+        } else {
+            (rec.request_body.clone(), rec.response_body.clone())
+        };
+        let has_req = !req_payload.is_empty() || (!h1 && !rec.request_type.is_empty());
+        let has_resp = !resp_payload.is_empty() || (!h1 && rec.response_code.is_some());
+        if has_req && self.any_wants(Hook::HttpReq) {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ClientToServer,
@@ -133,11 +144,15 @@ impl PluginHost {
                 from_ebpf,
             };
             let (base, dir, payload) =
-                self.base_for_message(&o, native, &rec.request_payload, rec.truncated);
-            let (ua, referer) = (
-                header(&rec.request_payload, b"user-agent"),
-                header(&rec.request_payload, b"referer"),
-            );
+                self.base_for_message(&o, native, &req_payload, rec.truncated);
+            let (ua, referer) = if h1 {
+                (
+                    header(&rec.request_payload, b"user-agent"),
+                    header(&rec.request_payload, b"referer"),
+                )
+            } else {
+                (&[][..], &[][..])
+            };
             let info = Bytes::from(abi::encode_http_req(
                 &rec.request_resource,
                 &rec.request_domain,
@@ -155,7 +170,7 @@ impl PluginHost {
                 changed = true;
             }
         }
-        if !rec.response_payload.is_empty() && self.any_wants(Hook::HttpResp) {
+        if has_resp && self.any_wants(Hook::HttpResp) {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ServerToClient,
@@ -164,7 +179,7 @@ impl PluginHost {
                 from_ebpf,
             };
             let (base, dir, payload) =
-                self.base_for_message(&o, native, &rec.response_payload, rec.truncated);
+                self.base_for_message(&o, native, &resp_payload, rec.truncated);
             let resp = (
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),

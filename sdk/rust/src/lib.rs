@@ -791,3 +791,60 @@ pub fn json_str_field(json: &str, key: &str) -> Option<String> {
     }
     None
 }
+
+/// The first gRPC message of an HTTP/2 DATA payload (what the host hands `on_http_req` /
+/// `on_http_resp` for gRPC): the 5-byte prefix (compressed flag, big-endian length) removed.
+/// `None` when the payload is not a complete uncompressed gRPC message.
+pub fn grpc_message(data: &[u8]) -> Option<&[u8]> {
+    if data.len() < 5 || data[0] != 0 {
+        return None;
+    }
+    let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+    data.get(5..5usize.checked_add(len)?)
+}
+
+/// A protobuf varint at `*at`; advances `*at`.
+fn pb_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        if shift >= 64 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+        shift += 7;
+    }
+}
+
+/// The bytes of the first length-delimited field `number` (strings, bytes, nested messages)
+/// of a protobuf message, skipping every other field; `None` when absent or malformed.
+pub fn protobuf_bytes_field(msg: &[u8], number: u64) -> Option<&[u8]> {
+    let mut at = 0;
+    while at < msg.len() {
+        let key = pb_varint(msg, &mut at)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                pb_varint(msg, &mut at)?;
+            }
+            1 => at = at.checked_add(8)?,
+            2 => {
+                let len = pb_varint(msg, &mut at)? as usize;
+                let end = at.checked_add(len)?;
+                let value = msg.get(at..end)?;
+                if field == number {
+                    return Some(value);
+                }
+                at = end;
+            }
+            5 => at = at.checked_add(4)?,
+            _ => return None,
+        }
+    }
+    None
+}
