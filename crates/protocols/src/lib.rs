@@ -12,6 +12,7 @@ pub mod helpers;
 pub mod http1;
 pub mod http2;
 pub mod mqtt;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 
@@ -29,6 +30,7 @@ pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
         Arc::new(redis::RedisParser),
         Arc::new(mqtt::MqttParser),
         Arc::new(postgres::PostgresParser),
+        Arc::new(mysql::MysqlParser),
         Arc::new(dns::DnsParser),
     ]
 }
