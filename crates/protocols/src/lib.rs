@@ -11,6 +11,7 @@ pub mod dns;
 pub mod helpers;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod mqtt;
 pub mod mysql;
 pub mod postgres;
@@ -31,6 +32,7 @@ pub fn default_parsers() -> Vec<Arc<dyn Parser>> {
         Arc::new(mqtt::MqttParser),
         Arc::new(postgres::PostgresParser),
         Arc::new(mysql::MysqlParser),
+        Arc::new(kafka::KafkaParser),
         Arc::new(dns::DnsParser),
     ]
 }
