@@ -297,7 +297,11 @@ fn bad_configuration_is_an_error() {
     assert!(Engine::builder().workers(0).build().is_err());
     assert!(Engine::builder().max_message_bytes(1).build().is_err());
     assert!(Engine::builder()
-        .protocols(&[l7tap::Protocol::Kafka])
+        .protocols(&[l7tap::Protocol::Unknown])
+        .build()
+        .is_err());
+    assert!(Engine::builder()
+        .protocols(&[l7tap::Protocol::Custom("no-such-plugin".into())])
         .build()
         .is_err());
 }
