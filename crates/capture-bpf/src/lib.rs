@@ -44,6 +44,9 @@ pub use system::LIBSSL_CANDIDATES;
 /// The compiled BPF object.
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l7tap.bpf.o"));
 
+/// `ports` map value bit: the port is on the allowlist (the low bits are its snaplen).
+const PORT_LISTED: u32 = 0x8000_0000;
+
 /// Largest per-syscall copy the kernel side supports (`SNAP_MAX`).
 pub const SNAPLEN_MAX: u32 = 16384;
 
@@ -187,10 +190,10 @@ impl BpfControl {
     /// Adds a port to the allowlist (and turns the port filter on), with an optional
     /// per-port snaplen.
     pub fn allow_port(&self, port: u16, snaplen: Option<u32>) -> Result<(), BpfError> {
-        let snap = snaplen.unwrap_or(0).min(SNAPLEN_MAX);
+        let snap = snaplen.unwrap_or(0).min(SNAPLEN_MAX) | PORT_LISTED;
         self.maps
             .ports
-            .update(&port.to_le_bytes(), &snap.to_le_bytes(), MapFlags::ANY)
+            .update(&u32::from(port).to_le_bytes(), &snap.to_le_bytes(), MapFlags::ANY)
             .map_err(libbpf("updating the port filter"))?;
         self.write_settings(|s| {
             s[1] = 1;
@@ -200,11 +203,10 @@ impl BpfControl {
 
     /// Removes a port from the allowlist.
     pub fn remove_port(&self, port: u16) -> Result<(), BpfError> {
-        match self.maps.ports.delete(&port.to_le_bytes()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(libbpf("updating the port filter")(e)),
-        }
+        self.maps
+            .ports
+            .update(&u32::from(port).to_le_bytes(), &0u32.to_le_bytes(), MapFlags::ANY)
+            .map_err(libbpf("updating the port filter"))
     }
 
     /// Turns the port filter off: every port is captured (per-port snaplens stay).

@@ -48,11 +48,13 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* port -> snaplen for that port (0: the global one); membership is the allowlist */
+/* Indexed by port: 0 = not listed, else PORT_LISTED | snaplen for that port (0: the global
+ * one). An array, not a hash: the lookup is an inlined index, on every traced syscall. */
+#define PORT_LISTED 0x80000000u
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u16);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
 	__type(value, __u32);
 } ports SEC(".maps");
 
@@ -80,14 +82,16 @@ struct active_call {
 	__u8 kind;
 	__u8 dir;
 	__u8 sc;
-	__u8 _pad;
+	__u8 live; /* set at entry, cleared at exit */
 };
 
-/* pid_tgid -> the data syscall in flight */
+/* The data syscall in flight, in the thread's own task storage: the exit finds it with a
+ * pointer read instead of a hash lookup keyed by pid_tgid (that lookup was most of the cost
+ * of a syscall that was filtered out), and it goes away with the task. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct active_call);
 } active SEC(".maps");
 
@@ -243,12 +247,17 @@ static __always_inline __u32 snaplen_for_peer(struct l7tap_config *cfg, struct s
 	sk_ports(sk, &lport, &rport);
 	if (!rport)
 		rport = peer_port;
-	__u32 *s = bpf_map_lookup_elem(&ports, &lport);
-	if (!s && rport)
-		s = bpf_map_lookup_elem(&ports, &rport);
-	if (!s && cfg->port_filter)
+	__u32 l = lport, r = rport;
+	__u32 *pl = bpf_map_lookup_elem(&ports, &l);
+	__u32 v = pl ? *pl : 0;
+	if (!v && r) {
+		__u32 *pr = bpf_map_lookup_elem(&ports, &r);
+		v = pr ? *pr : 0;
+	}
+	if (!v && cfg->port_filter)
 		return 0;
-	__u32 snap = (s && *s) ? *s : cfg->snaplen;
+	__u32 own = v & ~PORT_LISTED;
+	__u32 snap = own ? own : cfg->snaplen;
 	if (snap > SNAP_MAX)
 		snap = SNAP_MAX;
 	return snap ? snap : 1;
@@ -539,23 +548,32 @@ static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 ad
 		stat_add(ST_CIPHER_SUPPRESSED, 1);
 		return 0;
 	}
-	struct active_call a = {
-		.sk = skid, .ptr = ptr, .addr = addr, .fd = fd, .count = count,
-		.snaplen = snap, .kind = kind, .dir = dir, .sc = sc,
-	};
-	if (bpf_map_update_elem(&active, &id, &a, BPF_ANY))
+	struct active_call *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a) {
 		stat_add(ST_ACTIVE_FULL, 1);
+		return 0;
+	}
+	a->sk = skid;
+	a->ptr = ptr;
+	a->addr = addr;
+	a->fd = fd;
+	a->count = count;
+	a->snaplen = snap;
+	a->kind = kind;
+	a->dir = dir;
+	a->sc = sc;
+	a->live = 1;
 	return 0;
 }
 
 static __always_inline int data_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *ap = bpf_map_lookup_elem(&active, &id);
-	if (!ap)
+	struct active_call *ap = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+	if (!ap || !ap->live)
 		return 0;
 	struct active_call a = *ap;
-	bpf_map_delete_elem(&active, &id);
+	ap->live = 0;
 	if (ret <= 0)
 		return 0;
 	struct l7tap_config *cfg = get_config();
@@ -760,7 +778,6 @@ SEC("tracepoint/sched/sched_process_exit")
 int process_exit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&active, &id);
 	bpf_map_delete_elem(&lifecycle, &id);
 	bpf_map_delete_elem(&ssl_active, &id);
 	if ((id >> 32) != (__u32)id)
