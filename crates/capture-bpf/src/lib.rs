@@ -193,7 +193,11 @@ impl BpfControl {
         let snap = snaplen.unwrap_or(0).min(SNAPLEN_MAX) | PORT_LISTED;
         self.maps
             .ports
-            .update(&u32::from(port).to_le_bytes(), &snap.to_le_bytes(), MapFlags::ANY)
+            .update(
+                &u32::from(port).to_le_bytes(),
+                &snap.to_le_bytes(),
+                MapFlags::ANY,
+            )
             .map_err(libbpf("updating the port filter"))?;
         self.write_settings(|s| {
             s[1] = 1;
@@ -205,7 +209,11 @@ impl BpfControl {
     pub fn remove_port(&self, port: u16) -> Result<(), BpfError> {
         self.maps
             .ports
-            .update(&u32::from(port).to_le_bytes(), &0u32.to_le_bytes(), MapFlags::ANY)
+            .update(
+                &u32::from(port).to_le_bytes(),
+                &0u32.to_le_bytes(),
+                MapFlags::ANY,
+            )
             .map_err(libbpf("updating the port filter"))
     }
 

@@ -154,6 +154,39 @@ pub struct Message<'a> {
     pub one_way: bool,
 }
 
+impl Message<'_> {
+    /// The same message owning its fields: for parsers that decode into a buffer of their own
+    /// (decompression, reassembly) and return what they read from it.
+    pub fn into_owned(self) -> Message<'static> {
+        fn o(c: Cow<'_, [u8]>) -> Cow<'static, [u8]> {
+            Cow::Owned(c.into_owned())
+        }
+        Message {
+            version: o(self.version),
+            request_type: o(self.request_type),
+            request_domain: o(self.request_domain),
+            request_resource: o(self.request_resource),
+            endpoint: o(self.endpoint),
+            exception: o(self.exception),
+            result: o(self.result),
+            trace_id: o(self.trace_id),
+            span_id: o(self.span_id),
+            x_request_id: o(self.x_request_id),
+            content_type: o(self.content_type),
+            body: o(self.body),
+            len: self.len,
+            role: self.role,
+            rest: self.rest,
+            truncated: self.truncated,
+            request_id: self.request_id,
+            status: self.status,
+            code: self.code,
+            body_len: self.body_len,
+            one_way: self.one_way,
+        }
+    }
+}
+
 /// The outcome of one parse call.
 ///
 /// Returned by value on every parse: boxing the message would allocate each time.

@@ -136,6 +136,14 @@ pub fn list_last(s: &[u8]) -> &[u8] {
     s.rsplit(|&b| b == b',').next().map(trim_ows).unwrap_or(s)
 }
 
+/// Deterministic pseudo-random bytes for the parsers' hostile-input tests.
+#[cfg(test)]
+pub(crate) fn noise(seed: u32, len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|k| (seed.wrapping_mul(2_654_435_761).rotate_left(k % 32) >> 24) as u8 ^ k as u8)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,6 +176,11 @@ impl<'a> Rd<'a> {
     }
 }
 
+/// `<topic>-<partition>`, as DeepFlow's endpoint.
+fn endpoint(topic: &[u8], partition: i32) -> Vec<u8> {
+    format!("{}-{partition}", String::from_utf8_lossy(topic)).into_bytes()
+}
+
 /// Error codes that come from the broker's state rather than from the request.
 fn error_status(code: i16) -> ResponseStatus {
     match code {
@@ -248,6 +253,19 @@ fn request_target(
 }
 
 impl KafkaParser {
+    fn message<'a>(
+        &self,
+        st: &mut KafkaState,
+        direction: Direction,
+        body: &'a [u8],
+        total: usize,
+    ) -> Result<Parsed<'a>, ParseError> {
+        match direction {
+            Direction::ClientToServer => self.request(st, body, total),
+            Direction::ServerToClient => self.response(st, body, total),
+        }
+    }
+
     fn request<'a>(
         &self,
         st: &mut KafkaState,
@@ -277,8 +295,7 @@ impl KafkaParser {
             request_target(key, ver, &mut r, compact).unwrap_or((Vec::new(), None, None));
         if !topic.is_empty() {
             if let Some(p) = partition {
-                m.endpoint =
-                    Cow::Owned(format!("{}-{p}", String::from_utf8_lossy(&topic)).into_bytes());
+                m.endpoint = Cow::Owned(endpoint(&topic, p));
             }
             m.request_resource = Cow::Owned(topic.clone());
         }
@@ -369,8 +386,7 @@ impl KafkaParser {
         if !topic.is_empty() {
             m.request_resource = Cow::Owned(topic.clone());
             if let Some(p) = partition {
-                m.endpoint =
-                    Cow::Owned(format!("{}-{p}", String::from_utf8_lossy(&topic)).into_bytes());
+                m.endpoint = Cow::Owned(endpoint(&topic, p));
             }
         }
         Ok(Parsed::Message(m))
@@ -442,11 +458,7 @@ impl Parser for KafkaParser {
             let Some(st) = ctx.state.downcast_mut::<KafkaState>() else {
                 return Err(err("flow state is not Kafka state"));
             };
-            let body = &input[4..];
-            let parsed = match ctx.direction {
-                Direction::ClientToServer => self.request(st, body, total)?,
-                Direction::ServerToClient => self.response(st, body, total)?,
-            };
+            let parsed = self.message(st, ctx.direction, &input[4..], total)?;
             return Ok(match parsed {
                 Parsed::Message(mut m) => {
                     m.truncated = true;
@@ -459,11 +471,7 @@ impl Parser for KafkaParser {
         let Some(st) = ctx.state.downcast_mut::<KafkaState>() else {
             return Err(err("flow state is not Kafka state"));
         };
-        let body = &input[4..total];
-        match ctx.direction {
-            Direction::ClientToServer => self.request(st, body, total),
-            Direction::ServerToClient => self.response(st, body, total),
-        }
+        self.message(st, ctx.direction, &input[4..total], total)
     }
 }
 
@@ -476,11 +484,7 @@ mod tests {
         let p = KafkaParser;
         let mut st = p.new_state();
         for seed in 0u32..3000 {
-            let mut blob: Vec<u8> = (0..64u32)
-                .map(|k| {
-                    (seed.wrapping_mul(2_654_435_761).rotate_left(k % 32) >> 24) as u8 ^ k as u8
-                })
-                .collect();
+            let mut blob = crate::helpers::noise(seed, 64);
             blob[..4].copy_from_slice(&60u32.to_be_bytes());
             for dir in [Direction::ClientToServer, Direction::ServerToClient] {
                 let mut cx = ParseCtx::new(dir, l7tap_core::ParseMode::Complete, st.as_mut());

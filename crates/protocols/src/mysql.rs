@@ -81,36 +81,6 @@ fn u24(b: &[u8]) -> usize {
     usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16
 }
 
-/// A message that owns its fields (for messages parsed from inflated bytes).
-fn owned(m: Message<'_>) -> Message<'static> {
-    fn o(c: Cow<'_, [u8]>) -> Cow<'static, [u8]> {
-        Cow::Owned(c.into_owned())
-    }
-    Message {
-        version: o(m.version),
-        request_type: o(m.request_type),
-        request_domain: o(m.request_domain),
-        request_resource: o(m.request_resource),
-        endpoint: o(m.endpoint),
-        exception: o(m.exception),
-        result: o(m.result),
-        trace_id: o(m.trace_id),
-        span_id: o(m.span_id),
-        x_request_id: o(m.x_request_id),
-        content_type: o(m.content_type),
-        body: o(m.body),
-        len: m.len,
-        role: m.role,
-        rest: m.rest,
-        truncated: m.truncated,
-        request_id: m.request_id,
-        status: m.status,
-        code: m.code,
-        body_len: m.body_len,
-        one_way: m.one_way,
-    }
-}
-
 /// CLIENT_QUERY_ATTRIBUTES (MySQL 8.0.23+).
 const CLIENT_QUERY_ATTRIBUTES: u32 = 0x0800_0000;
 
@@ -557,16 +527,26 @@ impl Parser for MysqlParser {
         if input.len() < total {
             return Ok(Parsed::Incomplete(Needed::Total(total)));
         }
-        let seq = input[3];
-        let p = &input[4..total];
-        match ctx.direction {
-            Direction::ClientToServer => self.request(st, seq, p, total),
-            Direction::ServerToClient => self.response(st, seq, p, total),
-        }
+        self.packet(st, ctx.direction, input[3], &input[4..total], total)
     }
 }
 
 impl MysqlParser {
+    /// One packet (`seq`, payload `p`) that spans `total` bytes of the input.
+    fn packet<'a>(
+        &self,
+        st: &mut MysqlState,
+        direction: Direction,
+        seq: u8,
+        p: &'a [u8],
+        total: usize,
+    ) -> Result<Parsed<'a>, ParseError> {
+        match direction {
+            Direction::ClientToServer => self.request(st, seq, p, total),
+            Direction::ServerToClient => self.response(st, seq, p, total),
+        }
+    }
+
     /// One compressed-protocol frame: its first inner packet is parsed as a plain one (the
     /// rest of a frame holds result-set rows or pipelined packets, passed over).
     fn parse_compressed<'a>(
@@ -602,14 +582,10 @@ impl MysqlParser {
         }
         let plen = u24(inner) + 4;
         let p = &inner[4..plen.min(inner.len())];
-        let seq = inner[3];
-        let parsed = match direction {
-            Direction::ClientToServer => self.request(st, seq, p, total)?,
-            Direction::ServerToClient => self.response(st, seq, p, total)?,
-        };
+        let parsed = self.packet(st, direction, inner[3], p, total)?;
         Ok(match parsed {
             Parsed::Message(m) => {
-                let mut m = owned(m);
+                let mut m = m.into_owned();
                 m.len = total;
                 m.truncated |= plen > inner.len();
                 Parsed::Message(m)
@@ -648,11 +624,7 @@ mod tests {
         let p = MysqlParser;
         let mut st = p.new_state();
         for seed in 0u32..3000 {
-            let blob: Vec<u8> = (0..48u32)
-                .map(|k| {
-                    (seed.wrapping_mul(2_654_435_761).rotate_left(k % 32) >> 24) as u8 ^ k as u8
-                })
-                .collect();
+            let blob = crate::helpers::noise(seed, 48);
             for dir in [Direction::ClientToServer, Direction::ServerToClient] {
                 let mut cx = ParseCtx::new(dir, l7tap_core::ParseMode::Complete, st.as_mut());
                 let _ = p.parse(&blob, &mut cx);

@@ -432,9 +432,7 @@ mod tests {
             Err(HpackError::TableTooLarge)
         );
         for seed in 0u32..2000 {
-            let blob: Vec<u8> = (0..64)
-                .map(|k| (seed.wrapping_mul(2_654_435_761).rotate_left(k) >> 24) as u8)
-                .collect();
+            let blob = crate::helpers::noise(seed, 64);
             let _ = d.decode(&blob, &mut sink);
         }
     }

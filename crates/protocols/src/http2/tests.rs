@@ -37,21 +37,7 @@ fn parse_all(
             Parsed::Skip(n) => at += n,
             Parsed::Message(m) => {
                 at += m.len;
-                out.push(Message {
-                    request_type: Cow::Owned(m.request_type.into_owned()),
-                    request_resource: Cow::Owned(m.request_resource.into_owned()),
-                    request_domain: Cow::Owned(m.request_domain.into_owned()),
-                    endpoint: Cow::Owned(m.endpoint.into_owned()),
-                    exception: Cow::Owned(m.exception.into_owned()),
-                    body: Cow::Owned(m.body.into_owned()),
-                    content_type: Cow::Owned(m.content_type.into_owned()),
-                    trace_id: Cow::Owned(m.trace_id.into_owned()),
-                    version: Cow::Owned(m.version.into_owned()),
-                    span_id: Cow::Owned(m.span_id.into_owned()),
-                    x_request_id: Cow::Owned(m.x_request_id.into_owned()),
-                    result: Cow::Owned(m.result.into_owned()),
-                    ..m
-                });
+                out.push(m.into_owned());
             }
             other => panic!("unexpected {other:?} at {at}"),
         }
@@ -166,9 +152,7 @@ fn inference_and_hostile_frames() {
         assert!(p.parse(&bad, &mut cx).is_err());
     }
     for seed in 0u32..3000 {
-        let blob: Vec<u8> = (0..80u32)
-            .map(|k| (seed.wrapping_mul(2_654_435_761).rotate_left(k % 32) >> 24) as u8 ^ (k as u8))
-            .collect();
+        let blob = crate::helpers::noise(seed, 80);
         let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Complete, st.as_mut());
         let _ = p.parse(&blob, &mut cx);
     }
