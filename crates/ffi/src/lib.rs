@@ -218,10 +218,12 @@ fn fail(status: L7tapStatus, msg: impl std::fmt::Display) -> L7tapStatus {
     status
 }
 
-/// Runs `f` behind the panic boundary.
-fn guard(f: impl FnOnce() -> L7tapStatus) -> L7tapStatus {
+/// Runs `f` behind the panic boundary; `Err(status)` carries a failure already described by
+/// [`fail`].
+fn guard(f: impl FnOnce() -> Result<(), L7tapStatus>) -> L7tapStatus {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(s) => s,
+        Ok(Ok(())) => L7tapOk,
+        Ok(Err(s)) => s,
         Err(_) => fail(
             L7tapErrPanic,
             "internal error (panic) contained at the C boundary",
@@ -540,23 +542,23 @@ fn start_source(
     h: &Handle,
     mut source: Box<dyn Source + Send>,
     stop: Option<l7tap_capture_bpf::BpfControl>,
-) -> L7tapStatus {
+) -> Result<(), L7tapStatus> {
     let mut running = h.running.lock();
     if running.is_some() {
-        return fail(
+        return Err(fail(
             L7tapErrState,
             "a source is already running; stop or wait for it first",
-        );
+        ));
     }
     let Some(mut engine) = h.engine.lock().take() else {
-        return fail(L7tapErrState, "the engine is busy");
+        return Err(fail(L7tapErrState, "the engine is busy"));
     };
     let thread = std::thread::spawn(move || {
         let res = engine.run(source.as_mut()).map_err(|e| e.to_string());
         (engine, res)
     });
     *running = Some(Running { thread, stop });
-    L7tapOk
+    Ok(())
 }
 
 // ---- the C API ---------------------------------------------------------------------------
@@ -609,25 +611,22 @@ pub unsafe extern "C" fn l7tap_engine_new(
 ) -> L7tapStatus {
     guard(|| {
         if out.is_null() {
-            return fail(L7tapErrNull, "out is NULL");
+            return Err(fail(L7tapErrNull, "out is NULL"));
         }
         let conf = if config_json.is_null() {
             ""
         } else {
             // SAFETY: non-NULL and NUL-terminated per the contract.
-            match unsafe { cstr(config_json, "config_json") } {
-                Ok(s) => s,
-                Err(e) => return e,
-            }
+            unsafe { cstr(config_json, "config_json") }?
         };
         let cb = callback.map(|f| Callback { f, user: user_data });
         match new_engine(conf, cb) {
             Ok(h) => {
                 // SAFETY: `out` is non-NULL and valid per the contract.
                 unsafe { *out = register(h) };
-                L7tapOk
+                Ok(())
             }
-            Err(e) => e,
+            Err(e) => Err(e),
         }
     })
 }
@@ -638,10 +637,10 @@ pub unsafe extern "C" fn l7tap_engine_new(
 pub extern "C" fn l7tap_engine_free(engine: L7tapEngine) -> L7tapStatus {
     guard(|| {
         let Some(h) = registry().lock().remove(&engine) else {
-            return fail(
+            return Err(fail(
                 L7tapErrBadHandle,
                 format!("engine handle {engine} is not live"),
-            );
+            ));
         };
         if let Some(run) = h.running.lock().as_ref() {
             if let Some(c) = &run.stop {
@@ -653,7 +652,7 @@ pub extern "C" fn l7tap_engine_free(engine: L7tapEngine) -> L7tapStatus {
             let _ = e.finish();
         }
         h.lent.lock().clear();
-        L7tapOk
+        Ok(())
     })
 }
 
@@ -669,17 +668,11 @@ pub unsafe extern "C" fn l7tap_engine_load_plugin(
     len: usize,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         // SAFETY: per the contract.
-        let name = match unsafe { cstr(name, "name") } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
+        let name = unsafe { cstr(name, "name") }?;
         if wasm.is_null() {
-            return fail(L7tapErrNull, "wasm is NULL");
+            return Err(fail(L7tapErrNull, "wasm is NULL"));
         }
         // SAFETY: `wasm` points to `len` readable bytes per the contract.
         let bytes = unsafe { std::slice::from_raw_parts(wasm, len) };
@@ -689,8 +682,8 @@ pub unsafe extern "C" fn l7tap_engine_load_plugin(
             h.host.load(name, bytes).map(|_| ())
         };
         match res {
-            Ok(()) => L7tapOk,
-            Err(e) => fail(L7tapErrPlugin, format!("{name}: {e}")),
+            Ok(()) => Ok(()),
+            Err(e) => Err(fail(L7tapErrPlugin, format!("{name}: {e}"))),
         }
     })
 }
@@ -705,19 +698,13 @@ pub unsafe extern "C" fn l7tap_engine_unload_plugin(
     name: *const c_char,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         // SAFETY: per the contract.
-        let name = match unsafe { cstr(name, "name") } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
+        let name = unsafe { cstr(name, "name") }?;
         if h.host.unload(name) {
-            L7tapOk
+            Ok(())
         } else {
-            fail(L7tapErrPlugin, format!("no plugin named {name}"))
+            Err(fail(L7tapErrPlugin, format!("no plugin named {name}")))
         }
     })
 }
@@ -733,18 +720,12 @@ pub unsafe extern "C" fn l7tap_engine_start_pcap(
     path: *const c_char,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         // SAFETY: per the contract.
-        let path = match unsafe { cstr(path, "path") } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
+        let path = unsafe { cstr(path, "path") }?;
         match l7tap::pcap::PcapSource::open(path) {
             Ok(src) => start_source(&h, Box::new(src), None),
-            Err(e) => fail(L7tapErrIo, e),
+            Err(e) => Err(fail(L7tapErrIo, e)),
         }
     })
 }
@@ -761,26 +742,20 @@ pub unsafe extern "C" fn l7tap_engine_start_capture(
     config_json: *const c_char,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         let json = if config_json.is_null() {
             "{}"
         } else {
             // SAFETY: per the contract.
-            match unsafe { cstr(config_json, "config_json") } {
-                Ok(s) => s,
-                Err(e) => return e,
-            }
+            unsafe { cstr(config_json, "config_json") }?
         };
         let v: serde_json::Value = match serde_json::from_str(json) {
             Ok(v) => v,
             Err(e) => {
-                return fail(
+                return Err(fail(
                     L7tapErrInvalidArgument,
                     format!("capture configuration: {e}"),
-                )
+                ))
             }
         };
         let list = |k: &str| -> Vec<u64> {
@@ -812,8 +787,8 @@ pub unsafe extern "C" fn l7tap_engine_start_capture(
             Err(
                 e @ (l7tap_capture_bpf::BpfError::Privilege(_)
                 | l7tap_capture_bpf::BpfError::KernelFeature(_)),
-            ) => fail(L7tapErrUnsupported, e),
-            Err(e) => fail(L7tapErrIo, e),
+            ) => Err(fail(L7tapErrUnsupported, e)),
+            Err(e) => Err(fail(L7tapErrIo, e)),
         }
     })
 }
@@ -823,19 +798,13 @@ pub unsafe extern "C" fn l7tap_engine_start_capture(
 #[no_mangle]
 pub extern "C" fn l7tap_engine_stop(engine: L7tapEngine) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if let Some(run) = h.running.lock().as_ref() {
             if let Some(c) = &run.stop {
                 c.stop();
             }
         }
-        match join_source(&h) {
-            Ok(()) => L7tapOk,
-            Err(e) => e,
-        }
+        join_source(&h)
     })
 }
 
@@ -845,14 +814,8 @@ pub extern "C" fn l7tap_engine_stop(engine: L7tapEngine) -> L7tapStatus {
 #[no_mangle]
 pub extern "C" fn l7tap_engine_wait(engine: L7tapEngine) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
-        match join_source(&h) {
-            Ok(()) => L7tapOk,
-            Err(e) => e,
-        }
+        let h = handle(engine)?;
+        join_source(&h)
     })
 }
 
@@ -866,12 +829,9 @@ pub unsafe extern "C" fn l7tap_engine_feed(
     segment: *const L7tapSegment,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if segment.is_null() {
-            return fail(L7tapErrNull, "segment is NULL");
+            return Err(fail(L7tapErrNull, "segment is NULL"));
         }
         // SAFETY: non-NULL and valid per the contract.
         let s = unsafe { &*segment };
@@ -886,32 +846,32 @@ pub unsafe extern "C" fn l7tap_engine_feed(
             })?;
             Ok(SocketAddr::new(ip, port))
         };
-        let (client, server) = match (
-            addr(s.client_ip, s.client_port, "client_ip"),
-            addr(s.server_ip, s.server_port, "server_ip"),
-        ) {
-            (Ok(c), Ok(v)) => (c, v),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+        let client = addr(s.client_ip, s.client_port, "client_ip")?;
+        let server = addr(s.server_ip, s.server_port, "server_ip")?;
         let flow = match s.ip_protocol {
             6 => FlowKey::tcp(client, server),
             17 => FlowKey::udp(client, server),
             p => {
-                return fail(
+                return Err(fail(
                     L7tapErrInvalidArgument,
                     format!("ip_protocol {p} (6 or 17)"),
-                )
+                ))
             }
         };
         let direction = match s.direction {
             0 => Direction::ClientToServer,
             1 => Direction::ServerToClient,
-            d => return fail(L7tapErrInvalidArgument, format!("direction {d} (0 or 1)")),
+            d => {
+                return Err(fail(
+                    L7tapErrInvalidArgument,
+                    format!("direction {d} (0 or 1)"),
+                ))
+            }
         };
         let payload = if s.payload_len == 0 {
             Bytes::new()
         } else if s.payload.is_null() {
-            return fail(L7tapErrNull, "payload is NULL with payload_len > 0");
+            return Err(fail(L7tapErrNull, "payload is NULL with payload_len > 0"));
         } else {
             // SAFETY: `payload` points to `payload_len` readable bytes per the contract.
             Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(s.payload, s.payload_len) })
@@ -922,9 +882,12 @@ pub unsafe extern "C" fn l7tap_engine_feed(
         let status = match engine.as_ref() {
             Some(e) => {
                 e.feed(seg);
-                L7tapOk
+                Ok(())
             }
-            None => fail(L7tapErrState, "a source is running; feed after it ends"),
+            None => Err(fail(
+                L7tapErrState,
+                "a source is running; feed after it ends",
+            )),
         };
         status
     })
@@ -935,17 +898,14 @@ pub unsafe extern "C" fn l7tap_engine_feed(
 #[no_mangle]
 pub extern "C" fn l7tap_engine_flush(engine: L7tapEngine) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         let mut engine = h.engine.lock();
         let status = match engine.as_mut() {
             Some(e) => {
                 e.flush();
-                L7tapOk
+                Ok(())
             }
-            None => fail(L7tapErrState, "a source is running"),
+            None => Err(fail(L7tapErrState, "a source is running")),
         };
         status
     })
@@ -966,20 +926,17 @@ pub unsafe extern "C" fn l7tap_engine_poll(
     count: *mut usize,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if records.is_null() || count.is_null() {
-            return fail(L7tapErrNull, "records or count is NULL");
+            return Err(fail(L7tapErrNull, "records or count is NULL"));
         }
         // SAFETY: valid per the contract.
         unsafe { *count = 0 };
         let Some(rx) = &h.records else {
-            return fail(
+            return Err(fail(
                 L7tapErrState,
                 "records go to the callback given at creation",
-            );
+            ));
         };
         let mut n = 0;
         while n < max {
@@ -1000,7 +957,7 @@ pub unsafe extern "C" fn l7tap_engine_poll(
         }
         // SAFETY: valid per the contract.
         unsafe { *count = n };
-        L7tapOk
+        Ok(())
     })
 }
 
@@ -1016,12 +973,9 @@ pub unsafe extern "C" fn l7tap_records_release(
     n: usize,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if ids.is_null() && n > 0 {
-            return fail(L7tapErrNull, "ids is NULL");
+            return Err(fail(L7tapErrNull, "ids is NULL"));
         }
         let ids = if n == 0 {
             &[][..]
@@ -1032,12 +986,12 @@ pub unsafe extern "C" fn l7tap_records_release(
         let mut lent = h.lent.lock();
         let unknown = ids.iter().filter(|id| lent.remove(id).is_none()).count();
         if unknown > 0 {
-            return fail(
+            return Err(fail(
                 L7tapErrInvalidArgument,
                 format!("{unknown} ids were not lent"),
-            );
+            ));
         }
-        L7tapOk
+        Ok(())
     })
 }
 
@@ -1053,16 +1007,16 @@ pub unsafe extern "C" fn l7tap_record_to_json(
     out: *mut L7tapBytes,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if out.is_null() {
-            return fail(L7tapErrNull, "out is NULL");
+            return Err(fail(L7tapErrNull, "out is NULL"));
         }
         let mut lent = h.lent.lock();
         let Some(l) = lent.get_mut(&id) else {
-            return fail(L7tapErrInvalidArgument, format!("record {id} is not lent"));
+            return Err(fail(
+                L7tapErrInvalidArgument,
+                format!("record {id} is not lent"),
+            ));
         };
         if l.json.is_none() {
             l.json = Some(l7tap::json::to_line(&l.rec));
@@ -1070,7 +1024,7 @@ pub unsafe extern "C" fn l7tap_record_to_json(
         let json = l.json.as_deref().unwrap_or("");
         // SAFETY: valid per the contract; the string lives in the lent record.
         unsafe { *out = bytes_view(json.as_bytes()) };
-        L7tapOk
+        Ok(())
     })
 }
 
@@ -1087,20 +1041,17 @@ pub unsafe extern "C" fn l7tap_engine_stats(
     count: *mut usize,
 ) -> L7tapStatus {
     guard(|| {
-        let h = match handle(engine) {
-            Ok(h) => h,
-            Err(e) => return e,
-        };
+        let h = handle(engine)?;
         if count.is_null() || (stats.is_null() && max > 0) {
-            return fail(L7tapErrNull, "stats or count is NULL");
+            return Err(fail(L7tapErrNull, "stats or count is NULL"));
         }
         let snap = match h.engine.lock().as_ref() {
             Some(e) => e.stats(),
             None => {
-                return fail(
+                return Err(fail(
                     L7tapErrState,
                     "a source is running; counters are read after it ends",
-                )
+                ))
             }
         };
         let mut names = h.stat_names.lock();
@@ -1120,6 +1071,6 @@ pub unsafe extern "C" fn l7tap_engine_stats(
         }
         // SAFETY: valid per the contract.
         unsafe { *count = snap.0.len() };
-        L7tapOk
+        Ok(())
     })
 }
