@@ -30,3 +30,7 @@ if [ "$(printf '%s\n1.85.0\n' "$ver" | sort -V | head -1)" != "1.85.0" ]; then
     echo "l7tap setup: rustc $ver is older than 1.85; update it (rustup update stable)" >&2
     exit 1
 fi
+# The OTLP export test decodes what l7tap sends with the official protobuf definitions.
+if ! python3 -c "import opentelemetry.proto.collector.logs.v1.logs_service_pb2" 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check "opentelemetry-proto==1.45.2" 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+fi

@@ -70,9 +70,13 @@ enum Format {
 
 #[derive(clap::Args)]
 struct EngineArgs {
-    /// Output format.
+    /// Output format on stdout.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
+    /// Where records go: `stdout` (in --format), or `otlp=http://host:4318` to export them to
+    /// an OpenTelemetry collector as log records and spans (nothing printed).
+    #[arg(long, default_value = "stdout", value_name = "DEST")]
+    output: String,
     /// Only parse these protocols (repeatable; default: all built-in).
     #[arg(long = "protocol", value_name = "NAME")]
     protocols: Vec<String>,
@@ -324,6 +328,46 @@ fn run_and_print(
     let records = engine.records().ok_or("engine has no record channel")?;
     let format = args.format;
     let live = std::io::stdout().is_terminal();
+    let exporter = match args.output.strip_prefix("otlp=") {
+        Some(endpoint) => Some(
+            l7tap_export::OtlpExporter::start(l7tap_export::OtlpConfig {
+                endpoint: endpoint.to_string(),
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?,
+        ),
+        None if args.output == "stdout" => None,
+        None => {
+            return Err(format!(
+                "--output {}: expected stdout or otlp=http://host:port",
+                args.output
+            ))
+        }
+    };
+    if let Some(ex) = exporter {
+        let sender = std::thread::spawn(move || {
+            for r in records {
+                ex.export(r);
+            }
+            ex.shutdown()
+        });
+        let run = engine.run(source);
+        let mut stats = engine.finish();
+        let counters = sender
+            .join()
+            .map_err(|_| "exporter thread failed".to_string())?;
+        stats.merge(&StatsSnapshot(counters));
+        if !args.no_stats {
+            print_stats(&stats);
+        }
+        return match run {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("l7tap: {e}");
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
     let printer = std::thread::spawn(move || -> std::io::Result<u64> {
         let stdout = std::io::stdout();
         let mut out = BufWriter::new(stdout.lock());
