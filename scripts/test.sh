@@ -8,4 +8,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # As root, the live eBPF capture tests must run, not skip (L7TAP_REQUIRE_LIVE=0 to allow skips).
 if [ "$(id -u)" = 0 ]; then export L7TAP_REQUIRE_LIVE="${L7TAP_REQUIRE_LIVE:-1}"; fi
+# The C/Python consumer tests load the shared library, which `cargo test` does not link.
+cargo build -p l7tap-ffi --locked
 cargo test --workspace --locked

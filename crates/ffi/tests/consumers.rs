@@ -38,7 +38,8 @@ fn build_example(out: &Path, extra: &[&str]) {
     let lib = profile_dir();
     assert!(
         lib.join("libl7tap_ffi.so").is_file(),
-        "{} missing",
+        "{} has no libl7tap_ffi.so: `cargo test` does not link the shared library; run \
+         `cargo build -p l7tap-ffi` first (scripts/test.sh does)",
         lib.display()
     );
     let st = Command::new("gcc")
