@@ -73,8 +73,10 @@ struct EngineArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
-    /// Where records go: `stdout` (in --format), or `otlp=http://host:4318` to export them to
-    /// an OpenTelemetry collector as log records and spans (nothing printed).
+    /// Where records go: `stdout` (in --format); `file=PATH` (appended) or `unix=PATH` (a
+    /// listening unix stream socket, as Vector's and Fluent Bit's socket sources) in --format;
+    /// or `otlp=http://host:4318` to export them to an OpenTelemetry collector as log records
+    /// and spans.
     #[arg(long, default_value = "stdout", value_name = "DEST")]
     output: String,
     /// Only parse these protocols (repeatable; default: all built-in).
@@ -336,13 +338,30 @@ fn run_and_print(
             })
             .map_err(|e| e.to_string())?,
         ),
-        None if args.output == "stdout" => None,
-        None => {
-            return Err(format!(
-                "--output {}: expected stdout or otlp=http://host:port",
-                args.output
-            ))
-        }
+        None => None,
+    };
+    // Where the printer writes: stdout, a file or a unix socket.
+    let sink: Box<dyn Write + Send> = match args.output.as_str() {
+        _ if exporter.is_some() => Box::new(std::io::sink()),
+        "stdout" => Box::new(std::io::stdout()),
+        o => match (o.strip_prefix("file="), o.strip_prefix("unix=")) {
+            (Some(path), _) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("--output {o}: {e}"))?,
+            ),
+            (_, Some(path)) => Box::new(
+                std::os::unix::net::UnixStream::connect(path)
+                    .map_err(|e| format!("--output {o}: {e}"))?,
+            ),
+            _ => {
+                return Err(format!(
+                    "--output {o}: expected stdout, file=PATH, unix=PATH or otlp=http://host:port"
+                ))
+            }
+        },
     };
     if let Some(ex) = exporter {
         let sender = std::thread::spawn(move || {
@@ -369,8 +388,7 @@ fn run_and_print(
         };
     }
     let printer = std::thread::spawn(move || -> std::io::Result<u64> {
-        let stdout = std::io::stdout();
-        let mut out = BufWriter::new(stdout.lock());
+        let mut out = BufWriter::new(sink);
         let mut n = 0;
         if format == Format::Table {
             writeln!(out, "{}", table_header())?;

@@ -264,3 +264,49 @@ fn replay_with_the_status_rewrite_plugin() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("plugin http_status_rewrite: calls_on_http_resp=2"));
 }
+
+/// JSON lines to a file and to a unix socket (what Vector's and Fluent Bit's file and socket
+/// sources read): the same lines as on stdout; nothing on stdout then.
+#[test]
+fn json_lines_to_a_file_and_a_unix_socket() {
+    let (stdout, _) = run_ok(&["replay".as_ref(), capture("keepalive.pcap").as_os_str()]);
+    let dir = std::env::temp_dir().join(format!("l7tap-cli-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let file = dir.join("records.jsonl");
+    let arg = format!("--output=file={}", file.display());
+    let (printed, _) = run_ok(&[
+        "replay".as_ref(),
+        capture("keepalive.pcap").as_os_str(),
+        arg.as_ref(),
+    ]);
+    assert!(printed.is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout);
+
+    let sock = dir.join("sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        got
+    });
+    let arg = format!("--output=unix={}", sock.display());
+    run_ok(&[
+        "replay".as_ref(),
+        capture("keepalive.pcap").as_os_str(),
+        arg.as_ref(),
+    ]);
+    assert_eq!(reader.join().unwrap(), stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let bad = bin()
+        .args(["replay", "--output", "ftp://x"])
+        .arg(capture("keepalive.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("expected stdout, file=PATH, unix=PATH or otlp="));
+}
