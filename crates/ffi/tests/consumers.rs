@@ -192,3 +192,55 @@ fn python_consumer_through_ctypes() {
         "errors: bad_handle=2 null=1 config=4 unknown_key"
     );
 }
+
+/// A Go consumer through cgo (`examples/go/consumer.go`): records converted into the log
+/// records an OpenTelemetry Collector receiver would emit, attributes named by the semantic
+/// conventions, checked against nginx's log.
+#[test]
+fn go_consumer_through_cgo() {
+    if !have("go") {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("l7tap-go-{}", std::process::id()));
+    let out = Command::new("go")
+        .args([
+            "run",
+            "examples/go/consumer.go",
+            "tests/captures/keepalive.pcap",
+        ])
+        .current_dir(root())
+        .env("GOCACHE", tmp.join("cache"))
+        .env("GOPATH", tmp.join("path"))
+        .env("GO111MODULE", "off")
+        .env("CGO_ENABLED", "1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let expected = nginx_log("keepalive");
+    let logs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logs.len(), expected.len(), "{stdout}");
+    for (l, (method, uri, status)) in logs.iter().zip(&expected) {
+        let a = &l["attributes"];
+        assert_eq!(a["http.request.method"], method.as_str());
+        assert_eq!(a["url.path"], uri.as_str());
+        assert_eq!(a["http.response.status_code"], *status);
+        assert_eq!(l["body"], format!("http1 {method} {uri} {status}"));
+        let sev = if *status >= 500 {
+            "ERROR"
+        } else if *status >= 400 {
+            "WARN"
+        } else {
+            "INFO"
+        };
+        assert_eq!(l["severity_text"], sev);
+    }
+}
