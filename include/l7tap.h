@@ -278,6 +278,18 @@ enum L7tapStatus l7tap_records_release(L7tapEngine engine, const uint64_t *ids, 
 // `out` is a valid pointer.
 enum L7tapStatus l7tap_record_to_json(L7tapEngine engine, uint64_t id, struct L7tapBytes *out);
 
+// The record as OTLP protobuf bytes, ready to POST to a collector or to hand to an OTLP
+// library: `signal` 0 gives an ExportLogsServiceRequest (`/v1/logs`), 1 an
+// ExportTraceServiceRequest (`/v1/traces`), with the same attributes as `--output otlp`.
+// Valid until the record is released.
+//
+// # Safety
+// `out` is a valid pointer.
+enum L7tapStatus l7tap_record_to_otlp(L7tapEngine engine,
+                                      uint64_t id,
+                                      uint32_t signal,
+                                      struct L7tapBytes *out);
+
 // The engine's counters (and the running source's): up to `max` into `stats`, `*count` set
 // to how many there are in all. Names stay valid until the next call on this engine.
 //

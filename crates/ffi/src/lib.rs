@@ -239,6 +239,7 @@ struct Lent {
     plugins: String,
     attrs: Vec<L7tapAttribute>,
     json: Option<String>,
+    otlp: [Option<Vec<u8>>; 2],
 }
 
 // SAFETY: the raw pointers in `attrs` point into `rec`'s `Bytes`, which are immutable,
@@ -269,6 +270,7 @@ impl Lent {
                 .join(","),
             attrs: Vec::new(),
             json: None,
+            otlp: [None, None],
             rec,
         });
         l.attrs = l
@@ -1024,6 +1026,55 @@ pub unsafe extern "C" fn l7tap_record_to_json(
         let json = l.json.as_deref().unwrap_or("");
         // SAFETY: valid per the contract; the string lives in the lent record.
         unsafe { *out = bytes_view(json.as_bytes()) };
+        Ok(())
+    })
+}
+
+/// The record as OTLP protobuf bytes, ready to POST to a collector or to hand to an OTLP
+/// library: `signal` 0 gives an ExportLogsServiceRequest (`/v1/logs`), 1 an
+/// ExportTraceServiceRequest (`/v1/traces`), with the same attributes as `--output otlp`.
+/// Valid until the record is released.
+///
+/// # Safety
+/// `out` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn l7tap_record_to_otlp(
+    engine: L7tapEngine,
+    id: u64,
+    signal: u32,
+    out: *mut L7tapBytes,
+) -> L7tapStatus {
+    guard(|| {
+        let h = handle(engine)?;
+        if out.is_null() {
+            return Err(fail(L7tapErrNull, "out is NULL"));
+        }
+        if signal > 1 {
+            return Err(fail(
+                L7tapErrInvalidArgument,
+                format!("signal {signal}: 0 (logs) or 1 (traces)"),
+            ));
+        }
+        let mut lent = h.lent.lock();
+        let Some(l) = lent.get_mut(&id) else {
+            return Err(fail(
+                L7tapErrInvalidArgument,
+                format!("record {id} is not lent"),
+            ));
+        };
+        let slot = signal as usize;
+        if l.otlp[slot].is_none() {
+            use prost::Message as _;
+            let one = std::slice::from_ref(&l.rec);
+            l.otlp[slot] = Some(if slot == 0 {
+                l7tap_export::logs_request(one).encode_to_vec()
+            } else {
+                l7tap_export::traces_request(one).encode_to_vec()
+            });
+        }
+        let bytes = l.otlp[slot].as_deref().unwrap_or(&[]);
+        // SAFETY: valid per the contract; the bytes live in the lent record.
+        unsafe { *out = bytes_view(bytes) };
         Ok(())
     })
 }

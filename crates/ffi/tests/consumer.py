@@ -48,6 +48,12 @@ lib.l7tap_engine_wait.argtypes = [C.c_uint64]
 lib.l7tap_engine_poll.argtypes = [C.c_uint64, C.POINTER(Record), C.c_size_t, C.c_uint32, C.POINTER(C.c_size_t)]
 lib.l7tap_records_release.argtypes = [C.c_uint64, C.POINTER(C.c_uint64), C.c_size_t]
 lib.l7tap_engine_free.argtypes = [C.c_uint64]
+lib.l7tap_record_to_otlp.argtypes = [C.c_uint64, C.c_uint64, C.c_uint32, C.POINTER(Bytes)]
+try:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+except ImportError:
+    trace_service_pb2 = None
+otlp_lines = []
 
 
 def ok(status, what):
@@ -71,8 +77,20 @@ while True:
         r = batch[i]
         code = str(r.response_code) if r.has_response_code else "-"
         print(r.protocol.text(), r.request_type.text(), r.request_resource.text(), code)
+        if trace_service_pb2 is not None:
+            # The record as an OTLP span, decoded with the official protobuf definitions.
+            out = Bytes()
+            ok(lib.l7tap_record_to_otlp(engine, r.id, 1, C.byref(out)), "to_otlp")
+            req = trace_service_pb2.ExportTraceServiceRequest.FromString(C.string_at(out.ptr, out.len))
+            span = req.resource_spans[0].scope_spans[0].spans[0]
+            a = {kv.key: kv.value for kv in span.attributes}
+            otlp_lines.append("otlp %s %s %d" % (a["http.request.method"].string_value,
+                              a["url.path"].string_value, a["http.response.status_code"].int_value))
         ids[i] = r.id
     ok(lib.l7tap_records_release(engine, ids, n.value), "release")
+
+for line in otlp_lines:
+    print(line)
 
 # Mistakes: a freed handle, a NULL out pointer, an unknown configuration key.
 ok(lib.l7tap_engine_free(engine), "free")
