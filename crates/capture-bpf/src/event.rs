@@ -196,7 +196,8 @@ impl<'a> RawEvent<'a> {
     }
 }
 
-/// Builds a record in the kernel's layout (tests and the converter's unit tests).
+/// Builds a record in the kernel's layout (the converter's unit tests).
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct EventBuilder {
     /// Header fields, in order; see [`RawEvent`].
@@ -227,6 +228,7 @@ pub struct EventBuilder {
     pub comm: &'static str,
 }
 
+#[cfg(test)]
 impl EventBuilder {
     /// The record bytes for `payload`.
     pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {

@@ -615,39 +615,23 @@ static __always_inline int data_exit(long ret)
 
 #define ARG(i) (ctx->args[i])
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, 0, K_BUF, DIR_EGRESS, SC_WRITE); }
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_EGRESS, SC_WRITEV); }
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_EGRESS, SC_SENDTO); }
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, 0, K_MSG, DIR_EGRESS, SC_SENDMSG); }
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_EGRESS, SC_SENDMMSG); }
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), 0, 0, 0, K_NONE, DIR_EGRESS, SC_SENDFILE); }
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, 0, K_BUF, DIR_INGRESS, SC_READ); }
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_INGRESS, SC_READV); }
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_INGRESS, SC_RECVFROM); }
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), 0, 0, K_MSG, DIR_INGRESS, SC_RECVMSG); }
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{ return data_enter(ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_INGRESS, SC_RECVMMSG); }
+/* Entry programs of the data syscalls: (syscall, fd, buffer-or-vector, count, sockaddr,
+ * payload kind, direction, syscall id). */
+#define ENTER_PROG(name, fd, ptr, count, addr, kind, dir, sc)              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                       \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)            \
+	{ return data_enter(fd, ptr, count, addr, kind, dir, sc); }
+ENTER_PROG(write, ARG(0), ARG(1), 0, 0, K_BUF, DIR_EGRESS, SC_WRITE)
+ENTER_PROG(writev, ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_EGRESS, SC_WRITEV)
+ENTER_PROG(sendto, ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_EGRESS, SC_SENDTO)
+ENTER_PROG(sendmsg, ARG(0), ARG(1), 0, 0, K_MSG, DIR_EGRESS, SC_SENDMSG)
+ENTER_PROG(sendmmsg, ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_EGRESS, SC_SENDMMSG)
+ENTER_PROG(sendfile64, ARG(0), 0, 0, 0, K_NONE, DIR_EGRESS, SC_SENDFILE)
+ENTER_PROG(read, ARG(0), ARG(1), 0, 0, K_BUF, DIR_INGRESS, SC_READ)
+ENTER_PROG(readv, ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_INGRESS, SC_READV)
+ENTER_PROG(recvfrom, ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_INGRESS, SC_RECVFROM)
+ENTER_PROG(recvmsg, ARG(0), ARG(1), 0, 0, K_MSG, DIR_INGRESS, SC_RECVMSG)
+ENTER_PROG(recvmmsg, ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_INGRESS, SC_RECVMMSG)
 
 /* One exit handler serves every data syscall: the active map says what was asked. */
 #define EXIT_PROG(name)                                                   \

@@ -7,6 +7,7 @@
 //! indices of everything added afterwards stay right. Huffman strings are decoded with the
 //! `httlib-huffman` crate.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 /// Why a header block could not be decoded.
@@ -104,7 +105,6 @@ pub struct Decoder {
     max_size: usize,
     /// References to entries this decoder never saw (capture started mid-connection).
     pub missing: u64,
-    scratch: Vec<u8>,
 }
 
 impl Default for Decoder {
@@ -114,9 +114,24 @@ impl Default for Decoder {
             size: 0,
             max_size: 4096,
             missing: 0,
-            scratch: Vec::new(),
         }
     }
+}
+
+/// An HPACK string literal at `b[*i]`: borrowed when plain, decoded when Huffman-coded.
+fn string<'b>(b: &'b [u8], i: &mut usize) -> Result<Cow<'b, [u8]>, HpackError> {
+    let huffman = b.get(*i).ok_or(HpackError::Truncated)? & 0x80 != 0;
+    let len = integer(b, i, 7)?;
+    let end = i.checked_add(len).ok_or(HpackError::Truncated)?;
+    let raw = b.get(*i..end).ok_or(HpackError::Truncated)?;
+    *i = end;
+    if !huffman {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
+    httlib_huffman::decode(raw, &mut out, httlib_huffman::DecoderSpeed::FourBits)
+        .map_err(|_| HpackError::Huffman)?;
+    Ok(Cow::Owned(out))
 }
 
 /// An HPACK integer with an `n`-bit prefix at `b[*i]`.
@@ -154,25 +169,6 @@ impl Decoder {
     /// The dynamic table's size in RFC 7541 terms (name + value + 32 per entry).
     pub fn dynamic_size(&self) -> usize {
         self.size
-    }
-
-    fn string(&mut self, b: &[u8], i: &mut usize) -> Result<Vec<u8>, HpackError> {
-        let huffman = b.get(*i).ok_or(HpackError::Truncated)? & 0x80 != 0;
-        let len = integer(b, i, 7)?;
-        let end = i.checked_add(len).ok_or(HpackError::Truncated)?;
-        let raw = b.get(*i..end).ok_or(HpackError::Truncated)?;
-        *i = end;
-        if !huffman {
-            return Ok(raw.to_vec());
-        }
-        self.scratch.clear();
-        httlib_huffman::decode(
-            raw,
-            &mut self.scratch,
-            httlib_huffman::DecoderSpeed::FourBits,
-        )
-        .map_err(|_| HpackError::Huffman)?;
-        Ok(std::mem::take(&mut self.scratch))
     }
 
     /// Entry `index` (1-based, static then dynamic), or `None` when not known.
@@ -215,6 +211,8 @@ impl Decoder {
     }
 
     /// Decodes one complete header block, calling `out` for every field it can recover.
+    /// Fields are handed over borrowed (from the block, the tables or a Huffman decode): only
+    /// what goes into the dynamic table is copied.
     pub fn decode(
         &mut self,
         b: &[u8],
@@ -222,17 +220,22 @@ impl Decoder {
     ) -> Result<(), HpackError> {
         let mut i = 0;
         let mut listed = 0usize;
+        let mut emit = |n: &[u8], v: &[u8]| {
+            listed += n.len() + v.len() + 32;
+            if listed > MAX_LIST {
+                return Err(HpackError::ListTooLarge);
+            }
+            out(n, v);
+            Ok(())
+        };
         while i < b.len() {
             let first = b[i];
-            let (name, value) = if first & 0x80 != 0 {
+            if first & 0x80 != 0 {
                 // Indexed field.
                 let idx = integer(b, &mut i, 7)?;
                 match self.entry(idx) {
-                    Some((n, v)) => (n.to_vec(), v.to_vec()),
-                    None => {
-                        self.missing += 1;
-                        continue;
-                    }
+                    Some((n, v)) => emit(n, v)?,
+                    None => self.missing += 1,
                 }
             } else if first & 0xe0 == 0x20 {
                 // Dynamic table size update.
@@ -242,7 +245,6 @@ impl Decoder {
                 }
                 self.max_size = size;
                 self.evict();
-                continue;
             } else {
                 // Literal: with incremental indexing (01), without (0000) or never (0001).
                 let (prefix, index_it) = if first & 0xc0 == 0x40 {
@@ -251,34 +253,32 @@ impl Decoder {
                     (4, false)
                 };
                 let idx = integer(b, &mut i, prefix)?;
-                let name = if idx == 0 {
-                    Some(self.string(b, &mut i)?)
+                let literal_name = if idx == 0 {
+                    Some(string(b, &mut i)?)
                 } else {
-                    self.entry(idx).map(|(n, _)| n.to_vec())
+                    None
                 };
-                let value = self.string(b, &mut i)?;
-                match name {
-                    Some(n) => {
-                        if index_it {
-                            self.insert(n.clone(), value.clone());
-                        }
-                        (n, value)
+                let value = string(b, &mut i)?;
+                let name: Option<&[u8]> = match &literal_name {
+                    Some(n) => Some(n),
+                    None => self.entry(idx).map(|(n, _)| n),
+                };
+                match (name, index_it) {
+                    (Some(n), false) => emit(n, &value)?,
+                    (Some(n), true) => {
+                        let n = n.to_vec();
+                        emit(&n, &value)?;
+                        self.insert(n, value.into_owned());
                     }
-                    None => {
+                    (None, _) => {
                         self.missing += 1;
                         if index_it {
                             // Keep the table aligned with the encoder's: the slot exists.
-                            self.insert(Vec::new(), value);
+                            self.insert(Vec::new(), value.into_owned());
                         }
-                        continue;
                     }
                 }
-            };
-            listed += name.len() + value.len() + 32;
-            if listed > MAX_LIST {
-                return Err(HpackError::ListTooLarge);
             }
-            out(&name, &value);
         }
         Ok(())
     }
