@@ -127,6 +127,21 @@ fn bench_calls(c: &mut Criterion) {
         })
     });
     g.finish();
+    // Deterministic companions of the times: Wasm operators each guest executed per call
+    // (the metering count), which the shared machine's load does not move.
+    for (name, host) in [
+        ("noop", &noop),
+        ("round_trip", &rt),
+        ("http_status_rewrite", &sr),
+    ] {
+        let m = &host.plugins()[0].metrics;
+        let calls = m.calls(l7tap::wasm::Hook::HttpResp).max(1);
+        let ops = m.instructions.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "{name}: {} Wasm operators per on_http_resp call",
+            ops / calls
+        );
+    }
 }
 
 fn bench_pipeline(c: &mut Criterion) {

@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build-plugins.sh
+# The guest SDK's own unit tests, natively with the same Debian rustc 1.63 it is built with.
+/usr/bin/rustc --edition 2021 --test sdk/rust/src/lib.rs -o target/plugins/sdk-tests
+target/plugins/sdk-tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # As root, the live eBPF capture tests must run, not skip (L7TAP_REQUIRE_LIVE=0 to allow skips).

@@ -2,6 +2,7 @@
 //!
 //! Everything that crosses the boundary is big-endian; strings are `str16` (u16 length, bytes).
 
+use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 
 /// Hook bitmap bit (of the 128-bit big-endian word) enabling `on_http_req`.
@@ -89,48 +90,77 @@ pub struct BaseCtx {
     /// 0 client->server, 1 server->client.
     pub direction: u8,
     /// Process name (empty when unknown); at most 255 bytes are sent.
-    pub proc_name: Vec<u8>,
+    pub proc_name: Bytes,
     /// Flow id.
     pub flow_id: u64,
     /// Payload size the guest should expect at most (never 0).
     pub buf_size: u16,
 }
 
-fn ip_bytes(ip: IpAddr, v6: bool) -> Vec<u8> {
+/// The 4 or 16 bytes of `ip` in the context's family.
+fn ip_bytes(ip: IpAddr, v6: bool) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
     match (ip, v6) {
-        (IpAddr::V4(a), false) => a.octets().to_vec(),
-        (IpAddr::V4(a), true) => a.to_ipv6_mapped().octets().to_vec(),
-        (IpAddr::V6(a), true) => a.octets().to_vec(),
+        (IpAddr::V4(a), false) => out[..4].copy_from_slice(&a.octets()),
+        (IpAddr::V4(a), true) => out = a.to_ipv6_mapped().octets(),
+        (IpAddr::V6(a), true) => out = a.octets(),
         // A v6 address in a v4 context: the mapped form's last four bytes, else zeros.
-        (IpAddr::V6(a), false) => a
-            .to_ipv4_mapped()
-            .map(|v| v.octets().to_vec())
-            .unwrap_or_else(|| vec![0; 4]),
+        (IpAddr::V6(a), false) => {
+            if let Some(v) = a.to_ipv4_mapped() {
+                out[..4].copy_from_slice(&v.octets());
+            }
+        }
+    }
+    (out, if v6 { 16 } else { 4 })
+}
+
+/// Appends to a fixed buffer (the base context has a known maximum size).
+struct Fixed<'a> {
+    buf: &'a mut [u8; BaseCtx::MAX_ENCODED],
+    n: usize,
+}
+
+impl Fixed<'_> {
+    fn put(&mut self, b: &[u8]) {
+        // Sizes are bounded by construction (MAX_ENCODED); `get_mut` keeps it panic-free.
+        if let Some(dst) = self.buf.get_mut(self.n..self.n + b.len()) {
+            dst.copy_from_slice(b);
+            self.n += b.len();
+        }
     }
 }
 
 impl BaseCtx {
+    /// Largest encoding: IPv6 with a 255-byte process name.
+    pub const MAX_ENCODED: usize = 60 + 255;
+
     /// The encoding: 36 + n bytes for IPv4, 60 + n for IPv6 (the family is the source's; the
     /// destination is written in the same family).
     pub fn encode(&self) -> Vec<u8> {
+        let mut buf = [0u8; BaseCtx::MAX_ENCODED];
+        self.encode_to(&mut buf).to_vec()
+    }
+
+    /// The encoding, written into `buf` without allocating (the hook-call path).
+    pub fn encode_to<'a>(&self, buf: &'a mut [u8; BaseCtx::MAX_ENCODED]) -> &'a [u8] {
         let v6 = self.src.is_ipv6();
         let name = &self.proc_name[..self.proc_name.len().min(255)];
-        let mut b = Vec::with_capacity(60 + name.len());
-        b.push(if v6 { 6 } else { 4 });
-        b.extend_from_slice(&ip_bytes(self.src.ip(), v6));
-        b.extend_from_slice(&ip_bytes(self.dst.ip(), v6));
-        b.extend_from_slice(&self.src.port().to_be_bytes());
-        b.extend_from_slice(&self.dst.port().to_be_bytes());
-        b.push(self.l4_protocol);
-        b.push(self.l7_protocol);
-        b.push(self.ebpf_type);
-        b.extend_from_slice(&self.time_us.to_be_bytes());
-        b.push(self.direction);
-        b.push(name.len() as u8);
-        b.extend_from_slice(name);
-        b.extend_from_slice(&self.flow_id.to_be_bytes());
-        b.extend_from_slice(&self.buf_size.max(1).to_be_bytes());
-        b
+        let mut w = Fixed { buf, n: 0 };
+        w.put(&[if v6 { 6 } else { 4 }]);
+        let (src, n) = ip_bytes(self.src.ip(), v6);
+        w.put(&src[..n]);
+        let (dst, n) = ip_bytes(self.dst.ip(), v6);
+        w.put(&dst[..n]);
+        w.put(&self.src.port().to_be_bytes());
+        w.put(&self.dst.port().to_be_bytes());
+        w.put(&[self.l4_protocol, self.l7_protocol, self.ebpf_type]);
+        w.put(&self.time_us.to_be_bytes());
+        w.put(&[self.direction, name.len() as u8]);
+        w.put(name);
+        w.put(&self.flow_id.to_be_bytes());
+        w.put(&self.buf_size.max(1).to_be_bytes());
+        let n = w.n;
+        &w.buf[..n]
     }
 }
 
@@ -190,7 +220,7 @@ mod tests {
             ebpf_type: EBPF_TYPE_NONE,
             time_us: 0x0102_0304_0506_0708,
             direction: 1,
-            proc_name: name.to_vec(),
+            proc_name: Bytes::copy_from_slice(name),
             flow_id: 0x1122_3344_5566_7788,
             buf_size: 1024,
         }

@@ -3,7 +3,7 @@
 
 use crate::abi::{self, l7_proto, status, BaseCtx};
 use crate::host::{Outcome, PluginHost};
-use crate::imports::{ActiveHook, CallCtx, HookResult};
+use crate::imports::{ActiveHook, CallCtx, HookResult, HttpReqInfo};
 use crate::metrics::Hook;
 use crate::result::PluginRecord;
 use bytes::Bytes;
@@ -42,34 +42,29 @@ pub struct Origin<'a> {
     /// Timestamp, ns.
     pub ts_ns: u64,
     /// Process name, when known (eBPF).
-    pub comm: &'a [u8],
+    pub comm: Bytes,
     /// True when the data came from eBPF rather than packet capture.
     pub from_ebpf: bool,
 }
 
 impl PluginHost {
-    /// The encoded base context and its direction byte.
-    fn base(&self, o: &Origin<'_>, l7: u8) -> (Bytes, u8) {
-        let b = self.base_ctx(o, l7);
-        (Bytes::from(b.encode()), b.direction)
-    }
-
-    /// The base context for a message payload. When the payload handed over is not the whole
-    /// message (cut at `payload_bytes`, or the record is truncated), `buf_size` is set to the
-    /// payload's length: a plugin can tell a cut payload by `payload.len() == buf_size`.
+    /// The base context for a message payload, and the payload as plugins see it (at most
+    /// `payload_bytes` bytes). When that is not the whole message (cut here, or the record
+    /// is truncated), `buf_size` is set to the payload's length: a plugin can tell a cut
+    /// payload by `payload.len() == buf_size`.
     fn base_for_message(
         &self,
         o: &Origin<'_>,
         l7: u8,
         whole: &Bytes,
         truncated: bool,
-    ) -> (Bytes, u8, Bytes) {
+    ) -> (BaseCtx, Bytes) {
         let payload = self.cut(whole);
         let mut b = self.base_ctx(o, l7);
         if (truncated || payload.len() < whole.len()) && !payload.is_empty() {
             b.buf_size = payload.len().min(usize::from(u16::MAX)) as u16;
         }
-        (Bytes::from(b.encode()), b.direction, payload)
+        (b, payload)
     }
 
     fn base_ctx(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
@@ -93,7 +88,7 @@ impl PluginHost {
             } else {
                 1
             },
-            proc_name: o.comm.to_vec(),
+            proc_name: o.comm.clone(),
             flow_id: o.flow.shard_hash(),
             buf_size: self.limits().payload_bytes.max(1),
         }
@@ -101,11 +96,14 @@ impl PluginHost {
 
     /// The payload as plugins see it: at most `payload_bytes` bytes of the message.
     fn cut(&self, payload: &Bytes) -> Bytes {
-        payload.slice(
-            ..payload
-                .len()
-                .min(usize::from(self.limits().payload_bytes.max(1))),
-        )
+        let n = payload
+            .len()
+            .min(usize::from(self.limits().payload_bytes.max(1)));
+        if n == payload.len() {
+            payload.clone()
+        } else {
+            payload.slice(..n)
+        }
     }
 
     /// Runs `on_http_req` and `on_http_resp` on an HTTP/1, HTTP/2 or gRPC record and merges
@@ -117,6 +115,25 @@ impl PluginHost {
             Protocol::Grpc => l7_proto::GRPC,
             _ => return false,
         };
+        // HTTP/1: the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole
+        // (for gRPC the length-prefixed messages, 5-byte prefix included), since the head is
+        // HPACK-coded frames a plugin could not read; its fields are in the HTTP info.
+        let h1 = native == l7_proto::HTTP1;
+        let want_req = self.any_wants(Hook::HttpReq)
+            && (if h1 {
+                !rec.request_payload.is_empty()
+            } else {
+                !rec.request_body.is_empty() || !rec.request_type.is_empty()
+            });
+        let want_resp = self.any_wants(Hook::HttpResp)
+            && (if h1 {
+                !rec.response_payload.is_empty()
+            } else {
+                !rec.response_body.is_empty() || rec.response_code.is_some()
+            });
+        if !want_req && !want_resp {
+            return false;
+        }
         let comm = rec
             .process
             .as_ref()
@@ -124,73 +141,62 @@ impl PluginHost {
             .unwrap_or_default();
         let from_ebpf = rec.process.is_some();
         let mut changed = false;
-        // HTTP/1: the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole
-        // (for gRPC the length-prefixed messages, 5-byte prefix included), since the head is
-        // HPACK-coded frames a plugin could not read; its fields are in the HTTP info.
-        let h1 = native == l7_proto::HTTP1;
-        let (req_payload, resp_payload) = if h1 {
-            (rec.request_payload.clone(), rec.response_payload.clone())
-        } else {
-            (rec.request_body.clone(), rec.response_body.clone())
-        };
-        let has_req = !req_payload.is_empty() || (!h1 && !rec.request_type.is_empty());
-        let has_resp = !resp_payload.is_empty() || (!h1 && rec.response_code.is_some());
-        if has_req && self.any_wants(Hook::HttpReq) {
+        if want_req {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ClientToServer,
                 ts_ns: rec.start_ns,
-                comm: &comm,
+                comm: comm.clone(),
                 from_ebpf,
             };
-            let (base, dir, payload) =
-                self.base_for_message(&o, native, &req_payload, rec.truncated);
-            let (ua, referer) = if h1 {
-                (
-                    header(&rec.request_payload, b"user-agent"),
-                    header(&rec.request_payload, b"referer"),
-                )
+            let whole = if h1 {
+                &rec.request_payload
             } else {
-                (&[][..], &[][..])
+                &rec.request_body
             };
-            let info = Bytes::from(abi::encode_http_req(
-                &rec.request_resource,
-                &rec.request_domain,
-                ua,
-                referer,
-            ));
-            let ctx = move |_: &crate::Plugin| {
-                let mut c = CallCtx::new(ActiveHook::HttpReq, &base, dir, payload.clone());
-                c.http_req = info.clone();
-                c
+            let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
+            let mut ctx = CallCtx::new(ActiveHook::HttpReq, base, payload);
+            ctx.http_req = HttpReqInfo {
+                path: rec.request_resource.clone(),
+                host: rec.request_domain.clone(),
+                user_agent: if h1 {
+                    header(&rec.request_payload, b"user-agent")
+                } else {
+                    Bytes::new()
+                },
+                referer: if h1 {
+                    header(&rec.request_payload, b"referer")
+                } else {
+                    Bytes::new()
+                },
             };
-            if let Some((name, r)) = self.first_handled(Hook::HttpReq, &ctx) {
+            if let Some((name, r)) = self.first_handled(Hook::HttpReq, ctx) {
                 merge_http(rec, &r, Direction::ClientToServer);
                 rec.plugins.push(name);
                 changed = true;
             }
         }
-        if has_resp && self.any_wants(Hook::HttpResp) {
+        if want_resp {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ServerToClient,
                 ts_ns: rec.end_ns,
-                comm: &comm,
+                comm: comm.clone(),
                 from_ebpf,
             };
-            let (base, dir, payload) =
-                self.base_for_message(&o, native, &resp_payload, rec.truncated);
-            let resp = (
+            let whole = if h1 {
+                &rec.response_payload
+            } else {
+                &rec.response_body
+            };
+            let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
+            let mut ctx = CallCtx::new(ActiveHook::HttpResp, base, payload);
+            ctx.http_resp = (
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),
                 rec.endpoint.clone(),
             );
-            let ctx = move |_: &crate::Plugin| {
-                let mut c = CallCtx::new(ActiveHook::HttpResp, &base, dir, payload.clone());
-                c.http_resp = resp.clone();
-                c
-            };
-            if let Some((name, r)) = self.first_handled(Hook::HttpResp, &ctx) {
+            if let Some((name, r)) = self.first_handled(Hook::HttpResp, ctx) {
                 merge_http(rec, &r, Direction::ServerToClient);
                 if !rec.plugins.contains(&name) {
                     rec.plugins.push(name);
@@ -203,11 +209,7 @@ impl PluginHost {
 
     /// Section 4.3: 0 next plugin, 1 handled (stop; the last record of its result counts),
     /// anything else a failure (next plugin).
-    fn first_handled(
-        &self,
-        hook: Hook,
-        ctx: &dyn Fn(&crate::Plugin) -> CallCtx,
-    ) -> Option<(Arc<str>, PluginRecord)> {
+    fn first_handled(&self, hook: Hook, ctx: CallCtx) -> Option<(Arc<str>, PluginRecord)> {
         let mut found = None;
         self.call_each(hook, ctx, &mut |plugin, outcome| match outcome {
             Outcome::Returned(0, _) | Outcome::Failed => false,
@@ -238,14 +240,11 @@ impl PluginHost {
         o: &Origin<'_>,
         payload: &Bytes,
     ) -> Option<(u8, Vec<u8>, MessageRole)> {
-        let (base, dir) = self.base(o, 0);
-        let payload = self.cut(payload);
-        let ctx =
-            move |_: &crate::Plugin| CallCtx::new(ActiveHook::Check, &base, dir, payload.clone());
+        let ctx = CallCtx::new(ActiveHook::Check, self.base_ctx(o, 0), self.cut(payload));
         let mut found = None;
         self.call_each(
             Hook::CheckPayload,
-            &ctx,
+            ctx,
             &mut |plugin, outcome| match outcome {
                 Outcome::Returned(0, _) | Outcome::Failed => false,
                 Outcome::Returned(v, result) => {
@@ -285,14 +284,15 @@ impl PluginHost {
         proto: u8,
         payload: &Bytes,
     ) -> Option<Vec<PluginRecord>> {
-        let (base, dir) = self.base(o, proto);
-        let payload = self.cut(payload);
-        let ctx =
-            move |_: &crate::Plugin| CallCtx::new(ActiveHook::Parse, &base, dir, payload.clone());
+        let ctx = CallCtx::new(
+            ActiveHook::Parse,
+            self.base_ctx(o, proto),
+            self.cut(payload),
+        );
         let mut found = None;
         self.call_each(
             Hook::ParsePayload,
-            &ctx,
+            ctx,
             &mut |plugin, outcome| match outcome {
                 Outcome::Returned(0, _) | Outcome::Failed => false,
                 Outcome::Returned(1, result) => {
@@ -324,16 +324,8 @@ impl PluginHost {
         hook_point: u16,
         type_code: u32,
         payload: &Bytes,
-        body: &[u8],
+        body: &Bytes,
     ) -> Option<(Arc<str>, PluginRecord)> {
-        let (base, dir) = self.base(o, 0);
-        let payload = self.cut(payload);
-        let info = Bytes::from(abi::encode_custom_message(hook_point, type_code, body));
-        let ctx = move |_: &crate::Plugin| {
-            let mut c = CallCtx::new(ActiveHook::Custom, &base, dir, payload.clone());
-            c.custom = info.clone();
-            c
-        };
         let wanted = self.plugins().iter().any(|p| {
             p.custom_hook
                 .is_some_and(|h| h.wants(hook_point, type_code))
@@ -341,16 +333,16 @@ impl PluginHost {
         if !wanted {
             return None;
         }
-        self.first_handled(Hook::CustomMessage, &ctx)
+        let mut ctx = CallCtx::new(ActiveHook::Custom, self.base_ctx(o, 0), self.cut(payload));
+        ctx.custom = (hook_point, type_code, body.clone());
+        self.first_handled(Hook::CustomMessage, ctx)
     }
 }
 
-/// The value of the first header `name` (lower case) in a raw HTTP/1 head; empty if absent.
-fn header<'a>(raw: &'a [u8], name: &[u8]) -> &'a [u8] {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
+/// The value of the first header `name` (lower case) in a raw HTTP/1 head, as a slice of
+/// `raw` (no copy); empty if absent.
+fn header(raw: &Bytes, name: &[u8]) -> Bytes {
+    let head_end = memchr::memmem::find(raw, b"\r\n\r\n").unwrap_or(raw.len());
     for line in raw[..head_end].split(|&b| b == b'\n').skip(1) {
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             if line[..colon].eq_ignore_ascii_case(name) {
@@ -360,11 +352,11 @@ fn header<'a>(raw: &'a [u8], name: &[u8]) -> &'a [u8] {
                     .iter()
                     .position(|&b| b != b' ' && b != b'\t')
                     .unwrap_or(v.len());
-                return &v[start..];
+                return raw.slice_ref(&v[start..]);
             }
         }
     }
-    &[]
+    Bytes::new()
 }
 
 fn set(dst: &mut Bytes, v: &Option<Vec<u8>>) {

@@ -4,17 +4,15 @@
 
 use crate::abi::{self, CustomHook};
 use crate::imports::{
-    imports_for, ActiveHook, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit,
+    imports_for, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit,
 };
 use crate::limits::{engine, PluginLimits};
-use crate::metrics::{FailureKind, Hook, PluginMetrics};
-use bytes::Bytes;
+use crate::metrics::{clock, FailureKind, Hook, PluginMetrics};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
 use wasmer::{
     Engine, FunctionEnv, Global, Instance, Memory, Module, RuntimeError, Store, TypedFunction,
     Value,
@@ -152,9 +150,18 @@ impl Budget {
         })
     }
 
+    /// Gives the instance `points` for its next call. The exhausted flag needs no reset: an
+    /// instance whose budget ran out trapped and is replaced by a fresh one.
     fn set(&self, store: &mut Store, points: u64) {
         let _ = self.remaining.set(store, Value::I64(points as i64));
-        let _ = self.exhausted.set(store, Value::I32(0));
+    }
+
+    /// Points left of the last budget.
+    fn remaining(&self, store: &mut Store) -> u64 {
+        match self.remaining.get(store) {
+            Value::I64(v) => v as u64,
+            _ => 0,
+        }
     }
 
     fn is_exhausted(&self, store: &mut Store) -> bool {
@@ -356,8 +363,27 @@ struct ThreadPlugins {
     instances: Vec<Option<Instantiated>>,
 }
 
+impl Default for ThreadPlugins {
+    fn default() -> Self {
+        ThreadPlugins {
+            generation: u64::MAX,
+            plugins: Arc::new(Vec::new()),
+            instances: Vec::new(),
+        }
+    }
+}
+
+/// A worker thread's instances, per host (usually one host: a short list is searched
+/// faster than a map is hashed). Entries of hosts that are gone are pruned when a host is
+/// added, so a long-lived thread does not keep dead hosts' instances.
+struct ThreadHost {
+    id: u64,
+    host: Weak<HostInner>,
+    plugins: ThreadPlugins,
+}
+
 thread_local! {
-    static RUNTIMES: RefCell<HashMap<u64, ThreadPlugins>> = RefCell::new(HashMap::new());
+    static RUNTIMES: RefCell<Vec<ThreadHost>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The default log sink: stderr, one line per message, with the plugin's name.
@@ -370,6 +396,7 @@ pub fn stderr_log() -> LogSink {
 impl PluginHost {
     /// An empty host with these limits; plugin output goes to `log`.
     pub fn new(limits: PluginLimits, log: LogSink) -> Self {
+        clock::init();
         PluginHost {
             inner: Arc::new(HostInner {
                 id: NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed),
@@ -494,13 +521,25 @@ impl PluginHost {
     /// Runs `f` with this thread's instances (rebuilt when the plugin set changed).
     fn with_thread<R>(&self, f: impl FnOnce(&mut ThreadPlugins, &HostInner) -> R) -> R {
         RUNTIMES.with(|rt| {
-            let mut map = rt.borrow_mut();
+            let mut hosts = rt.borrow_mut();
             let generation = self.inner.generation.load(Ordering::Acquire);
-            let tp = map.entry(self.inner.id).or_insert_with(|| ThreadPlugins {
-                generation: u64::MAX,
-                plugins: Arc::new(Vec::new()),
-                instances: Vec::new(),
-            });
+            let id = self.inner.id;
+            if !hosts.iter().any(|h| h.id == id) {
+                hosts.retain(|h| h.host.strong_count() > 0);
+                hosts.push(ThreadHost {
+                    id,
+                    host: Arc::downgrade(&self.inner),
+                    plugins: ThreadPlugins::default(),
+                });
+            }
+            let Some(tp) = hosts
+                .iter_mut()
+                .find(|h| h.id == id)
+                .map(|h| &mut h.plugins)
+            else {
+                // Not reachable (pushed above); an empty set calls no plugin.
+                return f(&mut ThreadPlugins::default(), &self.inner);
+            };
             if tp.generation != generation {
                 let plugins = self.plugins();
                 // Keep the instances of plugins that did not change.
@@ -526,25 +565,29 @@ impl PluginHost {
         })
     }
 
-    /// Calls `hook` on each plugin that wants it, in order, with the context made by `ctx`;
-    /// `decide` sees each outcome and says whether to stop.
+    /// Calls `hook` on each plugin that wants it, in order, handing `ctx` from one to the
+    /// next (its result slot emptied in between); `decide` sees each outcome and says whether
+    /// to stop.
     pub(crate) fn call_each(
         &self,
         hook: Hook,
-        ctx: &dyn Fn(&Plugin) -> CallCtx,
+        ctx: CallCtx,
         decide: &mut dyn FnMut(&Arc<Plugin>, Outcome) -> bool,
     ) {
+        let mut ctx = Some(ctx);
         self.with_thread(|tp, inner| {
-            for i in 0..tp.plugins.len() {
-                let plugin = Arc::clone(&tp.plugins[i]);
+            let ThreadPlugins {
+                plugins, instances, ..
+            } = tp;
+            for (plugin, slot) in plugins.iter().zip(instances.iter_mut()) {
                 if !plugin.wants(hook) {
                     continue;
                 }
                 if hook == Hook::CustomMessage && !plugin.has_custom_export {
                     continue;
                 }
-                let outcome = call_one(inner, &plugin, &mut tp.instances[i], hook, ctx(&plugin));
-                if decide(&plugin, outcome) {
+                let outcome = call_one(inner, plugin, slot, hook, &mut ctx);
+                if decide(plugin, outcome) {
                     break;
                 }
             }
@@ -594,7 +637,7 @@ fn call_one(
     plugin: &Arc<Plugin>,
     slot: &mut Option<Instantiated>,
     hook: Hook,
-    ctx: CallCtx,
+    ctx: &mut Option<CallCtx>,
 ) -> Outcome {
     if slot.is_none() {
         match instantiate(
@@ -615,23 +658,37 @@ fn call_one(
     let Some(inst) = slot.as_mut() else {
         return Outcome::Failed;
     };
-    let Some(func) = inst.funcs[hook_index(hook)].clone() else {
+    let Some(func) = inst.funcs[hook_index(hook)].as_ref() else {
         return Outcome::Failed;
     };
-    inst.env.as_mut(&mut inst.store).ctx = Some(ctx);
+    if ctx.is_none() {
+        return Outcome::Failed;
+    }
+    // The context moves into the instance for the call and back out after it.
+    std::mem::swap(&mut inst.env.as_mut(&mut inst.store).ctx, ctx);
     inst.budget
         .set(&mut inst.store, inner.limits.instructions_per_call);
-    let t0 = Instant::now();
+    let t0 = clock::now();
     let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
-    let ns = t0.elapsed().as_nanos() as u64;
-    plugin.metrics.call(hook, ns);
-    let ctx = inst.env.as_mut(&mut inst.store).ctx.take();
+    let ticks = clock::now().wrapping_sub(t0);
+    let left = inst.budget.remaining(&mut inst.store);
+    plugin.metrics.call(
+        hook,
+        ticks,
+        inner.limits.instructions_per_call.saturating_sub(left),
+    );
+    std::mem::swap(&mut inst.env.as_mut(&mut inst.store).ctx, ctx);
+    let result = ctx.as_mut().and_then(|c| c.result.take());
     let mem = inst.memory.view(&inst.store).data_size();
-    plugin.metrics.memory_bytes.store(mem, Ordering::Relaxed);
+    if plugin.metrics.memory_bytes.load(Ordering::Relaxed) != mem {
+        plugin.metrics.memory_bytes.store(mem, Ordering::Relaxed);
+    }
     match r {
         Ok(code) => {
-            plugin.consecutive_failures.store(0, Ordering::Relaxed);
-            Outcome::Returned(code, ctx.and_then(|c| c.result))
+            if plugin.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                plugin.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            Outcome::Returned(code, result)
         }
         Err(e) => {
             let kind = if inst.budget.is_exhausted(&mut inst.store) {
@@ -650,23 +707,6 @@ fn call_one(
             // A trapped instance may hold broken state: start afresh next time (cheap).
             *slot = None;
             Outcome::Failed
-        }
-    }
-}
-
-impl CallCtx {
-    /// A context for `hook` with an encoded base (shared by every plugin of one dispatch), a
-    /// payload and nothing else.
-    pub fn new(hook: ActiveHook, base: &Bytes, direction: u8, payload: Bytes) -> Self {
-        CallCtx {
-            hook,
-            base: base.clone(),
-            direction,
-            payload,
-            http_req: Bytes::new(),
-            http_resp: (0, abi::status::UNKNOWN, Bytes::new()),
-            custom: Bytes::new(),
-            result: None,
         }
     }
 }

@@ -46,7 +46,7 @@ fn origin(flow: &FlowKey, direction: Direction, ts_ns: u64) -> Origin<'_> {
         flow,
         direction,
         ts_ns,
-        comm: b"",
+        comm: Bytes::new(),
         from_ebpf: false,
     }
 }

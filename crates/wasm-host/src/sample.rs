@@ -66,7 +66,7 @@ pub fn run(host: &PluginHost, hook: SampleHook, sample: Bytes) -> String {
                 flow: &flow,
                 direction: Direction::ClientToServer,
                 ts_ns: 0,
-                comm: b"",
+                comm: Bytes::new(),
                 from_ebpf: false,
             };
             match host.check_payload(&o, &sample) {

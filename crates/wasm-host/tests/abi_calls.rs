@@ -68,17 +68,23 @@ fn custom_message_hook_gets_its_messages_only() {
         flow: &flow,
         direction: Direction::ServerToClient,
         ts_ns: 0,
-        comm: b"",
+        comm: Bytes::new(),
         from_ebpf: false,
     };
     let (name, rec) = host
-        .on_custom_message(&o, 0, 106, &Bytes::from_static(b"raw"), b"abc")
+        .on_custom_message(
+            &o,
+            0,
+            106,
+            &Bytes::from_static(b"raw"),
+            &Bytes::from_static(b"abc"),
+        )
         .expect("handled");
     assert_eq!(&*name, "zmtp_tap");
     assert_eq!(rec.attributes, vec![(b"seen".to_vec(), b"zmtp".to_vec())]);
     // NATS (104) is not what it hooked: never called.
     assert!(host
-        .on_custom_message(&o, 0, 104, &Bytes::new(), b"abc")
+        .on_custom_message(&o, 0, 104, &Bytes::new(), &Bytes::from_static(b"abc"))
         .is_none());
     assert_eq!(p.metrics.calls(Hook::CustomMessage), 1);
 }

@@ -3,7 +3,7 @@
 //! the response body and rewrites the record to code 500 / server error, keeps the body as
 //! the result text and adds the attribute `op_stat` with the body's status.
 
-use l7tap_sdk::{http_body, json_str_field, payload, Action, Hooks, HttpRespCtx, Plugin, Record, Response, Status};
+use l7tap_sdk::{http_body, json_str_field, text, with_payload, Action, Hooks, HttpRespCtx, Plugin, Record, Response, Status};
 
 struct StatusRewrite;
 
@@ -16,22 +16,21 @@ impl Plugin for StatusRewrite {
         if !(200..300).contains(&ctx.status_code) {
             return Action::Next;
         }
-        let message = match payload(&ctx.base) {
-            Some(p) => p,
-            None => return Action::Next,
-        };
-        let raw = http_body(&message);
-        let body = String::from_utf8_lossy(&raw);
-        match json_str_field(&body, "OPT_STATUS") {
-            Some(op) if op != "SUCCESS" => Action::Result(vec![Record::response(Response {
-                status: Status::ServerError,
-                code: Some(500),
-                result: Some(body.to_string()),
-                exception: None,
-            })
-            .attr("op_stat", &op)]),
-            _ => Action::Next,
-        }
+        // The message is lent from the SDK's buffer: only the result text is copied out.
+        with_payload(&ctx.base, |message| {
+            let body = http_body(message);
+            match json_str_field(&body[..], "OPT_STATUS") {
+                Some(op) if op != "SUCCESS" => Action::Result(vec![Record::response(Response {
+                    status: Status::ServerError,
+                    code: Some(500),
+                    result: Some(text(&body)),
+                    exception: None,
+                })
+                .attr("op_stat", &op)]),
+                _ => Action::Next,
+            }
+        })
+        .unwrap_or(Action::Next)
     }
 }
 

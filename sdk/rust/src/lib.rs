@@ -216,8 +216,15 @@ pub fn payload_is_cut(base: &Base, payload: &[u8]) -> bool {
     !payload.is_empty() && payload.len() == base.buf_size as usize
 }
 
-/// The payload of the current call (at most `buf_size` bytes; the host cuts longer ones).
+/// The payload of the current call (at most `buf_size` bytes; the host cuts longer ones),
+/// copied out. `with_payload` lends it without the copy.
 pub fn payload(base: &Base) -> Option<Vec<u8>> {
+    with_payload(base, |p| p.to_vec())
+}
+
+/// Runs `f` on the payload of the current call, read into a buffer the SDK reuses (no
+/// allocation or copy per call); `None` when the host has no payload for this hook.
+pub fn with_payload<R>(base: &Base, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     PAYLOAD_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         let want = base.buf_size.max(1) as usize;
@@ -228,7 +235,7 @@ pub fn payload(base: &Base) -> Option<Vec<u8>> {
         if n < 0 {
             return None;
         }
-        Some(buf[..n as usize].to_vec())
+        Some(f(&buf[..n as usize]))
     })
 }
 
@@ -370,6 +377,18 @@ impl Record {
 }
 
 // ---- protobuf encoding of wasm_plugin.AppInfo ----
+//
+// Written in one pass into one buffer: nested messages' lengths are computed first, so no
+// temporary vectors and no regrowth copies (copies are loops in Wasm without bulk memory).
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
@@ -388,10 +407,18 @@ fn field_varint(out: &mut Vec<u8>, num: u64, v: u64) {
     varint(out, v);
 }
 
+fn field_varint_len(num: u64, v: u64) -> usize {
+    varint_len(num << 3) + varint_len(v)
+}
+
 fn field_bytes(out: &mut Vec<u8>, num: u64, b: &[u8]) {
     varint(out, (num << 3) | 2);
     varint(out, b.len() as u64);
     out.extend_from_slice(b);
+}
+
+fn field_bytes_len(num: u64, n: usize) -> usize {
+    varint_len((num << 3) | 2) + varint_len(n as u64) + n
 }
 
 fn field_str(out: &mut Vec<u8>, num: u64, s: &Option<String>) {
@@ -400,58 +427,115 @@ fn field_str(out: &mut Vec<u8>, num: u64, s: &Option<String>) {
     }
 }
 
+fn field_str_len(num: u64, s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, |s| field_bytes_len(num, s.len()))
+}
+
+/// Starts a nested message field of `len` bytes.
+fn nested(out: &mut Vec<u8>, num: u64, len: usize) {
+    varint(out, (num << 3) | 2);
+    varint(out, len as u64);
+}
+
+impl Request {
+    fn encoded_len(&self) -> usize {
+        field_str_len(1, &self.version)
+            + field_str_len(2, &self.req_type)
+            + field_str_len(3, &self.domain)
+            + field_str_len(4, &self.resource)
+            + field_str_len(5, &self.endpoint)
+    }
+}
+
+impl Response {
+    fn encoded_len(&self) -> usize {
+        field_varint_len(1, self.status as u64)
+            + self.code.map_or(0, |c| field_varint_len(2, c as i64 as u64))
+            + field_str_len(3, &self.exception)
+            + field_str_len(4, &self.result)
+    }
+}
+
+impl Trace {
+    fn encoded_len(&self) -> usize {
+        field_str_len(1, &self.trace_id)
+            + field_str_len(2, &self.span_id)
+            + field_str_len(3, &self.parent_span_id)
+            + field_str_len(4, &self.x_request_id)
+    }
+}
+
+fn attr_len(k: &str, v: &str) -> usize {
+    field_bytes_len(1, k.len()) + field_bytes_len(2, v.len())
+}
+
 impl Record {
+    /// Bytes `encode` produces.
+    pub fn encoded_len(&self) -> usize {
+        2 + self.req_len.map_or(0, |v| field_varint_len(1, u64::from(v)))
+            + self.resp_len.map_or(0, |v| field_varint_len(2, u64::from(v)))
+            + self.request_id.map_or(0, |v| field_varint_len(3, u64::from(v)))
+            + self.req.as_ref().map_or(0, |r| field_bytes_len(10, r.encoded_len()))
+            + self.resp.as_ref().map_or(0, |r| field_bytes_len(11, r.encoded_len()))
+            + self.trace.as_ref().map_or(0, |t| field_bytes_len(12, t.encoded_len()))
+            + field_str_len(13, &self.protocol_str)
+            + if self.is_async { field_varint_len(22, 1) } else { 0 }
+            + self.attributes.iter().map(|(k, v)| field_bytes_len(31, attr_len(k, v))).sum::<usize>()
+    }
+
     /// The record as a "PB" protobuf record (without its length prefix).
     pub fn encode(&self) -> Vec<u8> {
-        let mut o = b"PB".to_vec();
+        let mut o = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut o);
+        o
+    }
+
+    /// Appends the "PB" record to `o`.
+    pub fn encode_into(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"PB");
         if let Some(v) = self.req_len {
-            field_varint(&mut o, 1, u64::from(v));
+            field_varint(o, 1, u64::from(v));
         }
         if let Some(v) = self.resp_len {
-            field_varint(&mut o, 2, u64::from(v));
+            field_varint(o, 2, u64::from(v));
         }
         if let Some(v) = self.request_id {
-            field_varint(&mut o, 3, u64::from(v));
+            field_varint(o, 3, u64::from(v));
         }
         if let Some(r) = &self.req {
-            let mut m = Vec::new();
-            field_str(&mut m, 1, &r.version);
-            field_str(&mut m, 2, &r.req_type);
-            field_str(&mut m, 3, &r.domain);
-            field_str(&mut m, 4, &r.resource);
-            field_str(&mut m, 5, &r.endpoint);
-            field_bytes(&mut o, 10, &m);
+            nested(o, 10, r.encoded_len());
+            field_str(o, 1, &r.version);
+            field_str(o, 2, &r.req_type);
+            field_str(o, 3, &r.domain);
+            field_str(o, 4, &r.resource);
+            field_str(o, 5, &r.endpoint);
         }
         if let Some(r) = &self.resp {
-            let mut m = Vec::new();
-            field_varint(&mut m, 1, r.status as u64);
+            nested(o, 11, r.encoded_len());
+            field_varint(o, 1, r.status as u64);
             if let Some(c) = r.code {
                 // int32: negative values are sign-extended to 64 bits.
-                field_varint(&mut m, 2, c as i64 as u64);
+                field_varint(o, 2, c as i64 as u64);
             }
-            field_str(&mut m, 3, &r.exception);
-            field_str(&mut m, 4, &r.result);
-            field_bytes(&mut o, 11, &m);
+            field_str(o, 3, &r.exception);
+            field_str(o, 4, &r.result);
         }
         if let Some(t) = &self.trace {
-            let mut m = Vec::new();
-            field_str(&mut m, 1, &t.trace_id);
-            field_str(&mut m, 2, &t.span_id);
-            field_str(&mut m, 3, &t.parent_span_id);
-            field_str(&mut m, 4, &t.x_request_id);
-            field_bytes(&mut o, 12, &m);
+            nested(o, 12, t.encoded_len());
+            field_str(o, 1, &t.trace_id);
+            field_str(o, 2, &t.span_id);
+            field_str(o, 3, &t.parent_span_id);
+            field_str(o, 4, &t.x_request_id);
         }
-        field_str(&mut o, 13, &self.protocol_str);
+        field_str(o, 13, &self.protocol_str);
         if self.is_async {
-            field_varint(&mut o, 22, 1);
+            field_varint(o, 22, 1);
         }
         for (k, v) in &self.attributes {
-            let mut m = Vec::new();
-            field_bytes(&mut m, 1, k.as_bytes());
-            field_bytes(&mut m, 2, v.as_bytes());
-            field_bytes(&mut o, 31, &m);
+            nested(o, 31, attr_len(k, v));
+            field_bytes(o, 1, k.as_bytes());
+            field_bytes(o, 2, v.as_bytes());
         }
-        o
     }
 }
 
@@ -537,15 +621,16 @@ fn send(action: Action) -> i32 {
         Action::Next => 0,
         Action::Abort => 1,
         Action::Result(records) => {
-            let mut blob = Vec::new();
+            let total: usize = records.iter().map(|r| 2 + r.encoded_len()).sum();
+            let mut blob = Vec::with_capacity(total.min(64 * 1024));
             for r in &records {
-                let e = r.encode();
-                if e.len() > u16::MAX as usize || blob.len() + 2 + e.len() > 64 * 1024 {
+                let n = r.encoded_len();
+                if n > u16::MAX as usize || blob.len() + 2 + n > 64 * 1024 {
                     log(Level::Error, "result record too large; dropped");
                     continue;
                 }
-                blob.extend_from_slice(&(e.len() as u16).to_be_bytes());
-                blob.extend_from_slice(&e);
+                blob.extend_from_slice(&(n as u16).to_be_bytes());
+                r.encode_into(&mut blob);
             }
             if !blob.is_empty() {
                 unsafe { ffi::host_read_l7_protocol_info(blob.as_ptr(), blob.len() as i32) };
@@ -710,15 +795,27 @@ macro_rules! export_plugin {
 
 /// Where the head of an HTTP/1 message ends (after the blank line).
 fn head_end(message: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 3 < message.len() {
-        // Jump from CR to CR: the common bytes cost one comparison each.
-        if message[i] == b'\r' && &message[i..i + 4] == b"\r\n\r\n" {
-            return Some(i + 4);
+    // Jump from line feed to line feed: a tight search loop, then one check per line.
+    let mut from = 0;
+    loop {
+        let i = from + message.get(from..)?.iter().position(|&b| b == b'\n')?;
+        if i > 0 && message[i - 1] == b'\r' && message.get(i + 1..i + 3) == Some(&b"\r\n"[..]) {
+            return Some(i + 3);
         }
-        i += 1;
+        from = i + 1;
     }
-    None
+}
+
+/// Bytes as a `String`: copied once and validated (std's fast ASCII path); invalid UTF-8
+/// falls back to a lossy conversion. Cheaper in Wasm than `String::from_utf8_lossy`, which
+/// walks the text chunk by chunk.
+pub fn text(bytes: &[u8]) -> String {
+    let mut v = Vec::with_capacity(bytes.len());
+    v.extend_from_slice(bytes);
+    match String::from_utf8(v) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 fn is_chunked(head: &[u8]) -> bool {
@@ -767,29 +864,61 @@ pub fn http_body(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// The string value of the first `"key": "value"` pair in a JSON text (no full JSON parser:
-/// enough for flat status fields; escapes are kept as written).
-pub fn json_str_field(json: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{}\"", key);
-    let at = json.find(&pat)? + pat.len();
-    let rest = json[at..].trim_start();
-    let rest = rest.strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    let mut out = String::new();
-    let mut escaped = false;
-    for c in rest.chars() {
-        if escaped {
-            out.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return Some(out);
-        } else {
-            out.push(c);
+/// The string value of the first `"key": "value"` pair in a JSON text, given as `str` or
+/// bytes (no full JSON parser: enough for flat status fields; escapes are kept as written).
+pub fn json_str_field<J: AsRef<[u8]> + ?Sized>(json: &J, key: &str) -> Option<String> {
+    let json = json.as_ref();
+    let key = key.as_bytes();
+    let mut from = 0;
+    // Each `"` that opens `"key"`: compare the key there (most quotes fail at once).
+    let rest = loop {
+        let q = from + json.get(from..)?.iter().position(|&b| b == b'"')?;
+        let end = q + 1 + key.len();
+        if json.get(q + 1..end) == Some(key) && json.get(end) == Some(&b'"') {
+            break &json[end + 1..];
         }
+        from = q + 1;
+    };
+    let rest = trim_ws(rest);
+    let rest = trim_ws(rest.strip_prefix(b":")?);
+    let rest = rest.strip_prefix(b"\"")?;
+    let mut i = 0;
+    let mut escaped = false;
+    while i < rest.len() {
+        let b = rest[i];
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            return Some(unescape(&rest[..i]));
+        }
+        i += 1;
     }
     None
+}
+
+fn trim_ws(b: &[u8]) -> &[u8] {
+    let n = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    &b[n..]
+}
+
+/// Drops the backslash of each escape (the escaped character is kept as written).
+fn unescape(raw: &[u8]) -> String {
+    if !raw.contains(&b'\\') {
+        return text(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut escaped = false;
+    for &b in raw {
+        if escaped || b != b'\\' {
+            out.push(b);
+            escaped = false;
+        } else {
+            escaped = true;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The first gRPC message of an HTTP/2 DATA payload (what the host hands `on_http_req` /
@@ -847,4 +976,50 @@ pub fn protobuf_bytes_field(msg: &[u8], number: u64) -> Option<&[u8]> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields() {
+        let j = br#"{"OPT_STATUS" : "FAILED","DESC":"a \"b\" c","N":1}"#;
+        assert_eq!(json_str_field(&j[..], "OPT_STATUS").as_deref(), Some("FAILED"));
+        assert_eq!(json_str_field(&j[..], "DESC").as_deref(), Some("a \"b\" c"));
+        assert_eq!(json_str_field(&j[..], "N"), None);
+        assert_eq!(json_str_field(&j[..], "MISSING"), None);
+        assert_eq!(json_str_field("{\"k\":\"v\"}", "k").as_deref(), Some("v"));
+        assert_eq!(json_str_field("{\"kk\":\"x\",\"k\":\"v\"}", "k").as_deref(), Some("v"));
+        assert_eq!(json_str_field("{\"k\":\"unterminated", "k"), None);
+    }
+
+    #[test]
+    fn http_bodies() {
+        assert_eq!(&http_body(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody")[..], b"body");
+        assert_eq!(&http_body(b"HTTP/1.1 200 OK\r\n\r\n")[..], b"");
+        assert_eq!(&http_body(b"HTTP/1.1 200 OK\r\nA: b\r\n")[..], b"");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(&http_body(chunked)[..], b"abcde");
+    }
+
+    #[test]
+    fn encoded_len_matches_encode() {
+        let mut r = Record::response(Response {
+            status: Status::ServerError,
+            code: Some(-1),
+            result: Some("x".repeat(300)),
+            exception: Some("e".into()),
+        })
+        .attr("op_stat", "FAILED");
+        r.req = Some(Request { resource: Some("/a".into()), ..Default::default() });
+        r.trace = Some(Trace { trace_id: Some("t".repeat(200)), ..Default::default() });
+        r.request_id = Some(300);
+        r.is_async = true;
+        let e = r.encode();
+        assert_eq!(e.len(), r.encoded_len());
+        assert_eq!(&e[..2], b"PB");
+        assert_eq!(text(b"ok"), "ok");
+        assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
+    }
 }
