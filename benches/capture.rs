@@ -106,9 +106,20 @@ fn bench(c: &mut Criterion) {
                 (after.2 - before.2) as f64 / runs as f64
             );
         }
+        // std's TcpStream::write is send(2), i.e. the sendto syscall with no address.
+        let before = prog_time("sendto");
         g.bench_function(format!("tcp_write/{label}"), |b| {
             b.iter(|| w.write_all(&payload).expect("write"))
         });
+        let after = prog_time("sendto");
+        let runs = after.1.saturating_sub(before.1);
+        if stats_on && runs > 0 {
+            eprintln!(
+                "{label}: BPF programs ran {:.1} ns per TCP send (enter+exit; exit alone {:.1} ns; {runs} calls, kernel bpf_stats)",
+                (after.0 - before.0) as f64 / runs as f64,
+                (after.2 - before.2) as f64 / runs as f64
+            );
+        }
     };
     run(&mut g, "capture_off");
 
