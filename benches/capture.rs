@@ -92,34 +92,31 @@ fn bench(c: &mut Criterion) {
     // The kernel's own accounting of the time spent in our programs: unaffected by what else
     // the shared machine does, unlike the wall-clock numbers.
     let stats_on = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
+    // Times `f` in criterion and, from bpf_stats, inside the sendto programs.
+    let timed = |g: &mut criterion::BenchmarkGroup<'_, _>,
+                 name: String,
+                 what: &str,
+                 f: &mut dyn FnMut()| {
+        let before = prog_time("sendto");
+        g.bench_function(&name, |b| b.iter(&mut *f));
+        let after = prog_time("sendto");
+        let runs = after.1.saturating_sub(before.1);
+        if stats_on && runs > 0 {
+            eprintln!(
+                "{name}: BPF programs ran {:.1} ns per {what} (enter+exit; exit alone {:.1} ns; {runs} calls, kernel bpf_stats)",
+                (after.0 - before.0) as f64 / runs as f64,
+                (after.2 - before.2) as f64 / runs as f64
+            );
+        }
+    };
     let mut run = |g: &mut criterion::BenchmarkGroup<'_, _>, label: &str| {
-        let before = prog_time("sendto");
-        g.bench_function(format!("udp_sendto/{label}"), |b| {
-            b.iter(|| udp.send_to(&payload, sink_addr).expect("send"))
+        timed(g, format!("udp_sendto/{label}"), "sendto", &mut || {
+            udp.send_to(&payload, sink_addr).expect("send");
         });
-        let after = prog_time("sendto");
-        let runs = after.1.saturating_sub(before.1);
-        if stats_on && runs > 0 {
-            eprintln!(
-                "{label}: BPF programs ran {:.1} ns per sendto (enter+exit; exit alone {:.1} ns; {runs} calls, kernel bpf_stats)",
-                (after.0 - before.0) as f64 / runs as f64,
-                (after.2 - before.2) as f64 / runs as f64
-            );
-        }
         // std's TcpStream::write is send(2), i.e. the sendto syscall with no address.
-        let before = prog_time("sendto");
-        g.bench_function(format!("tcp_write/{label}"), |b| {
-            b.iter(|| w.write_all(&payload).expect("write"))
+        timed(g, format!("tcp_write/{label}"), "TCP send", &mut || {
+            w.write_all(&payload).expect("write")
         });
-        let after = prog_time("sendto");
-        let runs = after.1.saturating_sub(before.1);
-        if stats_on && runs > 0 {
-            eprintln!(
-                "{label}: BPF programs ran {:.1} ns per TCP send (enter+exit; exit alone {:.1} ns; {runs} calls, kernel bpf_stats)",
-                (after.0 - before.0) as f64 / runs as f64,
-                (after.2 - before.2) as f64 / runs as f64
-            );
-        }
     };
     run(&mut g, "capture_off");
 

@@ -437,13 +437,21 @@ fn nested(out: &mut Vec<u8>, num: u64, len: usize) {
     varint(out, len as u64);
 }
 
+type StrFields<'a, const N: usize> = [(u64, &'a Option<String>); N];
+
+fn strs_len(fields: &[(u64, &Option<String>)]) -> usize {
+    fields.iter().map(|(n, s)| field_str_len(*n, s)).sum()
+}
+
+fn put_strs(o: &mut Vec<u8>, fields: &[(u64, &Option<String>)]) {
+    for (n, s) in fields {
+        field_str(o, *n, s);
+    }
+}
+
 impl Request {
-    fn encoded_len(&self) -> usize {
-        field_str_len(1, &self.version)
-            + field_str_len(2, &self.req_type)
-            + field_str_len(3, &self.domain)
-            + field_str_len(4, &self.resource)
-            + field_str_len(5, &self.endpoint)
+    fn fields(&self) -> StrFields<'_, 5> {
+        [(1, &self.version), (2, &self.req_type), (3, &self.domain), (4, &self.resource), (5, &self.endpoint)]
     }
 }
 
@@ -457,11 +465,8 @@ impl Response {
 }
 
 impl Trace {
-    fn encoded_len(&self) -> usize {
-        field_str_len(1, &self.trace_id)
-            + field_str_len(2, &self.span_id)
-            + field_str_len(3, &self.parent_span_id)
-            + field_str_len(4, &self.x_request_id)
+    fn fields(&self) -> StrFields<'_, 4> {
+        [(1, &self.trace_id), (2, &self.span_id), (3, &self.parent_span_id), (4, &self.x_request_id)]
     }
 }
 
@@ -475,9 +480,9 @@ impl Record {
         2 + self.req_len.map_or(0, |v| field_varint_len(1, u64::from(v)))
             + self.resp_len.map_or(0, |v| field_varint_len(2, u64::from(v)))
             + self.request_id.map_or(0, |v| field_varint_len(3, u64::from(v)))
-            + self.req.as_ref().map_or(0, |r| field_bytes_len(10, r.encoded_len()))
+            + self.req.as_ref().map_or(0, |r| field_bytes_len(10, strs_len(&r.fields())))
             + self.resp.as_ref().map_or(0, |r| field_bytes_len(11, r.encoded_len()))
-            + self.trace.as_ref().map_or(0, |t| field_bytes_len(12, t.encoded_len()))
+            + self.trace.as_ref().map_or(0, |t| field_bytes_len(12, strs_len(&t.fields())))
             + field_str_len(13, &self.protocol_str)
             + if self.is_async { field_varint_len(22, 1) } else { 0 }
             + self.attributes.iter().map(|(k, v)| field_bytes_len(31, attr_len(k, v))).sum::<usize>()
@@ -503,12 +508,9 @@ impl Record {
             field_varint(o, 3, u64::from(v));
         }
         if let Some(r) = &self.req {
-            nested(o, 10, r.encoded_len());
-            field_str(o, 1, &r.version);
-            field_str(o, 2, &r.req_type);
-            field_str(o, 3, &r.domain);
-            field_str(o, 4, &r.resource);
-            field_str(o, 5, &r.endpoint);
+            let f = r.fields();
+            nested(o, 10, strs_len(&f));
+            put_strs(o, &f);
         }
         if let Some(r) = &self.resp {
             nested(o, 11, r.encoded_len());
@@ -521,11 +523,9 @@ impl Record {
             field_str(o, 4, &r.result);
         }
         if let Some(t) = &self.trace {
-            nested(o, 12, t.encoded_len());
-            field_str(o, 1, &t.trace_id);
-            field_str(o, 2, &t.span_id);
-            field_str(o, 3, &t.parent_span_id);
-            field_str(o, 4, &t.x_request_id);
+            let f = t.fields();
+            nested(o, 12, strs_len(&f));
+            put_strs(o, &f);
         }
         field_str(o, 13, &self.protocol_str);
         if self.is_async {
