@@ -47,7 +47,7 @@ pub enum Role {
 pub const DIR_EGRESS: u8 = 0;
 
 /// Names of the kernel's per-CPU counters, in `enum l7tap_stat` order.
-pub const STAT_NAMES: [&str; 16] = [
+pub const STAT_NAMES: [&str; 15] = [
     "bpf_events",
     "bpf_payload_bytes",
     "bpf_ring_full_events",
@@ -58,7 +58,6 @@ pub const STAT_NAMES: [&str; 16] = [
     "bpf_filtered_pid",
     "bpf_filtered_port",
     "bpf_not_inet_socket",
-    "bpf_inflight_table_full",
     "bpf_tls_events",
     "bpf_tls_ciphertext_suppressed",
     "bpf_tls_no_socket",

@@ -2,11 +2,12 @@
 /* l7tap's kernel side: socket data from syscall tracepoints (no kprobes on this kernel),
  * plaintext from OpenSSL uprobes, connection lifecycle, in-kernel filters, one ring buffer.
  *
- * Flow of a data syscall:
- *   sys_enter_X: pid filter -> fd is an inet socket? (CO-RE walk task->files->fdt->fd[fd])
- *                -> port filter -> remember the arguments for this thread (active map)
- *   sys_exit_X:  take the arguments, copy up to snaplen bytes of what really moved (the
- *                return value), stamp the per-socket stream offset, write one event.
+ * Flow of a data syscall, all at sys_exit_X (no entry program: a syscall that is filtered
+ * out costs one tracepoint, not two, and nothing is handed from entry to exit):
+ *   nothing moved (ret <= 0) -> done; pid filter -> the arguments from the user registers
+ *   saved at syscall entry (bpf_task_pt_regs) -> fd is an inet socket? (CO-RE walk
+ *   task->files->fdt->fd[fd]) -> port filter -> TLS checks -> copy up to snaplen bytes of
+ *   what really moved (the return value), stamp the per-socket stream offset, one event.
  * Everything skipped or lost is counted in the per-CPU stats map. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -71,29 +72,6 @@ struct {
 #define K_MSG 3
 #define K_MMSG 4
 #define K_NONE 5
-
-struct active_call {
-	__u64 sk;
-	__u64 ptr;  /* buffer, iovec array, msghdr or mmsghdr array */
-	__u64 addr; /* sockaddr of sendto/recvfrom */
-	__u32 fd;
-	__u32 count;/* iovcnt / vlen */
-	__u32 snaplen;
-	__u8 kind;
-	__u8 dir;
-	__u8 sc;
-	__u8 live; /* set at entry, cleared at exit */
-};
-
-/* The data syscall in flight, in the thread's own task storage: the exit finds it with a
- * pointer read instead of a hash lookup keyed by pid_tgid (that lookup was most of the cost
- * of a syscall that was filtered out), and it goes away with the task. */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct active_call);
-} active SEC(".maps");
 
 struct conn_state {
 	__u64 off[2];     /* syscall byte stream, per direction */
@@ -198,9 +176,8 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
  * inlines) instead of a chain of bpf_probe_read_kernel helper calls: the task comes from
  * bpf_get_current_task_btf(), the file from one probe read of the fd array (a variable index
  * into a pointer array is not a BTF access), re-typed with bpf_core_cast. */
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd)
+static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __u32 fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct files_struct *files = task->files;
 	if (!files)
 		return NULL;
@@ -491,9 +468,14 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 
 /* ---- data syscalls ---------------------------------------------------------------- */
 
-static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 addr, __u8 kind,
-				      __u8 dir, __u8 sc)
+/* A data syscall that returned `ret`, with its arguments read back from the user registers
+ * saved at syscall entry (x86_64: di, si, dx, r10, r8, r9; the kernel leaves them intact).
+ * Payload buffers are read now: for receives they hold what arrived, for sends what was sent
+ * (a thread cannot change its own buffer during its own syscall). */
+static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 {
+	if (ret <= 0)
+		return 0;
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
 		return 0;
@@ -502,14 +484,19 @@ static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 ad
 		stat_add(ST_FILTERED_PID, 1);
 		return 0;
 	}
-	struct sock *sk = inet_sock_of_fd(fd);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	__u32 fd = regs->di;
+	__u64 ptr = regs->si;
+	__u64 count = (kind == K_IOV || kind == K_MMSG) ? regs->dx : 0;
+	__u64 addr = regs->r8; /* sendto/recvfrom: the sockaddr */
+	struct sock *sk = inet_sock_of_fd(task, fd);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
 		return 0;
 	}
 	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in
-	 * the call, not in the socket (recvfrom learns it only at exit: such receives pass on
-	 * the local port alone). */
+	 * the call, not in the socket (receives pass on the local port alone). */
 	__u16 peer = 0;
 	if (cfg->port_filter && dir == DIR_EGRESS) {
 		struct sock *k = bpf_core_cast(sk, struct sock);
@@ -548,107 +535,58 @@ static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 count, __u64 ad
 		stat_add(ST_CIPHER_SUPPRESSED, 1);
 		return 0;
 	}
-	struct active_call *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0,
-						     BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!a) {
-		stat_add(ST_ACTIVE_FULL, 1);
-		return 0;
-	}
-	a->sk = skid;
-	a->ptr = ptr;
-	a->addr = addr;
-	a->fd = fd;
-	a->count = count;
-	a->snaplen = snap;
-	a->kind = kind;
-	a->dir = dir;
-	a->sc = sc;
-	a->live = 1;
-	return 0;
-}
-
-static __always_inline int data_exit(long ret)
-{
-	struct active_call *ap = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
-	if (!ap || !ap->live)
-		return 0;
-	struct active_call a = *ap;
-	ap->live = 0;
-	if (ret <= 0)
-		return 0;
-	struct l7tap_config *cfg = get_config();
 	struct scratch *s = scratch_get();
-	if (!cfg || !s)
+	if (!s)
 		return 0;
 
-	if (a.kind == K_MSG) {
+	if (kind == K_MSG) {
 		struct user_msghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.ptr)) {
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr)) {
 			stat_add(ST_READ_FAULT, 1);
 			return 0;
 		}
-		emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
-			  (__u64)m.msg_name, ret, a.snaplen, 0);
+		emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
+			  (__u64)m.msg_name, ret, snap, 0);
 		return 0;
 	}
-	if (a.kind == K_MMSG) {
+	if (kind == K_MMSG) {
 		/* ret = number of messages; each has its own length */
-		struct mmsghdr *mm = (struct mmsghdr *)a.ptr;
+		struct mmsghdr *mm = (struct mmsghdr *)ptr;
 		for (int j = 0; j < MAX_MMSG; j++) {
 			if (j >= ret)
 				break;
 			struct mmsghdr h = {};
 			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
 				break;
-			emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
-				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len,
-				  a.snaplen, 0);
+			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
+				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len, snap, 0);
 		}
 		if (ret > MAX_MMSG)
 			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
 		return 0;
 	}
-	emit_data(cfg, s, a.sk, a.fd, a.dir, a.sc, a.kind, a.ptr, a.count, a.addr, ret, a.snaplen,
-		  0);
+	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, ret, snap, 0);
 	return 0;
 }
 
 #define ARG(i) (ctx->args[i])
 
-/* Entry programs of the data syscalls: (syscall, fd, buffer-or-vector, count, sockaddr,
- * payload kind, direction, syscall id). */
-#define ENTER_PROG(name, fd, ptr, count, addr, kind, dir, sc)              \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                       \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)            \
-	{ return data_enter(fd, ptr, count, addr, kind, dir, sc); }
-ENTER_PROG(write, ARG(0), ARG(1), 0, 0, K_BUF, DIR_EGRESS, SC_WRITE)
-ENTER_PROG(writev, ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_EGRESS, SC_WRITEV)
-ENTER_PROG(sendto, ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_EGRESS, SC_SENDTO)
-ENTER_PROG(sendmsg, ARG(0), ARG(1), 0, 0, K_MSG, DIR_EGRESS, SC_SENDMSG)
-ENTER_PROG(sendmmsg, ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_EGRESS, SC_SENDMMSG)
-ENTER_PROG(sendfile64, ARG(0), 0, 0, 0, K_NONE, DIR_EGRESS, SC_SENDFILE)
-ENTER_PROG(read, ARG(0), ARG(1), 0, 0, K_BUF, DIR_INGRESS, SC_READ)
-ENTER_PROG(readv, ARG(0), ARG(1), ARG(2), 0, K_IOV, DIR_INGRESS, SC_READV)
-ENTER_PROG(recvfrom, ARG(0), ARG(1), 0, ARG(4), K_BUF, DIR_INGRESS, SC_RECVFROM)
-ENTER_PROG(recvmsg, ARG(0), ARG(1), 0, 0, K_MSG, DIR_INGRESS, SC_RECVMSG)
-ENTER_PROG(recvmmsg, ARG(0), ARG(1), ARG(2), 0, K_MMSG, DIR_INGRESS, SC_RECVMMSG)
-
-/* One exit handler serves every data syscall: the active map says what was asked. */
-#define EXIT_PROG(name)                                                   \
+/* The data syscalls: (syscall, payload kind, direction, syscall id). */
+#define DATA_PROG(name, kind, dir, sc)                                    \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)             \
-	{ return data_exit(ctx->ret); }
-EXIT_PROG(write)
-EXIT_PROG(writev)
-EXIT_PROG(sendto)
-EXIT_PROG(sendmsg)
-EXIT_PROG(sendmmsg)
-EXIT_PROG(sendfile64)
-EXIT_PROG(read)
-EXIT_PROG(readv)
-EXIT_PROG(recvfrom)
-EXIT_PROG(recvmsg)
-EXIT_PROG(recvmmsg)
+	{ return data_exit(ctx->ret, kind, dir, sc); }
+DATA_PROG(write, K_BUF, DIR_EGRESS, SC_WRITE)
+DATA_PROG(writev, K_IOV, DIR_EGRESS, SC_WRITEV)
+DATA_PROG(sendto, K_BUF, DIR_EGRESS, SC_SENDTO)
+DATA_PROG(sendmsg, K_MSG, DIR_EGRESS, SC_SENDMSG)
+DATA_PROG(sendmmsg, K_MMSG, DIR_EGRESS, SC_SENDMMSG)
+DATA_PROG(sendfile64, K_NONE, DIR_EGRESS, SC_SENDFILE)
+DATA_PROG(read, K_BUF, DIR_INGRESS, SC_READ)
+DATA_PROG(readv, K_IOV, DIR_INGRESS, SC_READV)
+DATA_PROG(recvfrom, K_BUF, DIR_INGRESS, SC_RECVFROM)
+DATA_PROG(recvmsg, K_MSG, DIR_INGRESS, SC_RECVMSG)
+DATA_PROG(recvmmsg, K_MMSG, DIR_INGRESS, SC_RECVMMSG)
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
@@ -698,13 +636,13 @@ static __always_inline int life_exit(long ret)
 	if (c.sc == SC_CONNECT) {
 		if (ret != 0 && ret != -EINPROGRESS)
 			return 0;
-		struct sock *sk = inet_sock_of_fd(c.fd);
+		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
 		if (sk)
 			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT);
 	} else {
 		if (ret < 0)
 			return 0;
-		struct sock *sk = inet_sock_of_fd((__u32)ret);
+		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)ret);
 		if (sk)
 			announce(cfg, sk, (__u32)ret, ROLE_SERVER, SC_ACCEPT);
 	}
@@ -740,7 +678,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (pid_filtered(cfg, id >> 32))
 		return 0;
 	__u32 fd = ARG(0);
-	struct sock *sk = inet_sock_of_fd(fd);
+	struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), fd);
 	if (!sk)
 		return 0;
 	__u64 skid = (__u64)sk;

@@ -51,7 +51,6 @@ enum l7tap_stat {
 	ST_FILTERED_PID,   /* data syscalls dropped by the pid filter */
 	ST_FILTERED_PORT,  /* data syscalls dropped by the port filter */
 	ST_NOT_SOCKET,     /* I/O on fds that are not inet sockets */
-	ST_ACTIVE_FULL,    /* in-flight syscall table full */
 	ST_TLS_EVENTS,     /* plaintext events from OpenSSL */
 	ST_CIPHER_SUPPRESSED, /* ciphertext syscalls of TLS connections, not reported */
 	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found */
