@@ -397,7 +397,8 @@ impl BpfSource {
                 self_pid,
                 pid_rules,
                 port_rules,
-                0,
+                // SSL-call lookups only when the OpenSSL probes may be attached.
+                u32::from(config.tls),
             ]
         })?;
 

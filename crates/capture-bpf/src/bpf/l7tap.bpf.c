@@ -404,7 +404,8 @@ static __always_inline __u32 copy_iov(__u64 iov_ptr, __u64 cnt, __u32 want)
  * (kind, ptr, count). */
 static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *s, __u64 sk,
 				      __u32 fd, __u8 dir, __u8 sc, __u8 kind, __u64 ptr, __u64 count,
-				      __u64 uaddr, __u64 total, __u32 snaplen, int tls)
+				      __u64 uaddr, __u64 total, __u32 snaplen, int tls,
+				      struct conn_state *st)
 {
 	struct l7tap_event *e = &s->hdr;
 	header_init(e, sk, fd, EV_DATA);
@@ -416,10 +417,13 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 	if (e->sotype == SOCK_DGRAM)
 		peer_from_user(e, uaddr);
 
-	__u8 created = 0;
-	struct conn_state *st = conn_get(sk, &created);
-	if (created)
-		e->flags |= F_NEW_STATE;
+	/* The caller's lookup, if it made one that found the state. */
+	if (!st) {
+		__u8 created = 0;
+		st = conn_get(sk, &created);
+		if (created)
+			e->flags |= F_NEW_STATE;
+	}
 	if (st) {
 		e->role = st->role;
 		if (tls) {
@@ -518,7 +522,8 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	/* Inside SSL_read/SSL_write: this is ciphertext; remember the socket for the SSL
 	 * call and report nothing (the uretprobe reports the plaintext). */
 	__u64 skid = (__u64)sk;
-	struct ssl_call *sc_ssl = bpf_map_lookup_elem(&ssl_active, &id);
+	struct ssl_call *sc_ssl =
+		cfg->tls_probes ? bpf_map_lookup_elem(&ssl_active, &id) : NULL;
 	if (sc_ssl) {
 		sc_ssl->sk = skid;
 		__u8 created = 0;
@@ -546,7 +551,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			return 0;
 		}
 		emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
-			  (__u64)m.msg_name, ret, snap, 0);
+			  (__u64)m.msg_name, ret, snap, 0, known);
 		return 0;
 	}
 	if (kind == K_MMSG) {
@@ -559,13 +564,14 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
 				break;
 			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
-				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len, snap, 0);
+				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len, snap, 0,
+				  known);
 		}
 		if (ret > MAX_MMSG)
 			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
 		return 0;
 	}
-	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, ret, snap, 0);
+	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, ret, snap, 0, known);
 	return 0;
 }
 
@@ -774,7 +780,7 @@ static __always_inline int ssl_exit(long ret, int ex)
 		stat_add(ST_FILTERED_PORT, 1);
 		return 0;
 	}
-	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, n, snap, 1);
+	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, n, snap, 1, NULL);
 	return 0;
 }
 

@@ -67,7 +67,7 @@ struct l7tap_config {
 	__u32 self_pid;     /* never traced (l7tap itself) */
 	__u32 pid_rules;    /* 1: the pids map has entries (else no lookup at all) */
 	__u32 port_rules;   /* 1: the ports map has entries (else no lookup at all) */
-	__u32 _pad;
+	__u32 tls_probes;   /* 1: OpenSSL probes may be attached (else no SSL lookups) */
 };
 
 /* pids map values */
