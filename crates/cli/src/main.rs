@@ -283,7 +283,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         source = source.with_progress(move |n| b.set_position(n));
         std::mem::forget(bar); // the clone inside the source draws; it clears itself on drop
     }
-    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine)
+    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine, false)
 }
 
 fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
@@ -317,19 +317,22 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     if !args.engine.no_stats {
         eprintln!("l7tap: capturing (TLS: {})", source.tls_status());
     }
-    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine)
+    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine, true)
 }
 
 /// Runs `source` through `engine`, printing records as they come and the counters at the end.
+/// `live_source`: a live capture (records are flushed whenever the queue runs dry).
 fn run_and_print(
     mut engine: Engine,
     plugins: Option<&l7tap::PluginHost>,
     source: &mut dyn l7tap::core::Source,
     args: &EngineArgs,
+    live_source: bool,
 ) -> Result<ExitCode, String> {
     let records = engine.records().ok_or("engine has no record channel")?;
     let format = args.format;
-    let live = std::io::stdout().is_terminal();
+    // Records are shown promptly when someone watches or the traffic is live.
+    let live = live_source || std::io::stdout().is_terminal();
     let exporter = match args.output.strip_prefix("otlp=") {
         Some(endpoint) => Some(
             l7tap_export::OtlpExporter::start(l7tap_export::OtlpConfig {
@@ -393,15 +396,33 @@ fn run_and_print(
         if format == Format::Table {
             writeln!(out, "{}", table_header())?;
         }
-        for r in records {
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            // Live: records are shown as soon as the queue runs dry (one write per burst,
+            // not per record); replay: whenever the buffer fills.
+            let r = match records.try_recv() {
+                Ok(r) => r,
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    if live {
+                        out.flush()?;
+                    }
+                    match records.recv() {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            };
             match format {
-                Format::Json => writeln!(out, "{}", l7tap::json::to_line(&r))?,
+                Format::Json => {
+                    line.clear();
+                    l7tap::json::write_line(&r, &mut line);
+                    line.push(b'\n');
+                    out.write_all(&line)?;
+                }
                 Format::Table => writeln!(out, "{}", table_row(&r))?,
             }
             n += 1;
-            if live || n % 64 == 0 {
-                out.flush()?;
-            }
         }
         out.flush()?;
         Ok(n)
