@@ -33,6 +33,9 @@ run_wrk() { # prints "requests req_per_sec"
 echo "round  off_req/s  on_req/s  ratio  requests_on  client_records  server_records  counters"
 for r in $(seq "$rounds"); do
     read -r _ off_rps < <(run_wrk)
+    # The background shell truncates capture.err only when it gets to it: remove the previous
+    # round's file first, or its "capturing" line would start wrk before this capture is on.
+    rm -f "$work/capture.err"
     "$bin" capture --port "$port" --format json > "$work/records.jsonl" 2> "$work/capture.err" & cap=$!
     for _ in $(seq 100); do grep -q "capturing" "$work/capture.err" 2>/dev/null && break; sleep 0.1; done
     read -r on_n on_rps < <(run_wrk)
@@ -40,7 +43,7 @@ for r in $(seq "$rounds"); do
     kill -INT $cap; wait $cap || true
     client="$(grep -c '"comm":"wrk"' "$work/records.jsonl" || true)"
     server="$(grep -c '"comm":"nginx"' "$work/records.jsonl" || true)"
-    counters="$(grep -o 'bpf_ring_full_events=[0-9]*\|records_unpaired=[0-9]*\|bpf_truncated_events=[0-9]*' "$work/capture.err" | tr '\n' ' ')"
+    counters="$(grep -o 'bpf_ring_full_events=[0-9]*\|records_unpaired=[0-9]*\|bpf_truncated_events=[0-9]*' "$work/capture.err" | tr '\n' ' ' || true)"
     ratio="$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a / b}')"
     echo "$r  $off_rps  $on_rps  $ratio  $on_n  $client  $server  $counters"
 done
