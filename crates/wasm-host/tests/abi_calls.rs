@@ -242,3 +242,36 @@ fn go_shaped_module_links_starts_and_runs() {
     );
     assert_eq!(p.metrics.calls(Hook::HttpResp), 1);
 }
+
+/// The `instructions` metric counts the Wasm operators each call executed: a hook whose body
+/// is `i32.const 0` runs two (the constant and the function's `end`); the per-call time
+/// metrics move with every call.
+#[test]
+fn instructions_and_time_metrics_count_each_call() {
+    let wat = r#"(module (memory (export "memory") 1)
+  (data (i32.const 16) "\40\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
+  (func (export "_start")) (func (export "get_hook_bitmap") (result i32) i32.const 16)
+  (func (export "check_payload") (result i32) i32.const 0) (func (export "parse_payload") (result i32) i32.const 0)
+  (func (export "on_http_req") (result i32) i32.const 0)
+  (func (export "on_http_resp") (result i32) i32.const 0))"#;
+    let host = PluginHost::new(PluginLimits::default(), stderr_log());
+    let p = host.load("noop", &wat::parse_str(wat).unwrap()).unwrap();
+    let mut rec = L7Record {
+        flow: FlowKey::tcp(
+            "10.0.0.1:1000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        ),
+        protocol: Protocol::Http1,
+        response_code: Some(200),
+        response_status: ResponseStatus::Ok,
+        response_payload: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        assert!(!host.on_http_record(&mut rec));
+    }
+    let m = &p.metrics;
+    assert_eq!(m.calls(Hook::HttpResp), 3);
+    assert_eq!(m.instructions.load(std::sync::atomic::Ordering::Relaxed), 6);
+    assert!(m.total_ns() > 0 && m.max_ns() > 0 && m.max_ns() <= m.total_ns());
+}
