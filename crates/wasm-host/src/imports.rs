@@ -316,19 +316,23 @@ fn vm_read_custom_message_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: 
 }
 
 fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    let max = env.data().max_result_bytes;
-    if env.data().ctx.is_none() || len as u32 > max {
-        env.data()
-            .metrics
-            .bad_results
-            .fetch_add(1, Ordering::Relaxed);
-        return 0;
-    }
-    let Some(blob) = read(&mut env, ptr, len) else {
+    let (d, store) = env.data_and_store_mut();
+    let Some(ctx) = d.ctx.as_mut() else {
+        d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
         return 0;
     };
-    let d = env.data_mut();
-    let Some(ctx) = d.ctx.as_mut() else { return 0 };
+    if len as u32 > d.max_result_bytes {
+        d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
+    let Some(mem) = d.memory.as_ref() else {
+        return 0;
+    };
+    let view = mem.view(&store);
+    let Some((p, l)) = span(ptr, len, view.data_size()) else {
+        d.metrics.bad_pointers.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    };
     if ctx.hook == ActiveHook::Check {
         d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
         (d.log)(
@@ -338,16 +342,23 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
         );
         return 0;
     }
-    match decode_blob(&blob, ctx.base.direction) {
-        Ok(records) => {
+    // Decoded straight from guest memory: no copy of the blob first.
+    let direction = ctx.base.direction;
+    let decoded = with_guest_bytes(&view, |m| {
+        let at = usize::try_from(p).ok()?;
+        m.get(at..)?.get(..l).map(|blob| decode_blob(blob, direction))
+    });
+    match decoded {
+        Some(Ok(records)) => {
             ctx.result = Some(HookResult::Records(records));
             1
         }
-        Err(e) => {
+        Some(Err(e)) => {
             d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
             (d.log)(&d.plugin, LogLevel::Error, &e.to_string());
             0
         }
+        None => 0,
     }
 }
 
