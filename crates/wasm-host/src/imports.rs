@@ -346,7 +346,9 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
     let direction = ctx.base.direction;
     let decoded = with_guest_bytes(&view, |m| {
         let at = usize::try_from(p).ok()?;
-        m.get(at..)?.get(..l).map(|blob| decode_blob(blob, direction))
+        m.get(at..)?
+            .get(..l)
+            .map(|blob| decode_blob(blob, direction))
     });
     match decoded {
         Some(Ok(records)) => {
