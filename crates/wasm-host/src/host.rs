@@ -574,7 +574,8 @@ impl PluginHost {
         ctx: CallCtx,
         decide: &mut dyn FnMut(&Arc<Plugin>, Outcome) -> bool,
     ) {
-        let mut ctx = Some(ctx);
+        // Boxed: it moves into each instance's environment and back, a pointer swap.
+        let mut ctx = Some(Box::new(ctx));
         self.with_thread(|tp, inner| {
             let ThreadPlugins {
                 plugins, instances, ..
@@ -637,7 +638,7 @@ fn call_one(
     plugin: &Arc<Plugin>,
     slot: &mut Option<Instantiated>,
     hook: Hook,
-    ctx: &mut Option<CallCtx>,
+    ctx: &mut Option<Box<CallCtx>>,
 ) -> Outcome {
     if slot.is_none() {
         match instantiate(

@@ -104,7 +104,7 @@ pub struct Env {
     /// The guest's exported memory (set after instantiation).
     pub memory: Option<Memory>,
     /// The active call's context (`None` between calls and during `_start`).
-    pub ctx: Option<CallCtx>,
+    pub ctx: Option<Box<CallCtx>>,
     /// Plugin name, for logs.
     pub plugin: Arc<str>,
     /// Log sink.
