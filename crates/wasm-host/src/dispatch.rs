@@ -3,7 +3,7 @@
 
 use crate::abi::{self, l7_proto, status, BaseCtx};
 use crate::host::{Outcome, PluginHost};
-use crate::imports::{ActiveHook, CallCtx, HookResult, HttpReqInfo};
+use crate::imports::{ActiveHook, CallCtx, HookInfo, HookResult, HttpReqInfo};
 use crate::metrics::Hook;
 use crate::result::PluginRecord;
 use bytes::Bytes;
@@ -155,8 +155,7 @@ impl PluginHost {
                 &rec.request_body
             };
             let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
-            let mut ctx = CallCtx::new(ActiveHook::HttpReq, base, payload);
-            ctx.http_req = HttpReqInfo {
+            let info = HookInfo::HttpReq(HttpReqInfo {
                 path: rec.request_resource.clone(),
                 host: rec.request_domain.clone(),
                 user_agent: if h1 {
@@ -169,7 +168,8 @@ impl PluginHost {
                 } else {
                     Bytes::new()
                 },
-            };
+            });
+            let ctx = CallCtx::new(ActiveHook::HttpReq, base, payload, info);
             if let Some((name, r)) = self.first_handled(Hook::HttpReq, ctx) {
                 merge_http(rec, &r, Direction::ClientToServer);
                 rec.plugins.push(name);
@@ -190,12 +190,12 @@ impl PluginHost {
                 &rec.response_body
             };
             let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
-            let mut ctx = CallCtx::new(ActiveHook::HttpResp, base, payload);
-            ctx.http_resp = (
+            let info = HookInfo::HttpResp(
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),
                 rec.endpoint.clone(),
             );
+            let ctx = CallCtx::new(ActiveHook::HttpResp, base, payload, info);
             if let Some((name, r)) = self.first_handled(Hook::HttpResp, ctx) {
                 merge_http(rec, &r, Direction::ServerToClient);
                 if !rec.plugins.contains(&name) {
@@ -240,7 +240,12 @@ impl PluginHost {
         o: &Origin<'_>,
         payload: &Bytes,
     ) -> Option<(u8, Vec<u8>, MessageRole)> {
-        let ctx = CallCtx::new(ActiveHook::Check, self.base_ctx(o, 0), self.cut(payload));
+        let ctx = CallCtx::new(
+            ActiveHook::Check,
+            self.base_ctx(o, 0),
+            self.cut(payload),
+            HookInfo::None,
+        );
         let mut found = None;
         self.call_each(
             Hook::CheckPayload,
@@ -288,6 +293,7 @@ impl PluginHost {
             ActiveHook::Parse,
             self.base_ctx(o, proto),
             self.cut(payload),
+            HookInfo::None,
         );
         let mut found = None;
         self.call_each(
@@ -333,8 +339,12 @@ impl PluginHost {
         if !wanted {
             return None;
         }
-        let mut ctx = CallCtx::new(ActiveHook::Custom, self.base_ctx(o, 0), self.cut(payload));
-        ctx.custom = (hook_point, type_code, body.clone());
+        let ctx = CallCtx::new(
+            ActiveHook::Custom,
+            self.base_ctx(o, 0),
+            self.cut(payload),
+            HookInfo::Custom(hook_point, type_code, body.clone()),
+        );
         self.first_handled(Hook::CustomMessage, ctx)
     }
 }

@@ -64,6 +64,20 @@ pub struct HttpReqInfo {
     pub referer: Bytes,
 }
 
+/// What a hook is given besides the base context and the payload.
+#[derive(Debug, Clone, Default)]
+pub enum HookInfo {
+    /// Nothing (`check_payload`, `parse_payload`).
+    #[default]
+    None,
+    /// HTTP request info (section 5.3).
+    HttpReq(HttpReqInfo),
+    /// HTTP response info parts: status code, status, endpoint (section 5.4).
+    HttpResp(u16, u8, Bytes),
+    /// Custom message info parts: hook point, type code, body (section 5.5).
+    Custom(u16, u32, Bytes),
+}
+
 /// The parse context of one hook call. One is built per dispatch and handed from plugin to
 /// plugin; each part is encoded only when a guest reads it.
 #[derive(Debug, Clone)]
@@ -74,26 +88,20 @@ pub struct CallCtx {
     pub base: BaseCtx,
     /// The payload.
     pub payload: Bytes,
-    /// HTTP request info (section 5.3).
-    pub http_req: HttpReqInfo,
-    /// HTTP response info parts: status code, status, endpoint (section 5.4).
-    pub http_resp: (u16, u8, Bytes),
-    /// Custom message info parts: hook point, type code, body (section 5.5).
-    pub custom: (u16, u32, Bytes),
+    /// The hook's own info (read by `vm_read_http_req_info` and its siblings).
+    pub info: HookInfo,
     /// The hook's result slot.
     pub result: Option<HookResult>,
 }
 
 impl CallCtx {
-    /// A context for `hook` with a base and a payload and nothing else.
-    pub fn new(hook: ActiveHook, base: BaseCtx, payload: Bytes) -> Self {
+    /// A context for `hook` with a base, a payload and the hook's info.
+    pub fn new(hook: ActiveHook, base: BaseCtx, payload: Bytes, info: HookInfo) -> Self {
         CallCtx {
             hook,
             base,
             payload,
-            http_req: HttpReqInfo::default(),
-            http_resp: (0, crate::abi::status::UNKNOWN, Bytes::new()),
-            custom: (0, 0, Bytes::new()),
+            info,
             result: None,
         }
     }
@@ -273,17 +281,14 @@ fn vm_read_payload(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 
 }
 
 fn vm_read_http_req_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    give(&mut env, ptr, len, |c, put| {
-        if c.hook != ActiveHook::HttpReq {
-            return 0;
-        }
-        let h = &c.http_req;
-        put(&crate::abi::encode_http_req(
+    give(&mut env, ptr, len, |c, put| match &c.info {
+        HookInfo::HttpReq(h) => put(&crate::abi::encode_http_req(
             &h.path,
             &h.host,
             &h.user_agent,
             &h.referer,
-        ))
+        )),
+        _ => 0,
     })
 }
 
@@ -291,27 +296,23 @@ fn vm_read_http_resp_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) 
     if len < 3 {
         return 0;
     }
-    give(&mut env, ptr, len, |c, put| {
-        if c.hook != ActiveHook::HttpResp {
-            return 0;
-        }
-        let (code, status, ep) = &c.http_resp;
-        put(&crate::abi::encode_http_resp(
+    give(&mut env, ptr, len, |c, put| match &c.info {
+        HookInfo::HttpResp(code, status, ep) => put(&crate::abi::encode_http_resp(
             *code,
             *status,
             ep,
             len as u32 as usize,
-        ))
+        )),
+        _ => 0,
     })
 }
 
 fn vm_read_custom_message_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32) -> i32 {
-    give(&mut env, ptr, len, |c, put| {
-        if c.hook != ActiveHook::Custom {
-            return 0;
+    give(&mut env, ptr, len, |c, put| match &c.info {
+        HookInfo::Custom(point, code, body) => {
+            put(&crate::abi::encode_custom_message(*point, *code, body))
         }
-        let (point, code, body) = &c.custom;
-        put(&crate::abi::encode_custom_message(*point, *code, body))
+        _ => 0,
     })
 }
 
