@@ -12,15 +12,12 @@ use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-/// Bytes as a JSON string: borrowed when valid UTF-8, else lossily converted.
+/// Bytes as a JSON string (borrowed when valid UTF-8, else lossily converted).
 struct Text<'a>(&'a [u8]);
 
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(self.0) {
-            Ok(t) => s.serialize_str(t),
-            Err(_) => s.serialize_str(&String::from_utf8_lossy(self.0)),
-        }
+        s.serialize_str(&String::from_utf8_lossy(self.0))
     }
 }
 

@@ -32,6 +32,9 @@ fn status_of_abi(s: u8) -> ResponseStatus {
     }
 }
 
+/// The process name of an origin without a process (packet capture).
+pub static NO_COMM: Bytes = Bytes::new();
+
 /// Everything the base context needs that is not in a record.
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
@@ -42,7 +45,7 @@ pub struct Origin<'a> {
     /// Timestamp, ns.
     pub ts_ns: u64,
     /// Process name, when known (eBPF).
-    pub comm: Bytes,
+    pub comm: &'a Bytes,
     /// True when the data came from eBPF rather than packet capture.
     pub from_ebpf: bool,
 }
@@ -96,14 +99,11 @@ impl PluginHost {
 
     /// The payload as plugins see it: at most `payload_bytes` bytes of the message.
     fn cut(&self, payload: &Bytes) -> Bytes {
-        let n = payload
-            .len()
-            .min(usize::from(self.limits().payload_bytes.max(1)));
-        if n == payload.len() {
-            payload.clone()
-        } else {
-            payload.slice(..n)
-        }
+        payload.slice(
+            ..payload
+                .len()
+                .min(usize::from(self.limits().payload_bytes.max(1))),
+        )
     }
 
     /// Runs `on_http_req` and `on_http_resp` on an HTTP/1, HTTP/2 or gRPC record and merges
@@ -115,23 +115,15 @@ impl PluginHost {
             Protocol::Grpc => l7_proto::GRPC,
             _ => return false,
         };
-        // HTTP/1: the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole
-        // (for gRPC the length-prefixed messages, 5-byte prefix included), since the head is
-        // HPACK-coded frames a plugin could not read; its fields are in the HTTP info.
         let h1 = native == l7_proto::HTTP1;
-        let want_req = self.any_wants(Hook::HttpReq)
-            && (if h1 {
-                !rec.request_payload.is_empty()
-            } else {
-                !rec.request_body.is_empty() || !rec.request_type.is_empty()
-            });
-        let want_resp = self.any_wants(Hook::HttpResp)
-            && (if h1 {
-                !rec.response_payload.is_empty()
-            } else {
-                !rec.response_body.is_empty() || rec.response_code.is_some()
-            });
-        if !want_req && !want_resp {
+        let side = |hook, d| {
+            self.any_wants(hook)
+                .then(|| http_side(rec, h1, d).cloned())
+                .flatten()
+        };
+        let req = side(Hook::HttpReq, Direction::ClientToServer);
+        let resp = side(Hook::HttpResp, Direction::ServerToClient);
+        if req.is_none() && resp.is_none() {
             return false;
         }
         let comm = rec
@@ -141,20 +133,15 @@ impl PluginHost {
             .unwrap_or_default();
         let from_ebpf = rec.process.is_some();
         let mut changed = false;
-        if want_req {
+        if let Some(whole) = req {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ClientToServer,
                 ts_ns: rec.start_ns,
-                comm: comm.clone(),
+                comm: &comm,
                 from_ebpf,
             };
-            let whole = if h1 {
-                &rec.request_payload
-            } else {
-                &rec.request_body
-            };
-            let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
+            let (base, payload) = self.base_for_message(&o, native, &whole, rec.truncated);
             let info = HookInfo::HttpReq(HttpReqInfo {
                 path: rec.request_resource.clone(),
                 host: rec.request_domain.clone(),
@@ -176,20 +163,15 @@ impl PluginHost {
                 changed = true;
             }
         }
-        if want_resp {
+        if let Some(whole) = resp {
             let o = Origin {
                 flow: &rec.flow,
                 direction: Direction::ServerToClient,
                 ts_ns: rec.end_ns,
-                comm: comm.clone(),
+                comm: &comm,
                 from_ebpf,
             };
-            let whole = if h1 {
-                &rec.response_payload
-            } else {
-                &rec.response_body
-            };
-            let (base, payload) = self.base_for_message(&o, native, whole, rec.truncated);
+            let (base, payload) = self.base_for_message(&o, native, &whole, rec.truncated);
             let info = HookInfo::HttpResp(
                 rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                 abi_status(rec.response_status),
@@ -346,6 +328,30 @@ impl PluginHost {
             HookInfo::Custom(hook_point, type_code, body.clone()),
         );
         self.first_handled(Hook::CustomMessage, ctx)
+    }
+}
+
+/// What plugins get of one side of an HTTP record, `None` when that side is absent. HTTP/1:
+/// the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole (for gRPC the
+/// length-prefixed messages, 5-byte prefix included), since the head is HPACK-coded frames a
+/// plugin could not read; its fields are in the HTTP info (a bodiless side is still present).
+fn http_side(rec: &L7Record, h1: bool, side: Direction) -> Option<&Bytes> {
+    let (raw, body, head_seen) = match side {
+        Direction::ClientToServer => (
+            &rec.request_payload,
+            &rec.request_body,
+            !rec.request_type.is_empty(),
+        ),
+        Direction::ServerToClient => (
+            &rec.response_payload,
+            &rec.response_body,
+            rec.response_code.is_some(),
+        ),
+    };
+    if h1 {
+        (!raw.is_empty()).then_some(raw)
+    } else {
+        (!body.is_empty() || head_seen).then_some(body)
     }
 }
 

@@ -524,22 +524,19 @@ impl PluginHost {
             let mut hosts = rt.borrow_mut();
             let generation = self.inner.generation.load(Ordering::Acquire);
             let id = self.inner.id;
-            if !hosts.iter().any(|h| h.id == id) {
-                hosts.retain(|h| h.host.strong_count() > 0);
-                hosts.push(ThreadHost {
-                    id,
-                    host: Arc::downgrade(&self.inner),
-                    plugins: ThreadPlugins::default(),
-                });
-            }
-            let Some(tp) = hosts
-                .iter_mut()
-                .find(|h| h.id == id)
-                .map(|h| &mut h.plugins)
-            else {
-                // Not reachable (pushed above); an empty set calls no plugin.
-                return f(&mut ThreadPlugins::default(), &self.inner);
+            let at = match hosts.iter().position(|h| h.id == id) {
+                Some(at) => at,
+                None => {
+                    hosts.retain(|h| h.host.strong_count() > 0);
+                    hosts.push(ThreadHost {
+                        id,
+                        host: Arc::downgrade(&self.inner),
+                        plugins: ThreadPlugins::default(),
+                    });
+                    hosts.len() - 1
+                }
             };
+            let tp = &mut hosts[at].plugins;
             if tp.generation != generation {
                 let plugins = self.plugins();
                 // Keep the instances of plugins that did not change.

@@ -2,7 +2,7 @@
 //! `parse_payload` turns each payload into records (section 4.1, 4.2 and 8.1).
 
 use crate::abi;
-use crate::dispatch::Origin;
+use crate::dispatch::{Origin, NO_COMM};
 use crate::result::PluginRecord;
 use crate::PluginHost;
 use bytes::Bytes;
@@ -46,7 +46,7 @@ fn origin(flow: &FlowKey, direction: Direction, ts_ns: u64) -> Origin<'_> {
         flow,
         direction,
         ts_ns,
-        comm: Bytes::new(),
+        comm: &NO_COMM,
         from_ebpf: false,
     }
 }

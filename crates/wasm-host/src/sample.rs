@@ -1,6 +1,6 @@
 //! Running one hook on a sample payload (`l7tap plugin check --sample`).
 
-use crate::dispatch::Origin;
+use crate::dispatch::{Origin, NO_COMM};
 use crate::PluginHost;
 use bytes::Bytes;
 use l7tap_core::{Direction, FlowKey, L7Record, Protocol, ResponseStatus};
@@ -66,7 +66,7 @@ pub fn run(host: &PluginHost, hook: SampleHook, sample: Bytes) -> String {
                 flow: &flow,
                 direction: Direction::ClientToServer,
                 ts_ns: 0,
-                comm: Bytes::new(),
+                comm: &NO_COMM,
                 from_ebpf: false,
             };
             match host.check_payload(&o, &sample) {

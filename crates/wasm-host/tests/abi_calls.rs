@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use l7tap_core::{Direction, FlowKey, L7Record, Protocol, ResponseStatus};
-use l7tap_wasm_host::dispatch::Origin;
+use l7tap_wasm_host::dispatch::{Origin, NO_COMM};
 use l7tap_wasm_host::{stderr_log, Hook, PluginHost, PluginLimits};
 
 /// A legacy response record (2023 layout) with one attribute, as WAT data.
@@ -68,7 +68,7 @@ fn custom_message_hook_gets_its_messages_only() {
         flow: &flow,
         direction: Direction::ServerToClient,
         ts_ns: 0,
-        comm: Bytes::new(),
+        comm: &NO_COMM,
         from_ebpf: false,
     };
     let (name, rec) = host

@@ -412,8 +412,7 @@ fn field_varint_len(num: u64, v: u64) -> usize {
 }
 
 fn field_bytes(out: &mut Vec<u8>, num: u64, b: &[u8]) {
-    varint(out, (num << 3) | 2);
-    varint(out, b.len() as u64);
+    nested(out, num, b.len());
     out.extend_from_slice(b);
 }
 
@@ -621,14 +620,14 @@ fn send(action: Action) -> i32 {
         Action::Next => 0,
         Action::Abort => 1,
         Action::Result(records) => {
-            let total: usize = records.iter().map(|r| 2 + r.encoded_len()).sum();
-            let mut blob = Vec::with_capacity(total.min(64 * 1024));
+            let mut blob = Vec::new();
             for r in &records {
                 let n = r.encoded_len();
                 if n > u16::MAX as usize || blob.len() + 2 + n > 64 * 1024 {
                     log(Level::Error, "result record too large; dropped");
                     continue;
                 }
+                blob.reserve(2 + n);
                 blob.extend_from_slice(&(n as u16).to_be_bytes());
                 r.encode_into(&mut blob);
             }

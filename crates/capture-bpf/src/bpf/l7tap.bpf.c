@@ -502,15 +502,19 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in
 	 * the call, not in the socket (receives pass on the local port alone). */
 	__u16 peer = 0;
+	struct user_msghdr m = {}; /* sendmsg/recvmsg: read once, when first needed */
+	int have_m = 0;
 	if (cfg->port_filter && dir == DIR_EGRESS) {
 		struct sock *k = bpf_core_cast(sk, struct sock);
 		if (!k->__sk_common.skc_dport) {
 			if (kind == K_BUF) {
 				peer = user_sockaddr_port(addr);
 			} else if (kind == K_MSG) {
-				void *name = NULL;
-				if (!bpf_probe_read_user(&name, sizeof(name), (void *)ptr))
-					peer = user_sockaddr_port((__u64)name);
+				/* The whole header: the event needs its iovecs too. */
+				if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr) == 0) {
+					have_m = 1;
+					peer = user_sockaddr_port((__u64)m.msg_name);
+				}
 			}
 		}
 	}
@@ -545,8 +549,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 		return 0;
 
 	if (kind == K_MSG) {
-		struct user_msghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr)) {
+		if (!have_m && bpf_probe_read_user(&m, sizeof(m), (void *)ptr)) {
 			stat_add(ST_READ_FAULT, 1);
 			return 0;
 		}
