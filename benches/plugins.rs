@@ -96,6 +96,20 @@ fn bench_calls(c: &mut Criterion) {
             r
         })
     });
+    // The floor under every hook call: wasmer's own typed call of the same `i32.const 0`
+    // function (no host, no metering, no timing), in the same run.
+    {
+        let mut store = wasmer::Store::default();
+        let module = wasmer::Module::new(&store, wat::parse_str(NOOP).unwrap()).unwrap();
+        let instance = wasmer::Instance::new(&mut store, &module, &wasmer::imports! {}).unwrap();
+        let f = instance
+            .exports
+            .get_typed_function::<(), i32>(&store, "on_http_resp")
+            .unwrap();
+        g.bench_function("wasmer_bare_call", |b| {
+            b.iter(|| black_box(f.call(&mut store).unwrap()))
+        });
+    }
     let noop = quiet_host();
     noop.load("noop", &wat::parse_str(NOOP).unwrap()).unwrap();
     g.bench_function("noop_hook", |b| {
@@ -136,7 +150,7 @@ fn bench_calls(c: &mut Criterion) {
     ] {
         let m = &host.plugins()[0].metrics;
         let calls = m.calls(l7tap::wasm::Hook::HttpResp).max(1);
-        let ops = m.instructions.load(std::sync::atomic::Ordering::Relaxed);
+        let ops = m.instructions();
         eprintln!(
             "{name}: {} Wasm operators per on_http_resp call",
             ops / calls

@@ -224,6 +224,16 @@ fn plugin_check(args: CheckArgs) -> Result<ExitCode, String> {
         let payload = std::fs::read(sample).map_err(|e| format!("{}: {e}", sample.display()))?;
         let out = l7tap::wasm::sample::run(&host, args_hook(args.hook), payload.into());
         println!("{out}");
+        // What the call cost: Wasm operators are exact (the metering count); the time is one
+        // cold call's (instantiation is not in it), so only a rough guide.
+        let m = &p.metrics;
+        let calls: u64 = l7tap::wasm::Hook::ALL.iter().map(|h| m.calls(*h)).sum();
+        println!(
+            "cost: {calls} hook call(s), {} Wasm operators, {} us, guest memory {} KiB",
+            m.instructions(),
+            m.total_ns() / 1000,
+            m.memory_bytes.load(std::sync::atomic::Ordering::Relaxed) / 1024
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

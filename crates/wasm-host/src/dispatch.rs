@@ -32,6 +32,9 @@ fn status_of_abi(s: u8) -> ResponseStatus {
     }
 }
 
+/// The plugin that handled a hook, and the records it returned (never empty).
+type Handled = (Arc<str>, Vec<PluginRecord>);
+
 /// The process name of an origin without a process (packet capture).
 pub static NO_COMM: Bytes = Bytes::new();
 
@@ -51,23 +54,23 @@ pub struct Origin<'a> {
 }
 
 impl PluginHost {
-    /// The base context for a message payload, and the payload as plugins see it (at most
-    /// `payload_bytes` bytes). When that is not the whole message (cut here, or the record
+    /// The base context for a message, given `payload` as plugins will see it and the
+    /// message's whole length. When that is not the whole message (cut here, or the record
     /// is truncated), `buf_size` is set to the payload's length: a plugin can tell a cut
     /// payload by `payload.len() == buf_size`.
     fn base_for_message(
         &self,
         o: &Origin<'_>,
         l7: u8,
-        whole: &Bytes,
+        payload: &Bytes,
+        whole_len: usize,
         truncated: bool,
-    ) -> (BaseCtx, Bytes) {
-        let payload = self.cut(whole);
+    ) -> BaseCtx {
         let mut b = self.base_ctx(o, l7);
-        if (truncated || payload.len() < whole.len()) && !payload.is_empty() {
+        if (truncated || payload.len() < whole_len) && !payload.is_empty() {
             b.buf_size = payload.len().min(usize::from(u16::MAX)) as u16;
         }
-        (b, payload)
+        b
     }
 
     fn base_ctx(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
@@ -99,11 +102,22 @@ impl PluginHost {
 
     /// The payload as plugins see it: at most `payload_bytes` bytes of the message.
     fn cut(&self, payload: &Bytes) -> Bytes {
-        payload.slice(
-            ..payload
-                .len()
-                .min(usize::from(self.limits().payload_bytes.max(1))),
-        )
+        payload.slice(..payload.len().min(self.payload_limit()))
+    }
+
+    fn payload_limit(&self) -> usize {
+        usize::from(self.limits().payload_bytes.max(1))
+    }
+
+    /// Lends a record's message to a call: moved out of the record when plugins see all of
+    /// it (no reference-count traffic; `restore` puts it back), else a cut handle (the record
+    /// keeps the whole). The bool says whether it was moved.
+    fn lend(&self, field: &mut Bytes) -> (Bytes, bool) {
+        if field.len() <= self.payload_limit() {
+            (std::mem::take(field), true)
+        } else {
+            (self.cut(field), false)
+        }
     }
 
     /// Runs `on_http_req` and `on_http_resp` on an HTTP/1, HTTP/2 or gRPC record and merges
@@ -116,70 +130,82 @@ impl PluginHost {
             _ => return false,
         };
         let h1 = native == l7_proto::HTTP1;
-        let side = |hook, d| {
-            self.any_wants(hook)
-                .then(|| http_side(rec, h1, d).cloned())
-                .flatten()
-        };
-        let req = side(Hook::HttpReq, Direction::ClientToServer);
-        let resp = side(Hook::HttpResp, Direction::ServerToClient);
-        if req.is_none() && resp.is_none() {
-            return false;
-        }
-        let comm = rec
-            .process
-            .as_ref()
-            .map(|p| p.comm.clone())
-            .unwrap_or_default();
-        let from_ebpf = rec.process.is_some();
         let mut changed = false;
-        if let Some(whole) = req {
-            let o = Origin {
-                flow: &rec.flow,
-                direction: Direction::ClientToServer,
-                ts_ns: rec.start_ns,
-                comm: &comm,
-                from_ebpf,
-            };
-            let (base, payload) = self.base_for_message(&o, native, &whole, rec.truncated);
-            let info = HookInfo::HttpReq(HttpReqInfo {
-                path: rec.request_resource.clone(),
-                host: rec.request_domain.clone(),
-                user_agent: if h1 {
-                    header(&rec.request_payload, b"user-agent")
-                } else {
-                    Bytes::new()
-                },
-                referer: if h1 {
-                    header(&rec.request_payload, b"referer")
-                } else {
-                    Bytes::new()
-                },
-            });
-            let ctx = CallCtx::new(ActiveHook::HttpReq, base, payload, info);
-            if let Some((name, r)) = self.first_handled(Hook::HttpReq, ctx) {
-                merge_http(rec, &r, Direction::ClientToServer);
-                rec.plugins.push(name);
-                changed = true;
+        for (hook, d) in [
+            (Hook::HttpReq, Direction::ClientToServer),
+            (Hook::HttpResp, Direction::ServerToClient),
+        ] {
+            if !self.any_wants(hook) {
+                continue;
             }
-        }
-        if let Some(whole) = resp {
+            let Some(field) = http_side(rec, h1, d) else {
+                continue;
+            };
+            let whole_len = field.len();
+            let (payload, moved) = self.lend(field);
+            let info = match d {
+                Direction::ClientToServer => HookInfo::HttpReq(HttpReqInfo {
+                    path: rec.request_resource.clone(),
+                    host: rec.request_domain.clone(),
+                    // The raw head: the payload when it was lent whole, else still in the record.
+                    user_agent: if h1 {
+                        header(
+                            if moved {
+                                &payload
+                            } else {
+                                &rec.request_payload
+                            },
+                            b"user-agent",
+                        )
+                    } else {
+                        Bytes::new()
+                    },
+                    referer: if h1 {
+                        header(
+                            if moved {
+                                &payload
+                            } else {
+                                &rec.request_payload
+                            },
+                            b"referer",
+                        )
+                    } else {
+                        Bytes::new()
+                    },
+                }),
+                Direction::ServerToClient => HookInfo::HttpResp(
+                    rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
+                    abi_status(rec.response_status),
+                    rec.endpoint.clone(),
+                ),
+            };
+            let comm = rec.process.as_ref().map_or(&NO_COMM, |p| &p.comm);
             let o = Origin {
                 flow: &rec.flow,
-                direction: Direction::ServerToClient,
-                ts_ns: rec.end_ns,
-                comm: &comm,
-                from_ebpf,
+                direction: d,
+                ts_ns: if d == Direction::ClientToServer {
+                    rec.start_ns
+                } else {
+                    rec.end_ns
+                },
+                comm,
+                from_ebpf: rec.process.is_some(),
             };
-            let (base, payload) = self.base_for_message(&o, native, &whole, rec.truncated);
-            let info = HookInfo::HttpResp(
-                rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
-                abi_status(rec.response_status),
-                rec.endpoint.clone(),
-            );
-            let ctx = CallCtx::new(ActiveHook::HttpResp, base, payload, info);
-            if let Some((name, r)) = self.first_handled(Hook::HttpResp, ctx) {
-                merge_http(rec, &r, Direction::ServerToClient);
+            let base = self.base_for_message(&o, native, &payload, whole_len, rec.truncated);
+            let active = if d == Direction::ClientToServer {
+                ActiveHook::HttpReq
+            } else {
+                ActiveHook::HttpResp
+            };
+            let (found, payload) = self.first_handled(hook, |c| c.set(active, base, payload, info));
+            if moved {
+                *http_field(rec, h1, d) = payload;
+            }
+            if let Some((name, recs)) = found {
+                // The last record of the handling plugin's result counts (never empty).
+                if let Some(r) = recs.last() {
+                    merge_http(rec, r, d);
+                }
                 if !rec.plugins.contains(&name) {
                     rec.plugins.push(name);
                 }
@@ -191,18 +217,24 @@ impl PluginHost {
 
     /// Section 4.3: 0 next plugin, 1 handled (stop; the last record of its result counts),
     /// anything else a failure (next plugin).
-    fn first_handled(&self, hook: Hook, ctx: CallCtx) -> Option<(Arc<str>, PluginRecord)> {
+    /// The payload comes back with the answer.
+    fn first_handled(
+        &self,
+        hook: Hook,
+        prepare: impl FnOnce(&mut CallCtx),
+    ) -> (Option<Handled>, Bytes) {
         let mut found = None;
-        self.call_each(hook, ctx, &mut |plugin, outcome| match outcome {
+        let payload = self.call_each(hook, prepare, &mut |plugin, outcome| match outcome {
             Outcome::Returned(0, _) | Outcome::Failed => false,
             Outcome::Returned(1, result) => {
-                if let Some(HookResult::Records(mut recs)) = result {
-                    if let Some(last) = recs.pop() {
+                // The records stay in their Vec (a record is ~0.5 KiB: not moved around).
+                if let Some(HookResult::Records(recs)) = result {
+                    if !recs.is_empty() {
                         plugin
                             .metrics
                             .records_modified
                             .fetch_add(1, Ordering::Relaxed);
-                        found = Some((Arc::clone(&plugin.name), last));
+                        found = Some((Arc::clone(&plugin.name), recs));
                     }
                 }
                 true
@@ -212,7 +244,7 @@ impl PluginHost {
                 false
             }
         });
-        found
+        (found, payload)
     }
 
     /// Section 4.1: asks the payload-parse plugins whether `payload` is theirs. Returns the
@@ -222,16 +254,18 @@ impl PluginHost {
         o: &Origin<'_>,
         payload: &Bytes,
     ) -> Option<(u8, Vec<u8>, MessageRole)> {
-        let ctx = CallCtx::new(
-            ActiveHook::Check,
-            self.base_ctx(o, 0),
-            self.cut(payload),
-            HookInfo::None,
-        );
+        let prepare = |c: &mut CallCtx| {
+            c.set(
+                ActiveHook::Check,
+                self.base_ctx(o, 0),
+                self.cut(payload),
+                HookInfo::None,
+            )
+        };
         let mut found = None;
         self.call_each(
             Hook::CheckPayload,
-            ctx,
+            prepare,
             &mut |plugin, outcome| match outcome {
                 Outcome::Returned(0, _) | Outcome::Failed => false,
                 Outcome::Returned(v, result) => {
@@ -271,16 +305,18 @@ impl PluginHost {
         proto: u8,
         payload: &Bytes,
     ) -> Option<Vec<PluginRecord>> {
-        let ctx = CallCtx::new(
-            ActiveHook::Parse,
-            self.base_ctx(o, proto),
-            self.cut(payload),
-            HookInfo::None,
-        );
+        let prepare = |c: &mut CallCtx| {
+            c.set(
+                ActiveHook::Parse,
+                self.base_ctx(o, proto),
+                self.cut(payload),
+                HookInfo::None,
+            )
+        };
         let mut found = None;
         self.call_each(
             Hook::ParsePayload,
-            ctx,
+            prepare,
             &mut |plugin, outcome| match outcome {
                 Outcome::Returned(0, _) | Outcome::Failed => false,
                 Outcome::Returned(1, result) => {
@@ -321,13 +357,16 @@ impl PluginHost {
         if !wanted {
             return None;
         }
-        let ctx = CallCtx::new(
-            ActiveHook::Custom,
-            self.base_ctx(o, 0),
-            self.cut(payload),
-            HookInfo::Custom(hook_point, type_code, body.clone()),
-        );
-        self.first_handled(Hook::CustomMessage, ctx)
+        let prepare = |c: &mut CallCtx| {
+            c.set(
+                ActiveHook::Custom,
+                self.base_ctx(o, 0),
+                self.cut(payload),
+                HookInfo::Custom(hook_point, type_code, body.clone()),
+            )
+        };
+        let (found, _) = self.first_handled(Hook::CustomMessage, prepare);
+        found.and_then(|(name, mut recs)| recs.pop().map(|r| (name, r)))
     }
 }
 
@@ -335,23 +374,27 @@ impl PluginHost {
 /// the raw message (head and body). HTTP/2 and gRPC: the stream's DATA, whole (for gRPC the
 /// length-prefixed messages, 5-byte prefix included), since the head is HPACK-coded frames a
 /// plugin could not read; its fields are in the HTTP info (a bodiless side is still present).
-fn http_side(rec: &L7Record, h1: bool, side: Direction) -> Option<&Bytes> {
-    let (raw, body, head_seen) = match side {
-        Direction::ClientToServer => (
-            &rec.request_payload,
-            &rec.request_body,
-            !rec.request_type.is_empty(),
-        ),
-        Direction::ServerToClient => (
-            &rec.response_payload,
-            &rec.response_body,
-            rec.response_code.is_some(),
-        ),
+fn http_side(rec: &mut L7Record, h1: bool, side: Direction) -> Option<&mut Bytes> {
+    let present = match (h1, side) {
+        (true, Direction::ClientToServer) => !rec.request_payload.is_empty(),
+        (true, Direction::ServerToClient) => !rec.response_payload.is_empty(),
+        (false, Direction::ClientToServer) => {
+            !rec.request_body.is_empty() || !rec.request_type.is_empty()
+        }
+        (false, Direction::ServerToClient) => {
+            !rec.response_body.is_empty() || rec.response_code.is_some()
+        }
     };
-    if h1 {
-        (!raw.is_empty()).then_some(raw)
-    } else {
-        (!body.is_empty() || head_seen).then_some(body)
+    present.then(|| http_field(rec, h1, side))
+}
+
+/// The field `http_side` lends: the raw message (HTTP/1) or the DATA (HTTP/2, gRPC).
+fn http_field(rec: &mut L7Record, h1: bool, side: Direction) -> &mut Bytes {
+    match (h1, side) {
+        (true, Direction::ClientToServer) => &mut rec.request_payload,
+        (true, Direction::ServerToClient) => &mut rec.response_payload,
+        (false, Direction::ClientToServer) => &mut rec.request_body,
+        (false, Direction::ServerToClient) => &mut rec.response_body,
     }
 }
 

@@ -7,7 +7,8 @@ use crate::imports::{
     imports_for, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit,
 };
 use crate::limits::{engine, PluginLimits};
-use crate::metrics::{clock, FailureKind, Hook, PluginMetrics};
+use crate::metrics::{clock, CallStats, FailureKind, Hook, PluginMetrics};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -123,6 +124,8 @@ struct Instantiated {
     memory: Memory,
     funcs: [Option<TypedFunction<(), i32>>; 5],
     budget: Budget,
+    /// This instance's share of the plugin's call counters (only this thread writes it).
+    stats: Arc<CallStats>,
 }
 
 /// The metering middleware's two globals, looked up once per instance (the middleware's own
@@ -256,6 +259,7 @@ fn instantiate(
         memory,
         funcs,
         budget,
+        stats: metrics.shard(),
     })
 }
 
@@ -361,6 +365,8 @@ struct ThreadPlugins {
     generation: u64,
     plugins: Arc<Vec<Arc<Plugin>>>,
     instances: Vec<Option<Instantiated>>,
+    /// The call context's box, kept between dispatches.
+    spare: Option<Box<CallCtx>>,
 }
 
 impl Default for ThreadPlugins {
@@ -369,6 +375,7 @@ impl Default for ThreadPlugins {
             generation: u64::MAX,
             plugins: Arc::new(Vec::new()),
             instances: Vec::new(),
+            spare: None,
         }
     }
 }
@@ -562,21 +569,27 @@ impl PluginHost {
         })
     }
 
-    /// Calls `hook` on each plugin that wants it, in order, handing `ctx` from one to the
-    /// next (its result slot emptied in between); `decide` sees each outcome and says whether
-    /// to stop.
+    /// Calls `hook` on each plugin that wants it, in order, handing the call context that
+    /// `prepare` filled from one to the next (its result slot emptied in between); `decide`
+    /// sees each outcome and says whether to stop. Gives the context's payload back.
     pub(crate) fn call_each(
         &self,
         hook: Hook,
-        ctx: CallCtx,
+        prepare: impl FnOnce(&mut CallCtx),
         decide: &mut dyn FnMut(&Arc<Plugin>, Outcome) -> bool,
-    ) {
-        // Boxed: it moves into each instance's environment and back, a pointer swap.
-        let mut ctx = Some(Box::new(ctx));
+    ) -> Bytes {
         self.with_thread(|tp, inner| {
             let ThreadPlugins {
-                plugins, instances, ..
+                plugins,
+                instances,
+                spare,
+                ..
             } = tp;
+            // Boxed: it moves into each instance's environment and back, a pointer swap. The
+            // thread keeps the box for its next dispatch, and it is filled in place.
+            let mut b = spare.take().unwrap_or_default();
+            prepare(&mut b);
+            let mut ctx = Some(b);
             for (plugin, slot) in plugins.iter().zip(instances.iter_mut()) {
                 if !plugin.wants(hook) {
                     continue;
@@ -589,7 +602,15 @@ impl PluginHost {
                     break;
                 }
             }
-        });
+            let Some(mut b) = ctx else {
+                return Bytes::new();
+            };
+            let payload = std::mem::take(&mut b.payload);
+            // Nothing of this record stays alive in the spare box.
+            b.clear();
+            *spare = Some(b);
+            payload
+        })
     }
 
     /// Records a valid-but-unexpected return code as a failure (section 4: "else error").
@@ -670,7 +691,7 @@ fn call_one(
     let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
     let ticks = clock::now().wrapping_sub(t0);
     let left = inst.budget.remaining(&mut inst.store);
-    plugin.metrics.call(
+    inst.stats.record(
         hook,
         ticks,
         inner.limits.instructions_per_call.saturating_sub(left),

@@ -94,16 +94,48 @@ pub struct CallCtx {
     pub result: Option<HookResult>,
 }
 
-impl CallCtx {
-    /// A context for `hook` with a base, a payload and the hook's info.
-    pub fn new(hook: ActiveHook, base: BaseCtx, payload: Bytes, info: HookInfo) -> Self {
+impl Default for CallCtx {
+    /// An empty context (a `check_payload` call on nothing), to be `set` before a call.
+    fn default() -> Self {
+        let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         CallCtx {
-            hook,
-            base,
-            payload,
-            info,
+            hook: ActiveHook::Check,
+            base: BaseCtx {
+                src: nowhere,
+                dst: nowhere,
+                l4_protocol: 0,
+                l7_protocol: 0,
+                ebpf_type: 0,
+                time_us: 0,
+                direction: 0,
+                proc_name: Bytes::new(),
+                flow_id: 0,
+                buf_size: 1,
+            },
+            payload: Bytes::new(),
+            info: HookInfo::None,
             result: None,
         }
+    }
+}
+
+impl CallCtx {
+    /// Makes this the context of `hook` with a base, a payload and the hook's info.
+    #[inline]
+    pub fn set(&mut self, hook: ActiveHook, base: BaseCtx, payload: Bytes, info: HookInfo) {
+        self.hook = hook;
+        self.base = base;
+        self.payload = payload;
+        self.info = info;
+        self.result = None;
+    }
+
+    /// Drops what the context holds of a record (its buffers), keeping the allocation.
+    pub fn clear(&mut self) {
+        self.payload = Bytes::new();
+        self.base.proc_name = Bytes::new();
+        self.info = HookInfo::None;
+        self.result = None;
     }
 }
 

@@ -150,6 +150,16 @@ fn a_cut_payload_fills_buf_size_exactly() {
         Some(b"yes".to_vec()),
         "cut at payload_bytes = 32"
     );
+    // Plugins saw a cut; the record keeps its whole message (and the short one, lent whole
+    // to the call, got it back).
+    assert_eq!(
+        &long.response_payload[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789"
+    );
+    assert_eq!(
+        &short.response_payload[..],
+        b"HTTP/1.1 204 No Content\r\n\r\n"
+    );
     let mut truncated = rec(b"HTTP/1.1 200 OK\r\n\r\nabc", true);
     host.on_http_record(&mut truncated);
     assert_eq!(
@@ -270,8 +280,25 @@ fn instructions_and_time_metrics_count_each_call() {
     for _ in 0..3 {
         assert!(!host.on_http_record(&mut rec));
     }
+    // The message was lent to the calls and is back in the record.
+    assert_eq!(&rec.response_payload[..], b"HTTP/1.1 200 OK\r\n\r\n");
     let m = &p.metrics;
     assert_eq!(m.calls(Hook::HttpResp), 3);
-    assert_eq!(m.instructions.load(std::sync::atomic::Ordering::Relaxed), 6);
+    assert_eq!(m.instructions(), 6);
     assert!(m.total_ns() > 0 && m.max_ns() > 0 && m.max_ns() <= m.total_ns());
+    // Each worker thread counts into its own instance's counters; the totals sum them,
+    // also after the threads (and their instances) are gone.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut r = rec.clone();
+                for _ in 0..5 {
+                    host.on_http_record(&mut r);
+                }
+            });
+        }
+    });
+    assert_eq!(m.calls(Hook::HttpResp), 3 + 4 * 5);
+    assert_eq!(m.instructions(), 2 * (3 + 4 * 5));
+    assert_eq!(m.calls(Hook::HttpReq), 0);
 }
