@@ -10,12 +10,12 @@ RUSTC=/usr/bin/rustc
 exports=(get_hook_bitmap get_custom_message_hook check_payload parse_payload on_http_req on_http_resp on_custom_message)
 link_args=()
 for e in "${exports[@]}"; do link_args+=(-C "link-arg=--export=$e"); done
-$RUSTC --edition 2021 --crate-type rlib --crate-name l7tap_sdk --target wasm32-wasi -C opt-level=2 -C target-feature=+bulk-memory \
+$RUSTC --edition 2021 --crate-type rlib --crate-name l7tap_sdk --target wasm32-wasi -C opt-level=2 -C target-feature=+bulk-memory,+simd128 \
     sdk/rust/src/lib.rs -o "$out/libl7tap_sdk.rlib"
 for dir in plugins/*/; do
     name="$(basename "$dir")"
     if [ -f "$dir/src/main.rs" ]; then
-        $RUSTC --edition 2021 --crate-name "$name" --target wasm32-wasi -C opt-level=2 -C target-feature=+bulk-memory -C panic=abort -C strip=debuginfo \
+        $RUSTC --edition 2021 --crate-name "$name" --target wasm32-wasi -C opt-level=2 -C target-feature=+bulk-memory,+simd128 -C panic=abort -C strip=debuginfo \
             --extern l7tap_sdk="$out/libl7tap_sdk.rlib" -L "$out" "${link_args[@]}" \
             "$dir/src/main.rs" -o "$out/$name.wasm"
     elif [ -f "$dir/plugin.c" ]; then

@@ -127,6 +127,48 @@ fn status_rewrite_on_the_opt_status_capture() {
     );
 }
 
+/// The SDK's text conversion (a SIMD ASCII check in Wasm, then UTF-8 validation) on bodies
+/// long enough for its vector loop: the result text must be the body as UTF-8 says, with
+/// each invalid byte replaced by U+FFFD (the Unicode standard's "maximal subpart" rule,
+/// which std's lossy conversion implements), wherever the non-ASCII byte falls.
+#[test]
+fn status_rewrite_result_text_is_the_body_as_utf8() {
+    let (host, _) = host_with(&["http_status_rewrite"]);
+    for at in [0usize, 15, 16, 63, 64, 100, 190] {
+        for (insert, name) in [("\u{e9}".as_bytes(), "utf-8"), (&b"\xff"[..], "invalid")] {
+            let mut body = br#"{"OPT_STATUS":"FAILED","PAD":""#.to_vec();
+            while body.len() < 200 {
+                body.push(b'x');
+            }
+            let at = body.len() - 10 - at.min(body.len() - 40);
+            body.splice(at..at, insert.iter().copied());
+            body.extend_from_slice(b"\"}");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut rec = l7tap::L7Record {
+                flow: l7tap::FlowKey::tcp(
+                    "10.0.0.1:1000".parse().unwrap(),
+                    "10.0.0.2:80".parse().unwrap(),
+                ),
+                protocol: l7tap::Protocol::Http1,
+                response_code: Some(200),
+                response_status: ResponseStatus::Ok,
+                response_payload: [head.as_bytes(), &body].concat().into(),
+                ..Default::default()
+            };
+            assert!(host.on_http_record(&mut rec), "{name} at {at}");
+            // Byte for byte: an invalid byte passed through would be caught here.
+            assert_eq!(
+                &rec.response_result[..],
+                String::from_utf8_lossy(&body).as_bytes(),
+                "{name} byte at {at}"
+            );
+        }
+    }
+}
+
 #[test]
 fn status_rewrite_leaves_other_traffic_alone() {
     let (host, _) = host_with(&["http_status_rewrite"]);

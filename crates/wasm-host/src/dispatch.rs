@@ -418,10 +418,11 @@ fn header(raw: &Bytes, name: &[u8]) -> Bytes {
     Bytes::new()
 }
 
-fn set(dst: &mut Bytes, v: &Option<Vec<u8>>) {
+/// A plugin's non-empty value replaces the record's (a slice of the result: no copy).
+fn set(dst: &mut Bytes, v: &Option<Bytes>) {
     if let Some(v) = v {
         if !v.is_empty() {
-            *dst = Bytes::from(v.clone());
+            *dst = v.clone();
         }
     }
 }
@@ -460,22 +461,22 @@ fn merge_common(rec: &mut L7Record, r: &PluginRecord) {
     if let Some(t) = &r.trace {
         // Plugin trace ids rank ahead of header-derived ones.
         if let Some(first) = t.trace_ids.first().filter(|f| !f.is_empty()) {
-            rec.trace_id = Bytes::from(first.clone());
+            rec.trace_id = first.clone();
         }
         if let Some(span) = t.span_id.as_ref().filter(|s| !s.is_empty()) {
-            if !rec.span_id.is_empty() && rec.span_id.as_ref() != span.as_slice() {
+            if !rec.span_id.is_empty() && rec.span_id != span {
                 let old = rec.span_id.clone();
                 rec.push_attribute(Bytes::from_static(b"apm_span_id"), old);
             }
-            rec.span_id = Bytes::from(span.clone());
+            rec.span_id = span.clone();
         }
         set(&mut rec.x_request_id, &t.x_request_id);
         if let Some(c) = t.http_proxy_client.as_ref().filter(|c| !c.is_empty()) {
-            rec.push_attribute(Bytes::from_static(b"client_ip"), Bytes::from(c.clone()));
+            rec.push_attribute(Bytes::from_static(b"client_ip"), c.clone());
         }
     }
     for (k, v) in &r.attributes {
-        rec.push_attribute(Bytes::from(k.clone()), Bytes::from(v.clone()));
+        rec.push_attribute(k.clone(), v.clone());
     }
     if let Some(b) = r.biz_type.filter(|b| *b > 0) {
         rec.push_attribute(Bytes::from_static(b"biz_type"), Bytes::from(b.to_string()));
@@ -486,7 +487,7 @@ fn merge_common(rec: &mut L7Record, r: &PluginRecord) {
         ("biz_response_code", &r.biz_response_code),
     ] {
         if let Some(v) = v {
-            rec.push_attribute(Bytes::from_static(k.as_bytes()), Bytes::from(v.clone()));
+            rec.push_attribute(Bytes::from_static(k.as_bytes()), v.clone());
         }
     }
 }

@@ -51,8 +51,8 @@ fn origin(flow: &FlowKey, direction: Direction, ts_ns: u64) -> Origin<'_> {
     }
 }
 
-fn text(v: &Option<Vec<u8>>) -> Cow<'static, [u8]> {
-    Cow::Owned(v.clone().unwrap_or_default())
+fn text(v: &Option<Bytes>) -> Cow<'static, [u8]> {
+    Cow::Owned(v.as_ref().map(|b| b.to_vec()).unwrap_or_default())
 }
 
 /// Section 8.1: one plugin record as a message of the flow.
@@ -97,7 +97,7 @@ fn to_message(r: PluginRecord, direction: Direction, len: usize, body: &[u8]) ->
         m.body_len = r.resp_len.map(u64::from);
     }
     if let Some(t) = &r.trace {
-        m.trace_id = Cow::Owned(t.trace_ids.first().cloned().unwrap_or_default());
+        m.trace_id = text(&t.trace_ids.first().cloned());
         m.span_id = text(&t.span_id);
         m.x_request_id = text(&t.x_request_id);
     }

@@ -1,6 +1,8 @@
 //! Guest -> host result blobs (wasm-abi.md section 7): the protobuf "PB" records and every
 //! legacy binary layout, including the older ones DeepFlow itself no longer accepts.
 
+use bytes::Bytes;
+
 /// Why a result blob was rejected (the whole blob is then discarded, as DeepFlow does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("bad plugin result: {0}")]
@@ -10,15 +12,15 @@ pub struct DecodeError(pub &'static str);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppRequest {
     /// Protocol version.
-    pub version: Option<Vec<u8>>,
+    pub version: Option<Bytes>,
     /// Request type (method, command).
-    pub req_type: Option<Vec<u8>>,
+    pub req_type: Option<Bytes>,
     /// Domain (host, database).
-    pub domain: Option<Vec<u8>>,
+    pub domain: Option<Bytes>,
     /// Resource (path, statement).
-    pub resource: Option<Vec<u8>>,
+    pub resource: Option<Bytes>,
     /// Endpoint.
-    pub endpoint: Option<Vec<u8>>,
+    pub endpoint: Option<Bytes>,
 }
 
 /// The response part of a result.
@@ -29,30 +31,30 @@ pub struct AppResponse {
     /// Response code.
     pub code: Option<i32>,
     /// Exception text.
-    pub exception: Option<Vec<u8>>,
+    pub exception: Option<Bytes>,
     /// Result text.
-    pub result: Option<Vec<u8>>,
+    pub result: Option<Bytes>,
     /// Response type.
-    pub resp_type: Option<Vec<u8>>,
+    pub resp_type: Option<Bytes>,
     /// Endpoint.
-    pub endpoint: Option<Vec<u8>>,
+    pub endpoint: Option<Bytes>,
 }
 
 /// Trace fields of a result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppTrace {
     /// Trace id.
-    pub trace_id: Option<Vec<u8>>,
+    pub trace_id: Option<Bytes>,
     /// Span id.
-    pub span_id: Option<Vec<u8>>,
+    pub span_id: Option<Bytes>,
     /// Parent span id.
-    pub parent_span_id: Option<Vec<u8>>,
+    pub parent_span_id: Option<Bytes>,
     /// Request id.
-    pub x_request_id: Option<Vec<u8>>,
+    pub x_request_id: Option<Bytes>,
     /// Client address seen by an HTTP proxy.
-    pub http_proxy_client: Option<Vec<u8>>,
+    pub http_proxy_client: Option<Bytes>,
     /// Further trace ids (trace_id is added if missing).
-    pub trace_ids: Vec<Vec<u8>>,
+    pub trace_ids: Vec<Bytes>,
 }
 
 /// One record a plugin returned.
@@ -71,7 +73,7 @@ pub struct PluginRecord {
     /// Trace fields.
     pub trace: Option<AppTrace>,
     /// Protocol display name.
-    pub protocol_str: Option<Vec<u8>>,
+    pub protocol_str: Option<Bytes>,
     /// Present: multi-message merge wanted; true: this side is complete.
     pub is_end: Option<bool>,
     /// No request/response pairing.
@@ -79,15 +81,15 @@ pub struct PluginRecord {
     /// The flow's direction is reversed.
     pub is_reversed: Option<bool>,
     /// Attributes, in order.
-    pub attributes: Vec<(Vec<u8>, Vec<u8>)>,
+    pub attributes: Vec<(Bytes, Bytes)>,
     /// Business type.
     pub biz_type: Option<u8>,
     /// Business code.
-    pub biz_code: Option<Vec<u8>>,
+    pub biz_code: Option<Bytes>,
     /// Business scenario.
-    pub biz_scenario: Option<Vec<u8>>,
+    pub biz_scenario: Option<Bytes>,
     /// Business response code.
-    pub biz_response_code: Option<Vec<u8>>,
+    pub biz_response_code: Option<Bytes>,
 }
 
 fn valid_status(s: u64) -> Result<u8, DecodeError> {
@@ -99,9 +101,11 @@ fn valid_status(s: u64) -> Result<u8, DecodeError> {
 
 /// Decodes a blob: `u16 BE length + record`, repeated, consumed exactly, at least one record.
 /// `direction` is the base context's (0 request, 1 response): legacy records depend on it.
+/// The blob is copied once; every text field of the records is a slice of that copy.
 pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, DecodeError> {
-    let mut out = Vec::new();
-    let mut rest = blob;
+    let src = Bytes::copy_from_slice(blob);
+    let mut out = Vec::with_capacity(1);
+    let mut rest = &src[..];
     while !rest.is_empty() {
         if rest.len() < 2 {
             return Err(DecodeError("record length cut"));
@@ -110,7 +114,7 @@ pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, Deco
         let rec = rest
             .get(2..2 + n)
             .ok_or(DecodeError("record longer than the blob"))?;
-        out.push(decode_record(rec, direction)?);
+        out.push(decode_record(&src, rec, direction)?);
         rest = &rest[2 + n..];
     }
     if out.is_empty() {
@@ -119,11 +123,21 @@ pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, Deco
     Ok(out)
 }
 
-/// Decodes one record, protobuf or legacy.
-pub fn decode_record(rec: &[u8], direction: u8) -> Result<PluginRecord, DecodeError> {
+/// Decodes one record, protobuf or legacy; `rec` lies in `src`, and text fields are slices
+/// of `src`.
+pub fn decode_record(src: &Bytes, rec: &[u8], direction: u8) -> Result<PluginRecord, DecodeError> {
     match rec.strip_prefix(b"PB") {
-        Some(pb) => pb::app_info(pb),
-        None => legacy::decode(rec, direction),
+        Some(pb) => pb::app_info(src, pb),
+        None => legacy::decode(src, rec, direction),
+    }
+}
+
+/// `s` (a part of `src`) as a slice of `src`, without a copy; a copy if it is not a part.
+fn piece(src: &Bytes, s: &[u8]) -> Bytes {
+    let (base, at) = (src.as_ptr() as usize, s.as_ptr() as usize);
+    match at.checked_sub(base) {
+        Some(off) if off + s.len() <= src.len() => src.slice(off..off + s.len()),
+        _ => Bytes::copy_from_slice(s),
     }
 }
 
@@ -188,9 +202,9 @@ mod pb {
         Ok(())
     }
 
-    fn s(v: Val<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
+    fn s(src: &Bytes, v: Val<'_>) -> Result<Option<Bytes>, DecodeError> {
         match v {
-            Val::Bytes(b) => Ok(Some(b.to_vec())),
+            Val::Bytes(b) => Ok(Some(piece(src, b))),
             _ => Err(DecodeError("expected a string")),
         }
     }
@@ -202,26 +216,26 @@ mod pb {
         }
     }
 
-    pub(super) fn app_info(b: &[u8]) -> Result<PluginRecord, DecodeError> {
+    pub(super) fn app_info(src: &Bytes, b: &[u8]) -> Result<PluginRecord, DecodeError> {
         let mut r = PluginRecord::default();
         fields(b, |num, v| {
             match num {
                 1 => r.req_len = Some(n(v)? as u32),
                 2 => r.resp_len = Some(n(v)? as u32),
                 3 => r.request_id = Some(n(v)? as u32),
-                10 => r.req = Some(request(msg(v)?)?),
-                11 => r.resp = Some(response(msg(v)?)?),
-                12 => r.trace = Some(trace(msg(v)?)?),
-                13 => r.protocol_str = s(v)?,
+                10 => r.req = Some(request(src, msg(v)?)?),
+                11 => r.resp = Some(response(src, msg(v)?)?),
+                12 => r.trace = Some(trace(src, msg(v)?)?),
+                13 => r.protocol_str = s(src, v)?,
                 21 => r.is_end = Some(n(v)? != 0),
                 22 => r.is_async = Some(n(v)? != 0),
                 23 => r.is_reversed = Some(n(v)? != 0),
                 31 => {
-                    let (mut k, mut val) = (Vec::new(), Vec::new());
+                    let (mut k, mut val) = (Bytes::new(), Bytes::new());
                     fields(msg(v)?, |num, v| {
                         match num {
-                            1 => k = s(v)?.unwrap_or_default(),
-                            2 => val = s(v)?.unwrap_or_default(),
+                            1 => k = s(src, v)?.unwrap_or_default(),
+                            2 => val = s(src, v)?.unwrap_or_default(),
                             _ => {}
                         }
                         Ok(())
@@ -229,9 +243,9 @@ mod pb {
                     r.attributes.push((k, val));
                 }
                 32 => r.biz_type = Some(n(v)? as u8),
-                33 => r.biz_code = s(v)?,
-                34 => r.biz_scenario = s(v)?,
-                35 => r.biz_response_code = s(v)?,
+                33 => r.biz_code = s(src, v)?,
+                34 => r.biz_scenario = s(src, v)?,
+                35 => r.biz_response_code = s(src, v)?,
                 _ => {} // unknown fields are skipped, as protobuf wants
             }
             Ok(())
@@ -253,15 +267,15 @@ mod pb {
         }
     }
 
-    fn request(b: &[u8]) -> Result<AppRequest, DecodeError> {
+    fn request(src: &Bytes, b: &[u8]) -> Result<AppRequest, DecodeError> {
         let mut r = AppRequest::default();
         fields(b, |num, v| {
             match num {
-                1 => r.version = s(v)?,
-                2 => r.req_type = s(v)?,
-                3 => r.domain = s(v)?,
-                4 => r.resource = s(v)?,
-                5 => r.endpoint = s(v)?,
+                1 => r.version = s(src, v)?,
+                2 => r.req_type = s(src, v)?,
+                3 => r.domain = s(src, v)?,
+                4 => r.resource = s(src, v)?,
+                5 => r.endpoint = s(src, v)?,
                 _ => {}
             }
             Ok(())
@@ -269,7 +283,7 @@ mod pb {
         Ok(r)
     }
 
-    fn response(b: &[u8]) -> Result<AppResponse, DecodeError> {
+    fn response(src: &Bytes, b: &[u8]) -> Result<AppResponse, DecodeError> {
         let mut r = AppResponse::default();
         let mut status = None;
         fields(b, |num, v| {
@@ -277,10 +291,10 @@ mod pb {
                 1 => status = Some(valid_status(n(v)?)?),
                 // int32: negative values are ten-byte varints; the low 32 bits are the value.
                 2 => r.code = Some(n(v)? as u32 as i32),
-                3 => r.exception = s(v)?,
-                4 => r.result = s(v)?,
-                5 => r.resp_type = s(v)?,
-                6 => r.endpoint = s(v)?,
+                3 => r.exception = s(src, v)?,
+                4 => r.result = s(src, v)?,
+                5 => r.resp_type = s(src, v)?,
+                6 => r.endpoint = s(src, v)?,
                 _ => {}
             }
             Ok(())
@@ -289,16 +303,16 @@ mod pb {
         Ok(r)
     }
 
-    fn trace(b: &[u8]) -> Result<AppTrace, DecodeError> {
+    fn trace(src: &Bytes, b: &[u8]) -> Result<AppTrace, DecodeError> {
         let mut t = AppTrace::default();
         fields(b, |num, v| {
             match num {
-                1 => t.trace_id = s(v)?,
-                2 => t.span_id = s(v)?,
-                3 => t.parent_span_id = s(v)?,
-                4 => t.x_request_id = s(v)?,
-                5 => t.http_proxy_client = s(v)?,
-                6 => t.trace_ids.extend(s(v)?),
+                1 => t.trace_id = s(src, v)?,
+                2 => t.span_id = s(src, v)?,
+                3 => t.parent_span_id = s(src, v)?,
+                4 => t.x_request_id = s(src, v)?,
+                5 => t.http_proxy_client = s(src, v)?,
+                6 => t.trace_ids.extend(s(src, v)?),
                 _ => {}
             }
             Ok(())
@@ -355,12 +369,13 @@ mod legacy {
         }
     }
 
-    fn opt(s: &[u8]) -> Option<Vec<u8>> {
-        (!s.is_empty()).then(|| s.to_vec())
+    fn opt(src: &Bytes, s: &[u8]) -> Option<Bytes> {
+        (!s.is_empty()).then(|| piece(src, s))
     }
 
     /// `with_protocol_str`: layouts since 2024-04; `with_biz_type`: since 2024-02.
     fn decode_layout(
+        src: &Bytes,
         b: &[u8],
         dir: u8,
         with_protocol_str: bool,
@@ -384,10 +399,10 @@ mod legacy {
             let resource = r.str16()?;
             p.req = Some(AppRequest {
                 version: None,
-                req_type: opt(req_type),
-                domain: opt(domain),
-                resource: opt(resource),
-                endpoint: opt(endpoint),
+                req_type: opt(src, req_type),
+                domain: opt(src, domain),
+                resource: opt(src, resource),
+                endpoint: opt(src, endpoint),
             });
         } else {
             let status = valid_status(u64::from(r.u8()?))?;
@@ -401,14 +416,14 @@ mod legacy {
             p.resp = Some(AppResponse {
                 status,
                 code,
-                exception: opt(exception),
-                result: opt(result),
+                exception: opt(src, exception),
+                result: opt(src, result),
                 resp_type: None,
                 endpoint: None,
             });
         }
         if with_protocol_str {
-            p.protocol_str = opt(r.str16()?);
+            p.protocol_str = opt(src, r.str16()?);
         }
         let merge = r.u8()?;
         if merge & 0x80 != 0 {
@@ -419,10 +434,10 @@ mod legacy {
             let span_id = r.str16()?;
             let parent = r.str16()?;
             p.trace = Some(AppTrace {
-                trace_id: opt(trace_id),
-                span_id: opt(span_id),
-                parent_span_id: opt(parent),
-                trace_ids: opt(trace_id).into_iter().collect(),
+                trace_id: opt(src, trace_id),
+                span_id: opt(src, span_id),
+                parent_span_id: opt(src, parent),
+                trace_ids: opt(src, trace_id).into_iter().collect(),
                 ..Default::default()
             });
         }
@@ -432,7 +447,7 @@ mod legacy {
                 let save = r.i;
                 match (r.str16(), r.str16()) {
                     (Ok(k), Ok(v)) if !(with_biz_type && r.left() == 0) => {
-                        p.attributes.push((k.to_vec(), v.to_vec()))
+                        p.attributes.push((piece(src, k), piece(src, v)))
                     }
                     _ => {
                         r.i = save;
@@ -450,12 +465,12 @@ mod legacy {
     /// Tries the current layout, then the pre-2024-04 one (no protocol string), then the
     /// pre-2024-02 one (no biz type either). The first that reads the record exactly wins;
     /// failing that, the first that reads it at all.
-    pub(super) fn decode(b: &[u8], dir: u8) -> Result<PluginRecord, DecodeError> {
+    pub(super) fn decode(src: &Bytes, b: &[u8], dir: u8) -> Result<PluginRecord, DecodeError> {
         let layouts = [(true, true), (false, true), (false, false)];
         let mut first_ok = None;
         let mut first_err = None;
         for (ps, bt) in layouts {
-            match decode_layout(b, dir, ps, bt) {
+            match decode_layout(src, b, dir, ps, bt) {
                 Ok((p, 0)) => return Ok(p),
                 Ok((p, _)) => {
                     first_ok.get_or_insert(p);

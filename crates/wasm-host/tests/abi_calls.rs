@@ -81,7 +81,10 @@ fn custom_message_hook_gets_its_messages_only() {
         )
         .expect("handled");
     assert_eq!(&*name, "zmtp_tap");
-    assert_eq!(rec.attributes, vec![(b"seen".to_vec(), b"zmtp".to_vec())]);
+    assert_eq!(
+        rec.attributes,
+        vec![(Bytes::from_static(b"seen"), Bytes::from_static(b"zmtp"))]
+    );
     // NATS (104) is not what it hooked: never called.
     assert!(host
         .on_custom_message(&o, 0, 104, &Bytes::new(), &Bytes::from_static(b"abc"))

@@ -70,12 +70,15 @@ fn legacy_current_layout() {
     assert_eq!(p.protocol_str.as_deref(), Some(&b"myproto"[..]));
     assert_eq!(
         p.attributes,
-        vec![(b"op_stat".to_vec(), b"FAILED".to_vec())]
+        vec![(
+            Bytes::from_static(b"op_stat"),
+            Bytes::from_static(b"FAILED")
+        )]
     );
     assert_eq!(p.biz_type, Some(9));
     assert_eq!(
         p.trace.as_ref().and_then(|t| t.trace_id.clone()),
-        Some(b"t-1".to_vec())
+        Some(Bytes::from_static(b"t-1"))
     );
 }
 
@@ -171,14 +174,17 @@ fn protobuf_record() {
     let t = p.trace.as_ref().expect("trace");
     assert_eq!(
         t.trace_ids,
-        vec![b"other".to_vec(), b"tid".to_vec()],
+        vec![Bytes::from_static(b"other"), Bytes::from_static(b"tid")],
         "trace_id appended when missing"
     );
     assert_eq!(p.protocol_str.as_deref(), Some(&b"pbproto"[..]));
     assert_eq!(p.is_async, Some(true));
     assert_eq!(
         p.attributes,
-        vec![(b"business_id".to_vec(), b"1234".to_vec())]
+        vec![(
+            Bytes::from_static(b"business_id"),
+            Bytes::from_static(b"1234")
+        )]
     );
 }
 
@@ -223,4 +229,17 @@ fn random_blobs_never_panic() {
         }
         let _ = decode_blob(&b, (n % 2) as u8);
     }
+}
+
+#[test]
+fn fields_are_slices_of_the_blob_copy() {
+    let src = Bytes::from_static(b"0123456789");
+    let p = piece(&src, &src[2..5]);
+    assert_eq!(&p[..], b"234");
+    assert_eq!(p.as_ptr(), src[2..].as_ptr(), "a slice, not a copy");
+    let other = b"234".to_vec();
+    let q = piece(&src, &other);
+    assert_eq!(&q[..], b"234");
+    assert_ne!(q.as_ptr(), other.as_ptr(), "not a part of src: copied");
+    assert!(piece(&src, &src[10..]).is_empty());
 }
