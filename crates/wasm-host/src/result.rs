@@ -114,7 +114,11 @@ pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, Deco
         let rec = rest
             .get(2..2 + n)
             .ok_or(DecodeError("record longer than the blob"))?;
-        out.push(decode_record(&src, rec, direction)?);
+        // Decoded in place: a record is ~0.5 KiB, not moved around.
+        out.push(PluginRecord::default());
+        if let Some(slot) = out.last_mut() {
+            decode_record_into(&src, rec, direction, slot)?;
+        }
         rest = &rest[2 + n..];
     }
     if out.is_empty() {
@@ -126,9 +130,21 @@ pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, Deco
 /// Decodes one record, protobuf or legacy; `rec` lies in `src`, and text fields are slices
 /// of `src`.
 pub fn decode_record(src: &Bytes, rec: &[u8], direction: u8) -> Result<PluginRecord, DecodeError> {
+    let mut out = PluginRecord::default();
+    decode_record_into(src, rec, direction, &mut out)?;
+    Ok(out)
+}
+
+/// `decode_record` into `out` (a default record).
+fn decode_record_into(
+    src: &Bytes,
+    rec: &[u8],
+    direction: u8,
+    out: &mut PluginRecord,
+) -> Result<(), DecodeError> {
     match rec.strip_prefix(b"PB") {
-        Some(pb) => pb::app_info(src, pb),
-        None => legacy::decode(src, rec, direction),
+        Some(pb) => pb::app_info(src, pb, out),
+        None => legacy::decode(src, rec, direction, out),
     }
 }
 
@@ -216,8 +232,7 @@ mod pb {
         }
     }
 
-    pub(super) fn app_info(src: &Bytes, b: &[u8]) -> Result<PluginRecord, DecodeError> {
-        let mut r = PluginRecord::default();
+    pub(super) fn app_info(src: &Bytes, b: &[u8], r: &mut PluginRecord) -> Result<(), DecodeError> {
         fields(b, |num, v| {
             match num {
                 1 => r.req_len = Some(n(v)? as u32),
@@ -257,7 +272,7 @@ mod pb {
                 }
             }
         }
-        Ok(r)
+        Ok(())
     }
 
     fn msg(v: Val<'_>) -> Result<&[u8], DecodeError> {
@@ -380,12 +395,12 @@ mod legacy {
         dir: u8,
         with_protocol_str: bool,
         with_biz_type: bool,
-    ) -> Result<(PluginRecord, usize), DecodeError> {
+        p: &mut PluginRecord,
+    ) -> Result<usize, DecodeError> {
         if b.len() < 9 {
             return Err(DecodeError("legacy record shorter than 9 bytes"));
         }
         let mut r = R { b, i: 0 };
-        let mut p = PluginRecord::default();
         let len = |v: u32| (v & 0x8000_0000 != 0).then_some(v & 0x7fff_ffff);
         p.req_len = len(r.u32()?);
         p.resp_len = len(r.u32()?);
@@ -459,28 +474,42 @@ mod legacy {
         if with_biz_type {
             p.biz_type = Some(r.u8()?);
         }
-        Ok((p, r.left()))
+        Ok(r.left())
     }
 
     /// Tries the current layout, then the pre-2024-04 one (no protocol string), then the
     /// pre-2024-02 one (no biz type either). The first that reads the record exactly wins;
     /// failing that, the first that reads it at all.
-    pub(super) fn decode(src: &Bytes, b: &[u8], dir: u8) -> Result<PluginRecord, DecodeError> {
+    pub(super) fn decode(
+        src: &Bytes,
+        b: &[u8],
+        dir: u8,
+        out: &mut PluginRecord,
+    ) -> Result<(), DecodeError> {
         let layouts = [(true, true), (false, true), (false, false)];
-        let mut first_ok = None;
+        let mut first_ok: Option<PluginRecord> = None;
         let mut first_err = None;
         for (ps, bt) in layouts {
-            match decode_layout(src, b, dir, ps, bt) {
-                Ok((p, 0)) => return Ok(p),
-                Ok((p, _)) => {
-                    first_ok.get_or_insert(p);
+            *out = PluginRecord::default();
+            match decode_layout(src, b, dir, ps, bt, out) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    if first_ok.is_none() {
+                        first_ok = Some(std::mem::take(out));
+                    }
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        first_ok.ok_or(first_err.unwrap_or(DecodeError("legacy record unreadable")))
+        match first_ok {
+            Some(p) => {
+                *out = p;
+                Ok(())
+            }
+            None => Err(first_err.unwrap_or(DecodeError("legacy record unreadable"))),
+        }
     }
 }
 
