@@ -199,6 +199,20 @@ fn plugin_check_lists_hooks_and_runs_a_sample() {
         "{stdout}"
     );
     assert!(stdout.contains(r#"("op_stat", "NO_ID")"#), "{stdout}");
+    // The call's cost: one call, some operators (metered), under the default budget.
+    let cost = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cost: 1 hook call(s), "))
+        .unwrap_or_else(|| panic!("no cost line: {stdout}"));
+    let ops: u64 = cost
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{cost}"));
+    assert!(
+        ops > 100 && ops < l7tap::PluginLimits::default().instructions_per_call,
+        "{cost}"
+    );
 
     let out = bin()
         .args(["plugin", "check"])
