@@ -11,6 +11,7 @@ use crate::L7Record;
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// Bytes as a JSON string (borrowed when valid UTF-8, else lossily converted).
 struct Text<'a>(&'a [u8]);
@@ -41,12 +42,63 @@ impl Serialize for Pair<'_> {
     }
 }
 
-/// Display values (addresses) as JSON strings without an intermediate `String`.
-struct Shown<T>(T);
+/// An IP address as a JSON string, formatted into a stack buffer: IPv4 digit by digit (two
+/// addresses per record through `Display` and `collect_str`, which escapes each formatted
+/// fragment, were ~8 % of `l7tap capture`'s main thread under load), IPv6 through `Display`.
+struct Ip(IpAddr);
 
-impl<T: std::fmt::Display> Serialize for Shown<T> {
+impl Serialize for Ip {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+        let mut buf = Buf { b: [0; 48], n: 0 };
+        match self.0 {
+            IpAddr::V4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b'.');
+                    }
+                    if o >= 100 {
+                        buf.push(b'0' + o / 100);
+                    }
+                    if o >= 10 {
+                        buf.push(b'0' + o / 10 % 10);
+                    }
+                    buf.push(b'0' + o % 10);
+                }
+            }
+            IpAddr::V6(a) => {
+                let _ = std::fmt::Write::write_fmt(&mut buf, format_args!("{a}"));
+            }
+        }
+        s.serialize_str(std::str::from_utf8(buf.bytes()).unwrap_or_default())
+    }
+}
+
+/// A small text buffer on the stack (an IPv6 address is at most 45 characters; anything
+/// longer is cut, never a panic).
+struct Buf {
+    b: [u8; 48],
+    n: usize,
+}
+
+impl Buf {
+    fn push(&mut self, c: u8) {
+        if let Some(slot) = self.b.get_mut(self.n) {
+            *slot = c;
+            self.n += 1;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.b.get(..self.n).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.bytes() {
+            self.push(c);
+        }
+        Ok(())
     }
 }
 
@@ -76,9 +128,9 @@ impl Serialize for Record<'_> {
         m.serialize_entry("end_ns", &r.end_ns)?;
         m.serialize_entry("rrt_ns", &r.rrt_ns)?;
         m.serialize_entry("l4", r.flow.l4.as_str())?;
-        m.serialize_entry("client_ip", &Shown(r.flow.client.ip()))?;
+        m.serialize_entry("client_ip", &Ip(r.flow.client.ip()))?;
         m.serialize_entry("client_port", &r.flow.client.port())?;
-        m.serialize_entry("server_ip", &Shown(r.flow.server.ip()))?;
+        m.serialize_entry("server_ip", &Ip(r.flow.server.ip()))?;
         m.serialize_entry("server_port", &r.flow.server.port())?;
         if let Some(p) = &r.process {
             m.serialize_entry("pid", &p.pid)?;
@@ -147,6 +199,28 @@ mod tests {
     use super::*;
     use crate::{FlowKey, Protocol};
     use l7tap_core::{Attribute, ProcessInfo};
+
+    /// Addresses are written as std's `Display` (RFC 5952 for IPv6) writes them.
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "192.168.100.9",
+            "1.20.199.200",
+            "::",
+            "::1",
+            "fd00::1",
+            "2001:db8:0:1:1:1:1:1",
+            "::ffff:1.2.3.4",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = a.parse().expect("addr");
+            let json = serde_json::to_string(&Ip(ip)).expect("serializes");
+            assert_eq!(json, format!("\"{ip}\""), "{a}");
+        }
+    }
 
     #[test]
     fn line_has_the_contract_keys_in_order_and_valid_text() {

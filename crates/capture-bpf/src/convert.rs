@@ -40,11 +40,30 @@ struct Conn {
 #[derive(Debug)]
 pub struct Converter {
     /// (connection id, peer) -> state. The peer matters for unconnected UDP sockets.
-    conns: HashMap<(u64, SocketAddr), Conn>,
+    conns: HashMap<ConnKey, Conn, l7tap_core::FlowBuildHasher>,
     max_conns: usize,
     /// Added to CLOCK_MONOTONIC stamps to get Unix-epoch nanoseconds.
     epoch_offset_ns: i128,
     stats: ConvertStats,
+}
+
+/// A tracked stream: connection id and peer (the peer matters for unconnected UDP sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnKey(u64, SocketAddr);
+
+impl std::hash::Hash for ConnKey {
+    /// One word into the table's seeded hasher (the derived hash fed the address to it a
+    /// few bytes at a time).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let ip = match self.1.ip() {
+            std::net::IpAddr::V4(a) => u64::from(u32::from(a)),
+            std::net::IpAddr::V6(a) => {
+                let n = u128::from(a);
+                (n as u64) ^ ((n >> 64) as u64).rotate_left(17)
+            }
+        };
+        h.write_u64(self.0 ^ ip.rotate_left(29) ^ (u64::from(self.1.port()) << 48));
+    }
 }
 
 /// Connection id of the plaintext stream of a TLS socket (socket addresses are aligned, so
@@ -58,7 +77,8 @@ impl Converter {
     /// kernel's monotonic stamps to the Unix epoch.
     pub fn new(max_conns: usize, epoch_offset_ns: i128) -> Self {
         Converter {
-            conns: HashMap::new(),
+            // The flow tables' seeded fast hasher (SipHash was ~1 % of capture's main thread).
+            conns: HashMap::default(),
             max_conns: max_conns.max(1),
             epoch_offset_ns,
             stats: ConvertStats::default(),
@@ -109,11 +129,11 @@ impl Converter {
 
     fn close_where(
         &mut self,
-        pred: impl Fn(&(u64, SocketAddr), &Conn) -> bool,
+        pred: impl Fn(&ConnKey, &Conn) -> bool,
         ts: u64,
         out: &mut Vec<Segment>,
     ) {
-        let keys: Vec<(u64, SocketAddr)> = self
+        let keys: Vec<ConnKey> = self
             .conns
             .iter()
             .filter(|(k, c)| pred(k, c))
@@ -137,7 +157,7 @@ impl Converter {
         }
     }
 
-    fn insert(&mut self, ev: &RawEvent<'_>, id: u64, out: &mut Vec<Segment>) -> (u64, SocketAddr) {
+    fn insert(&mut self, ev: &RawEvent<'_>, id: u64, out: &mut Vec<Segment>) -> ConnKey {
         if self.conns.len() >= self.max_conns {
             if let Some(k) = self.conns.keys().next().copied() {
                 if let Some(c) = self.conns.remove(&k) {
@@ -164,7 +184,7 @@ impl Converter {
             server,
             socket_id: id,
         };
-        let key = (id, ev.remote);
+        let key = ConnKey(id, ev.remote);
         self.conns.insert(
             key,
             Conn {
@@ -186,13 +206,13 @@ impl Converter {
         let id = if tls { tls_id(ev.sock_id) } else { ev.sock_id };
         let ts = self.epoch(ev.ts_mono_ns);
         let udp = ev.sotype == 2;
-        if tls && !self.conns.contains_key(&(id, ev.remote)) {
+        if tls && !self.conns.contains_key(&ConnKey(id, ev.remote)) {
             // First plaintext of a TLS connection: the handshake ciphertext reported before
             // the kernel knew is a stream of its own, ended here.
             let raw = ev.sock_id;
             self.close_where(|k, _| k.0 == raw, ts, out);
         }
-        let key = (id, ev.remote);
+        let key = ConnKey(id, ev.remote);
         let dir_ix = usize::from(!ev.egress);
         let restart = match self.conns.get(&key) {
             Some(c) => !udp && ev.offset < c.next[dir_ix],
