@@ -84,9 +84,21 @@ fn bench(c: &mut Criterion) {
     let sink = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let sink_addr = sink.local_addr().expect("addr");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // A connected UDP socket: the filter reads both ports from the socket (no user memory),
+    // and no receiver competes for the CPU (the TCP case needs a draining thread).
+    let udp_conn = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp_conn.connect(sink_addr).expect("connect");
+    // The floor of the in-program numbers: a send that fails (no destination), so the exit
+    // program returns at its first test. What bpf_stats reports for it is its own accounting
+    // (two clock reads) plus entering the program: the same-run baseline to subtract.
+    let unconnected = UdpSocket::bind("127.0.0.1:0").expect("bind");
     // The kernel's own accounting of the time spent in our programs: unaffected by what else
     // the shared machine does, unlike the wall-clock numbers.
-    let stats_on = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
+    // bpf_stats itself costs two clock reads per program run: L7TAP_BENCH_BPF_STATS=0 leaves it
+    // off so the wall-clock rows carry only our programs' cost.
+    let stats_wanted = std::env::var("L7TAP_BENCH_BPF_STATS").map_or(true, |v| v != "0");
+    let stats_on =
+        stats_wanted && std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
     // Times `f` in criterion and, from bpf_stats, inside the sendto programs.
     let timed = |g: &mut criterion::BenchmarkGroup<'_, _>,
                  name: String,
@@ -107,6 +119,22 @@ fn bench(c: &mut Criterion) {
         timed(g, format!("udp_sendto/{label}"), "sendto", &mut || {
             udp.send_to(&payload, sink_addr).expect("send");
         });
+        timed(
+            g,
+            format!("udp_send_failing/{label}"),
+            "failing send",
+            &mut || {
+                let _ = unconnected.send(&payload);
+            },
+        );
+        timed(
+            g,
+            format!("udp_send_connected/{label}"),
+            "connected send",
+            &mut || {
+                udp_conn.send(&payload).expect("send");
+            },
+        );
         // std's TcpStream::write is send(2), i.e. the sendto syscall with no address.
         timed(g, format!("tcp_write/{label}"), "TCP send", &mut || {
             w.write_all(&payload).expect("write")
