@@ -149,21 +149,48 @@ fn be16(b: &[u8], i: usize) -> Option<u16> {
 
 
 impl Base {
+    /// A context with nothing in it (unspecified addresses), to be filled by `read_into`.
+    pub fn empty() -> Base {
+        Base {
+            src_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            src_port: 0,
+            dst_port: 0,
+            l4_protocol: 0,
+            l7_protocol: 0,
+            ebpf_type: 0,
+            time_us: 0,
+            direction: Direction::Request,
+            proc_name: String::new(),
+            flow_id: 0,
+            buf_size: 0,
+        }
+    }
+
+    /// Reads the base context of the current call into `out` (in place: a context moved
+    /// through return values costs a metered operator per few bytes). False when the host
+    /// has none or it does not decode.
+    pub fn read_into(out: &mut Base) -> bool {
+        // 1 + 2 * 16 + 17 + 255 + 10 bytes at most.
+        let mut buf = [0u8; 320];
+        let n = unsafe { ffi::vm_read_ctx_base(buf.as_mut_ptr(), buf.len() as i32) };
+        n > 0 && Base::decode_into(&buf[..(n as usize).min(buf.len())], out).is_some()
+    }
+
     /// Reads the base context of the current call.
     pub fn read() -> Option<Base> {
-        with_scratch(1024, |buf| {
-            let n = unsafe { ffi::vm_read_ctx_base(buf.as_mut_ptr(), buf.len() as i32) };
-            if n <= 0 {
-                return None;
-            }
-            Base::decode(&buf[..n as usize])
-        })
+        let mut b = Base::empty();
+        if Base::read_into(&mut b) {
+            Some(b)
+        } else {
+            None
+        }
     }
 
     /// Decodes the context (section 5.1): the family, both addresses, then a fixed part,
     /// the process name and the flow id with the buffer size. Lengths are checked once per
     /// part (each `?` and field move is metered in Wasm).
-    fn decode(b: &[u8]) -> Option<Base> {
+    fn decode_into(b: &[u8], out: &mut Base) -> Option<()> {
         let a = match b.first()? {
             4 => 4,
             6 => 16,
@@ -189,21 +216,23 @@ impl Base {
             o.copy_from_slice(&s[..8]);
             u64::from_be_bytes(o)
         };
-        Some(Base {
-            src_ip: ip(&addrs[..a]),
-            dst_ip: ip(&addrs[a..]),
-            src_port: u16::from_be_bytes([fixed[0], fixed[1]]),
-            dst_port: u16::from_be_bytes([fixed[2], fixed[3]]),
-            l4_protocol: fixed[4],
-            l7_protocol: fixed[5],
-            ebpf_type: fixed[6],
-            time_us: u64_at(&fixed[7..15]),
-            direction: if fixed[15] == 0 { Direction::Request } else { Direction::Response },
-            proc_name: if name.is_empty() { String::new() } else { text(name) },
-            flow_id: u64_at(tail),
-            buf_size: u16::from_be_bytes([tail[8], tail[9]]),
-        })
+        out.src_ip = ip(&addrs[..a]);
+        out.dst_ip = ip(&addrs[a..]);
+        out.src_port = u16::from_be_bytes([fixed[0], fixed[1]]);
+        out.dst_port = u16::from_be_bytes([fixed[2], fixed[3]]);
+        out.l4_protocol = fixed[4];
+        out.l7_protocol = fixed[5];
+        out.ebpf_type = fixed[6];
+        out.time_us = u64_at(&fixed[7..15]);
+        out.direction = if fixed[15] == 0 { Direction::Request } else { Direction::Response };
+        if !name.is_empty() {
+            out.proc_name = text(name);
+        }
+        out.flow_id = u64_at(tail);
+        out.buf_size = u16::from_be_bytes([tail[8], tail[9]]);
+        Some(())
     }
+
 }
 
 thread_local! {
@@ -699,10 +728,10 @@ pub fn __on_http_req() -> i32 {
 
 #[doc(hidden)]
 pub fn __on_http_resp() -> i32 {
-    let base = match Base::read() {
-        Some(b) => b,
-        None => return 0,
-    };
+    let mut ctx = HttpRespCtx { base: Base::empty(), status_code: 0, status: Status::Ok, endpoint: String::new() };
+    if !Base::read_into(&mut ctx.base) {
+        return 0;
+    }
     // Status, class and the endpoint (cut by the host if it does not fit).
     let info = with_scratch(4096, |buf| {
         let n = unsafe { ffi::vm_read_http_resp_info(buf.as_mut_ptr(), buf.len() as i32) };
@@ -714,21 +743,23 @@ pub fn __on_http_resp() -> i32 {
         let endpoint = if b.len() >= 5 { str16(b, &mut i).unwrap_or_default() } else { String::new() };
         Some((be16(b, 0).unwrap_or(0), Status::from_u8(b[2]), endpoint))
     });
-    let (status_code, status, endpoint) = match info {
-        Some(i) => i,
+    match info {
+        Some((code, status, endpoint)) => {
+            ctx.status_code = code;
+            ctx.status = status;
+            ctx.endpoint = endpoint;
+        }
         None => return 0,
-    };
-    let ctx = HttpRespCtx { base, status_code, status, endpoint };
+    }
     send(with_plugin(|p| p.on_http_resp(&ctx), Action::Next))
 }
 
 #[doc(hidden)]
 pub fn __check_payload() -> i32 {
-    let base = match Base::read() {
-        Some(b) => b,
-        None => return 0,
-    };
-    let ctx = ParseCtx { base };
+    let mut ctx = ParseCtx { base: Base::empty() };
+    if !Base::read_into(&mut ctx.base) {
+        return 0;
+    }
     match with_plugin(|p| p.check_payload(&ctx), None) {
         Some((proto, name, dir)) if proto != 0 => {
             let name = &name.as_bytes()[..name.len().min(16)];
@@ -744,11 +775,10 @@ pub fn __check_payload() -> i32 {
 
 #[doc(hidden)]
 pub fn __parse_payload() -> i32 {
-    let base = match Base::read() {
-        Some(b) => b,
-        None => return 0,
-    };
-    let ctx = ParseCtx { base };
+    let mut ctx = ParseCtx { base: Base::empty() };
+    if !Base::read_into(&mut ctx.base) {
+        return 0;
+    }
     send(with_plugin(|p| p.parse_payload(&ctx), Action::Next))
 }
 
@@ -1105,6 +1135,44 @@ mod tests {
         assert_eq!(text(b"caf\xc3\xa9 ok"), "caf\u{e9} ok");
         assert_eq!(text(b"bad \xff byte"), "bad \u{fffd} byte");
         assert_eq!(text(&[b'x'; 100]), "x".repeat(100));
+    }
+
+    /// The base context as wasm-abi.md section 5.1 lays it out, IPv4 and IPv6.
+    #[test]
+    fn base_context_decodes_per_the_spec() {
+        let mut v4 = vec![4, 10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0, 80, 6, 20, 0];
+        v4.extend_from_slice(&1_700_000_000_000_000u64.to_be_bytes());
+        v4.extend_from_slice(&[1, 4]);
+        v4.extend_from_slice(b"curl");
+        v4.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        v4.extend_from_slice(&1024u16.to_be_bytes());
+        assert_eq!(v4.len(), 36 + 4, "section 5.1: 36 + n bytes for IPv4");
+        let mut b = Base::empty();
+        assert!(Base::decode_into(&v4, &mut b).is_some());
+        assert_eq!(b.src_ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(b.dst_ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((b.src_port, b.dst_port, b.l4_protocol, b.l7_protocol, b.ebpf_type), (40000, 80, 6, 20, 0));
+        assert_eq!((b.time_us, b.direction, b.proc_name.as_str()), (1_700_000_000_000_000, Direction::Response, "curl"));
+        assert_eq!((b.flow_id, b.buf_size), (0x0102_0304_0506_0708, 1024));
+        // Cut anywhere: rejected, never a panic.
+        for n in 0..v4.len() {
+            assert!(Base::decode_into(&v4[..n], &mut Base::empty()).is_none(), "cut at {}", n);
+        }
+        let mut v6 = vec![6];
+        v6.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[0, 53, 0x9c, 0x41, 17, 0, 255]);
+        v6.extend_from_slice(&7u64.to_be_bytes());
+        v6.extend_from_slice(&[0, 0]);
+        v6.extend_from_slice(&9u64.to_be_bytes());
+        v6.extend_from_slice(&512u16.to_be_bytes());
+        assert_eq!(v6.len(), 60, "section 5.1: 60 + n bytes for IPv6");
+        let mut b = Base::empty();
+        assert!(Base::decode_into(&v6, &mut b).is_some());
+        assert_eq!(b.dst_ip, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!((b.src_port, b.dst_port, b.l4_protocol, b.ebpf_type, b.time_us), (53, 40001, 17, 255, 7));
+        assert_eq!((b.direction, b.proc_name.as_str(), b.flow_id, b.buf_size), (Direction::Request, "", 9, 512));
+        assert!(Base::decode_into(&[5, 1, 2], &mut Base::empty()).is_none(), "unknown family");
     }
 
     #[test]
