@@ -55,14 +55,7 @@ impl std::hash::Hash for ConnKey {
     /// One word into the table's seeded hasher (the derived hash fed the address to it a
     /// few bytes at a time).
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let ip = match self.1.ip() {
-            std::net::IpAddr::V4(a) => u64::from(u32::from(a)),
-            std::net::IpAddr::V6(a) => {
-                let n = u128::from(a);
-                (n as u64) ^ ((n >> 64) as u64).rotate_left(17)
-            }
-        };
-        h.write_u64(self.0 ^ ip.rotate_left(29) ^ (u64::from(self.1.port()) << 48));
+        h.write_u64(self.0 ^ l7tap_core::addr_hash(&self.1).rotate_left(29));
     }
 }
 

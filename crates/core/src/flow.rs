@@ -146,7 +146,8 @@ impl std::hash::BuildHasher for FlowBuildHasher {
     }
 }
 
-fn addr_hash(a: &SocketAddr) -> u64 {
+/// A socket address folded into one word (input to [`FlowHasher`]-keyed tables).
+pub fn addr_hash(a: &SocketAddr) -> u64 {
     let ip = match a.ip() {
         IpAddr::V4(v4) => u64::from(u32::from(v4)),
         IpAddr::V6(v6) => {

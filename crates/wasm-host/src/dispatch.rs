@@ -110,8 +110,8 @@ impl PluginHost {
     }
 
     /// Lends a record's message to a call: moved out of the record when plugins see all of
-    /// it (no reference-count traffic; `restore` puts it back), else a cut handle (the record
-    /// keeps the whole). The bool says whether it was moved.
+    /// it (no reference-count traffic; the caller puts it back after the call), else a cut
+    /// handle (the record keeps the whole). The bool says whether it was moved.
     fn lend(&self, field: &mut Bytes) -> (Bytes, bool) {
         if field.len() <= self.payload_limit() {
             (std::mem::take(field), true)
@@ -144,35 +144,21 @@ impl PluginHost {
             let whole_len = field.len();
             let (payload, moved) = self.lend(field);
             let info = match d {
-                Direction::ClientToServer => HookInfo::HttpReq(HttpReqInfo {
-                    path: rec.request_resource.clone(),
-                    host: rec.request_domain.clone(),
+                Direction::ClientToServer => {
                     // The raw head: the payload when it was lent whole, else still in the record.
-                    user_agent: if h1 {
-                        header(
-                            if moved {
-                                &payload
-                            } else {
-                                &rec.request_payload
-                            },
-                            b"user-agent",
-                        )
+                    let raw = if moved {
+                        &payload
                     } else {
-                        Bytes::new()
-                    },
-                    referer: if h1 {
-                        header(
-                            if moved {
-                                &payload
-                            } else {
-                                &rec.request_payload
-                            },
-                            b"referer",
-                        )
-                    } else {
-                        Bytes::new()
-                    },
-                }),
+                        &rec.request_payload
+                    };
+                    let header = |name: &[u8]| if h1 { header(raw, name) } else { Bytes::new() };
+                    HookInfo::HttpReq(HttpReqInfo {
+                        path: rec.request_resource.clone(),
+                        host: rec.request_domain.clone(),
+                        user_agent: header(b"user-agent"),
+                        referer: header(b"referer"),
+                    })
+                }
                 Direction::ServerToClient => HookInfo::HttpResp(
                     rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
                     abi_status(rec.response_status),
@@ -216,8 +202,7 @@ impl PluginHost {
     }
 
     /// Section 4.3: 0 next plugin, 1 handled (stop; the last record of its result counts),
-    /// anything else a failure (next plugin).
-    /// The payload comes back with the answer.
+    /// anything else a failure (next plugin). The context's payload comes back with the answer.
     fn first_handled(
         &self,
         hook: Hook,
@@ -375,17 +360,13 @@ impl PluginHost {
 /// length-prefixed messages, 5-byte prefix included), since the head is HPACK-coded frames a
 /// plugin could not read; its fields are in the HTTP info (a bodiless side is still present).
 fn http_side(rec: &mut L7Record, h1: bool, side: Direction) -> Option<&mut Bytes> {
-    let present = match (h1, side) {
-        (true, Direction::ClientToServer) => !rec.request_payload.is_empty(),
-        (true, Direction::ServerToClient) => !rec.response_payload.is_empty(),
-        (false, Direction::ClientToServer) => {
-            !rec.request_body.is_empty() || !rec.request_type.is_empty()
-        }
-        (false, Direction::ServerToClient) => {
-            !rec.response_body.is_empty() || rec.response_code.is_some()
-        }
-    };
-    present.then(|| http_field(rec, h1, side))
+    let head_seen = !h1
+        && match side {
+            Direction::ClientToServer => !rec.request_type.is_empty(),
+            Direction::ServerToClient => rec.response_code.is_some(),
+        };
+    let field = http_field(rec, h1, side);
+    (head_seen || !field.is_empty()).then_some(field)
 }
 
 /// The field `http_side` lends: the raw message (HTTP/1) or the DATA (HTTP/2, gRPC).

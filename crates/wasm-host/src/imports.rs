@@ -350,7 +350,7 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
     let Some(mem) = d.memory.as_ref() else {
         return 0;
     };
-    // Decoded straight from guest memory: no copy of the blob first.
+    // Decoded from guest memory; `decode_blob` copies the blob once and slices its fields.
     let (hook, direction) = (ctx.hook, ctx.base.direction);
     let decoded = in_guest(&mem.view(&store), &d.metrics, ptr, len, |blob| {
         (hook != ActiveHook::Check).then(|| decode_blob(blob, direction))

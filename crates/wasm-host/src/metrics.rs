@@ -168,12 +168,15 @@ impl PluginMetrics {
         s
     }
 
-    fn sum(&self, f: impl Fn(&CallStats) -> &AtomicU64) -> u64 {
+    /// One counter over every instance's shard and the retired ones, combined by `join`.
+    fn fold(&self, f: impl Fn(&CallStats) -> &AtomicU64, join: fn(u64, u64) -> u64) -> u64 {
         let ld = |s: &CallStats| f(s).load(Ordering::Relaxed);
         let shards = self.shards.lock();
-        shards
-            .iter()
-            .fold(ld(&self.retired), |a, s| a.wrapping_add(ld(s)))
+        shards.iter().fold(ld(&self.retired), |a, s| join(a, ld(s)))
+    }
+
+    fn sum(&self, f: impl Fn(&CallStats) -> &AtomicU64) -> u64 {
+        self.fold(f, u64::wrapping_add)
     }
 
     /// Total execution time of every call, ns.
@@ -183,13 +186,7 @@ impl PluginMetrics {
 
     /// The longest single call, ns.
     pub fn max_ns(&self) -> u64 {
-        let ld = |s: &CallStats| s.max_ticks.load(Ordering::Relaxed);
-        let shards = self.shards.lock();
-        let max = shards
-            .iter()
-            .map(|s| ld(s))
-            .fold(ld(&self.retired), u64::max);
-        clock::to_ns(max)
+        clock::to_ns(self.fold(|s| &s.max_ticks, u64::max))
     }
 
     /// Wasm operators executed by every call (metered; deterministic, unlike time).

@@ -97,7 +97,7 @@ fn to_message(r: PluginRecord, direction: Direction, len: usize, body: &[u8]) ->
         m.body_len = r.resp_len.map(u64::from);
     }
     if let Some(t) = &r.trace {
-        m.trace_id = text(&t.trace_ids.first().cloned());
+        m.trace_id = Cow::Owned(t.trace_ids.first().map_or_else(Vec::new, |b| b.to_vec()));
         m.span_id = text(&t.span_id);
         m.x_request_id = text(&t.x_request_id);
     }

@@ -1032,7 +1032,7 @@ fn unescape(raw: &[u8]) -> String {
             escaped = true;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    text(&out)
 }
 
 /// The first gRPC message of an HTTP/2 DATA payload (what the host hands `on_http_req` /
