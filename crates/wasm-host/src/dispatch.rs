@@ -60,44 +60,55 @@ impl PluginHost {
     /// payload by `payload.len() == buf_size`.
     fn base_for_message(
         &self,
+        b: &mut BaseCtx,
         o: &Origin<'_>,
         l7: u8,
         payload: &Bytes,
         whole_len: usize,
         truncated: bool,
-    ) -> BaseCtx {
-        let mut b = self.base_ctx(o, l7);
+    ) {
+        self.fill_base(b, o, l7);
         if (truncated || payload.len() < whole_len) && !payload.is_empty() {
             b.buf_size = payload.len().min(usize::from(u16::MAX)) as u16;
         }
-        b
     }
 
-    fn base_ctx(&self, o: &Origin<'_>, l7: u8) -> BaseCtx {
+    /// Writes the base context of `o` into the call context's (in place: it is ~100 bytes).
+    fn fill_base(&self, b: &mut BaseCtx, o: &Origin<'_>, l7: u8) {
         let (src, dst) = match o.direction {
             Direction::ClientToServer => (o.flow.client, o.flow.server),
             Direction::ServerToClient => (o.flow.server, o.flow.client),
         };
-        BaseCtx {
-            src,
-            dst,
-            l4_protocol: if o.flow.l4 == L4::Tcp { 6 } else { 17 },
-            l7_protocol: l7,
-            ebpf_type: if o.from_ebpf {
-                abi::EBPF_TYPE_TRACEPOINT
-            } else {
-                abi::EBPF_TYPE_NONE
-            },
-            time_us: o.ts_ns / 1000,
-            direction: if o.direction == Direction::ClientToServer {
-                0
-            } else {
-                1
-            },
-            proc_name: o.comm.clone(),
-            flow_id: o.flow.shard_hash(),
-            buf_size: self.limits().payload_bytes.max(1),
-        }
+        b.src = src;
+        b.dst = dst;
+        b.l4_protocol = if o.flow.l4 == L4::Tcp { 6 } else { 17 };
+        b.l7_protocol = l7;
+        b.ebpf_type = if o.from_ebpf {
+            abi::EBPF_TYPE_TRACEPOINT
+        } else {
+            abi::EBPF_TYPE_NONE
+        };
+        b.time_us = o.ts_ns / 1000;
+        b.direction = u8::from(o.direction != Direction::ClientToServer);
+        b.proc_name = o.comm.clone();
+        b.flow_id = o.flow.shard_hash();
+        b.buf_size = self.limits().payload_bytes.max(1);
+    }
+
+    /// Fills the call context of a payload hook.
+    fn payload_ctx(
+        &self,
+        c: &mut CallCtx,
+        hook: ActiveHook,
+        o: &Origin<'_>,
+        l7: u8,
+        payload: &Bytes,
+    ) {
+        c.hook = hook;
+        self.fill_base(&mut c.base, o, l7);
+        c.payload = self.cut(payload);
+        c.info = HookInfo::None;
+        c.result = None;
     }
 
     /// The payload as plugins see it: at most `payload_bytes` bytes of the message.
@@ -143,47 +154,50 @@ impl PluginHost {
             };
             let whole_len = field.len();
             let (payload, moved) = self.lend(field);
-            let info = match d {
-                Direction::ClientToServer => {
-                    // The raw head: the payload when it was lent whole, else still in the record.
-                    let raw = if moved {
-                        &payload
+            let r: &L7Record = rec;
+            // The context is written in place into the thread's call context (no ~300-byte
+            // moves through locals and closures).
+            let (found, payload) = self.first_handled(hook, |c| {
+                let comm = r.process.as_ref().map_or(&NO_COMM, |p| &p.comm);
+                let o = Origin {
+                    flow: &r.flow,
+                    direction: d,
+                    ts_ns: if d == Direction::ClientToServer {
+                        r.start_ns
                     } else {
-                        &rec.request_payload
-                    };
-                    let header = |name: &[u8]| if h1 { header(raw, name) } else { Bytes::new() };
-                    HookInfo::HttpReq(HttpReqInfo {
-                        path: rec.request_resource.clone(),
-                        host: rec.request_domain.clone(),
-                        user_agent: header(b"user-agent"),
-                        referer: header(b"referer"),
-                    })
+                        r.end_ns
+                    },
+                    comm,
+                    from_ebpf: r.process.is_some(),
+                };
+                self.base_for_message(&mut c.base, &o, native, &payload, whole_len, r.truncated);
+                match d {
+                    Direction::ClientToServer => {
+                        // The raw head: the payload when it was lent whole, else still in
+                        // the record.
+                        let raw = if moved { &payload } else { &r.request_payload };
+                        let header =
+                            |name: &[u8]| if h1 { header(raw, name) } else { Bytes::new() };
+                        c.hook = ActiveHook::HttpReq;
+                        c.info = HookInfo::HttpReq(HttpReqInfo {
+                            path: r.request_resource.clone(),
+                            host: r.request_domain.clone(),
+                            user_agent: header(b"user-agent"),
+                            referer: header(b"referer"),
+                        });
+                    }
+                    Direction::ServerToClient => {
+                        c.hook = ActiveHook::HttpResp;
+                        c.info = HookInfo::HttpResp(
+                            r.response_code.unwrap_or(0).clamp(0, 65535) as u16,
+                            abi_status(r.response_status),
+                            r.endpoint.clone(),
+                        );
+                    }
                 }
-                Direction::ServerToClient => HookInfo::HttpResp(
-                    rec.response_code.unwrap_or(0).clamp(0, 65535) as u16,
-                    abi_status(rec.response_status),
-                    rec.endpoint.clone(),
-                ),
-            };
-            let comm = rec.process.as_ref().map_or(&NO_COMM, |p| &p.comm);
-            let o = Origin {
-                flow: &rec.flow,
-                direction: d,
-                ts_ns: if d == Direction::ClientToServer {
-                    rec.start_ns
-                } else {
-                    rec.end_ns
-                },
-                comm,
-                from_ebpf: rec.process.is_some(),
-            };
-            let base = self.base_for_message(&o, native, &payload, whole_len, rec.truncated);
-            let active = if d == Direction::ClientToServer {
-                ActiveHook::HttpReq
-            } else {
-                ActiveHook::HttpResp
-            };
-            let (found, payload) = self.first_handled(hook, |c| c.set(active, base, payload, info));
+                c.payload = payload;
+                c.result = None;
+            });
             if moved {
                 *http_field(rec, h1, d) = payload;
             }
@@ -239,14 +253,7 @@ impl PluginHost {
         o: &Origin<'_>,
         payload: &Bytes,
     ) -> Option<(u8, Vec<u8>, MessageRole)> {
-        let prepare = |c: &mut CallCtx| {
-            c.set(
-                ActiveHook::Check,
-                self.base_ctx(o, 0),
-                self.cut(payload),
-                HookInfo::None,
-            )
-        };
+        let prepare = |c: &mut CallCtx| self.payload_ctx(c, ActiveHook::Check, o, 0, payload);
         let mut found = None;
         self.call_each(
             Hook::CheckPayload,
@@ -290,14 +297,7 @@ impl PluginHost {
         proto: u8,
         payload: &Bytes,
     ) -> Option<Vec<PluginRecord>> {
-        let prepare = |c: &mut CallCtx| {
-            c.set(
-                ActiveHook::Parse,
-                self.base_ctx(o, proto),
-                self.cut(payload),
-                HookInfo::None,
-            )
-        };
+        let prepare = |c: &mut CallCtx| self.payload_ctx(c, ActiveHook::Parse, o, proto, payload);
         let mut found = None;
         self.call_each(
             Hook::ParsePayload,
@@ -343,12 +343,8 @@ impl PluginHost {
             return None;
         }
         let prepare = |c: &mut CallCtx| {
-            c.set(
-                ActiveHook::Custom,
-                self.base_ctx(o, 0),
-                self.cut(payload),
-                HookInfo::Custom(hook_point, type_code, body.clone()),
-            )
+            self.payload_ctx(c, ActiveHook::Custom, o, 0, payload);
+            c.info = HookInfo::Custom(hook_point, type_code, body.clone());
         };
         let (found, _) = self.first_handled(Hook::CustomMessage, prepare);
         found.and_then(|(name, mut recs)| recs.pop().map(|r| (name, r)))

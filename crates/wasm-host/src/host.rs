@@ -126,7 +126,14 @@ struct Instantiated {
     budget: Budget,
     /// This instance's share of the plugin's call counters (only this thread writes it).
     stats: Arc<CallStats>,
+    /// Calls until the memory-size gauge is read again (reading it costs as much as a
+    /// no-op hook's own dispatch; memory only changes by the guest's `memory.grow`).
+    mem_countdown: u32,
 }
+
+/// The memory-size gauge is refreshed every this many calls of an instance, and after every
+/// failed call (where the size also tells a memory failure from a trap).
+const MEM_GAUGE_EVERY: u32 = 16;
 
 /// The metering middleware's two globals, looked up once per instance (the middleware's own
 /// helpers look them up by name on every call and panic if they are missing).
@@ -260,6 +267,7 @@ fn instantiate(
         funcs,
         budget,
         stats: metrics.shard(),
+        mem_countdown: 0,
     })
 }
 
@@ -698,9 +706,19 @@ fn call_one(
     );
     std::mem::swap(&mut inst.env.as_mut(&mut inst.store).ctx, ctx);
     let result = ctx.as_mut().and_then(|c| c.result.take());
-    let mem = inst.memory.view(&inst.store).data_size();
-    if plugin.metrics.memory_bytes.load(Ordering::Relaxed) != mem {
-        plugin.metrics.memory_bytes.store(mem, Ordering::Relaxed);
+    let memory_size = || {
+        let mem = inst.memory.view(&inst.store).data_size();
+        if plugin.metrics.memory_bytes.load(Ordering::Relaxed) != mem {
+            plugin.metrics.memory_bytes.store(mem, Ordering::Relaxed);
+        }
+        mem
+    };
+    if r.is_ok() {
+        if inst.mem_countdown == 0 {
+            memory_size();
+            inst.mem_countdown = MEM_GAUGE_EVERY;
+        }
+        inst.mem_countdown -= 1;
     }
     match r {
         Ok(code) => {
@@ -710,6 +728,7 @@ fn call_one(
             Outcome::Returned(code, result)
         }
         Err(e) => {
+            let mem = memory_size();
             let kind = if inst.budget.is_exhausted(&mut inst.store) {
                 FailureKind::Budget
             } else if mem + 65536 > inner.limits.max_memory_bytes {

@@ -120,16 +120,6 @@ impl Default for CallCtx {
 }
 
 impl CallCtx {
-    /// Makes this the context of `hook` with a base, a payload and the hook's info.
-    #[inline]
-    pub fn set(&mut self, hook: ActiveHook, base: BaseCtx, payload: Bytes, info: HookInfo) {
-        self.hook = hook;
-        self.base = base;
-        self.payload = payload;
-        self.info = info;
-        self.result = None;
-    }
-
     /// Drops what the context holds of a record (its buffers), keeping the allocation.
     pub fn clear(&mut self) {
         self.payload = Bytes::new();
