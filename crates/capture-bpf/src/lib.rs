@@ -6,7 +6,8 @@
 //! write/writev/sendto/sendmsg/sendmmsg/sendfile, read/readv/recvfrom/recvmsg/recvmmsg,
 //! connect/accept/accept4/close and process exit, and OpenSSL's SSL_write/SSL_read(_ex) with
 //! uprobes for TLS plaintext. Non-socket I/O, filtered pids and ports are dropped in the
-//! kernel; what passes goes through one ring buffer. User space ([`BpfSource`]) turns the
+//! kernel; what passes goes through a ring buffer per CPU (merged back into time order here).
+//! User space ([`BpfSource`]) turns the
 //! events into core [`Segment`]s, so the engine's framing, inference, parsing, pairing and
 //! plugins work exactly as for pcap replay.
 //!
@@ -27,6 +28,7 @@
 
 pub mod convert;
 pub mod event;
+pub mod reorder;
 mod system;
 
 use convert::Converter;
@@ -65,10 +67,12 @@ pub struct BpfConfig {
     /// Per-port snaplen overriding `snaplen` (also adds the port to the allowlist when
     /// `ports` is non-empty).
     pub port_snaplen: Vec<(u16, u32)>,
-    /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
+    /// Size of each CPU's ring buffer in bytes (rounded up to a power of two, at least one
+    /// page): the kernel side writes into the ring of the CPU it runs on, so memory is this
+    /// times the number of possible CPUs.
     pub ring_bytes: u32,
-    /// Wake the reader when this many bytes are queued; below that, it picks events up at
-    /// the next poll tick.
+    /// Wake the reader when this many bytes are queued in one CPU's ring; below that, it
+    /// picks events up at the next poll tick.
     pub wakeup_bytes: u32,
     /// Longest wait for events before pending segments are handed on.
     pub poll_interval: Duration,
@@ -92,7 +96,7 @@ impl Default for BpfConfig {
             ports: Vec::new(),
             snaplen: SNAPLEN_MAX,
             port_snaplen: Vec::new(),
-            ring_bytes: 8 << 20,
+            ring_bytes: 4 << 20,
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(20),
             tls: true,
@@ -274,7 +278,8 @@ pub struct BpfSource {
     // Links first: they detach before the object (and its maps) go away.
     _links: Vec<libbpf_rs::Link>,
     _object: libbpf_rs::Object,
-    events: MapHandle,
+    /// One ring buffer per possible CPU, in CPU order.
+    rings: Vec<MapHandle>,
     control: BpfControl,
     config: BpfConfig,
     converter: Converter,
@@ -327,9 +332,9 @@ impl BpfSource {
             .map_err(libbpf("counting possible CPUs"))?
             .max(1) as u32;
         for mut m in open.maps_mut() {
-            if m.name() == "events" {
-                m.set_max_entries(ring_bytes)
-                    .map_err(libbpf("sizing the ring buffer"))?;
+            if m.name() == "rings" {
+                m.set_max_entries(cpus)
+                    .map_err(libbpf("sizing the per-CPU ring array"))?;
             } else if m.name() == "scratch_map" {
                 m.set_max_entries(cpus)
                     .map_err(libbpf("sizing the per-CPU scratch"))?;
@@ -355,7 +360,30 @@ impl BpfSource {
             stop: Arc::new(AtomicBool::new(false)),
             settings: Arc::new(Mutex::new([0; 8])),
         };
-        let events = handle("events")?;
+        // A ring per CPU, each in its slot of the outer map (the kernel keeps them alive
+        // while they are there; these handles are the reader's).
+        let outer = handle("rings")?;
+        let mut rings = Vec::with_capacity(cpus as usize);
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        for cpu in 0..cpus {
+            let ring = MapHandle::create(
+                libbpf_rs::MapType::RingBuf,
+                Some(format!("l7tap_ring{cpu}")),
+                0,
+                0,
+                ring_bytes,
+                &opts,
+            )
+            .map_err(libbpf(format!("creating the ring buffer of CPU {cpu}")))?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&ring)) as u32;
+            outer
+                .update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .map_err(libbpf(format!("installing the ring buffer of CPU {cpu}")))?;
+            rings.push(ring);
+        }
 
         // Filters before attaching, so that nothing unwanted is ever reported.
         for &(port, snap) in &config.port_snaplen {
@@ -425,7 +453,7 @@ impl BpfSource {
         Ok(BpfSource {
             _links: links,
             _object: object,
-            events,
+            rings,
             control,
             config,
             converter,
@@ -444,7 +472,7 @@ impl BpfSource {
         &self.tls_status
     }
 
-    /// The ring buffer size in use.
+    /// The size of each CPU's ring buffer.
     pub fn ring_bytes(&self) -> u32 {
         self.ring_bytes
     }
@@ -518,19 +546,24 @@ impl Source for BpfSource {
         idle: &mut dyn FnMut(),
     ) -> Result<(), SourceError> {
         let deadline = self.config.duration.map(|d| Instant::now() + d);
-        let pending: RefCell<Vec<Segment>> = RefCell::new(Vec::with_capacity(1024));
-        let converter = RefCell::new(&mut self.converter);
+        let mut pending: Vec<Segment> = Vec::with_capacity(1024);
+        // Events are copied out of the per-CPU rings and converted in time order.
+        let held = RefCell::new(reorder::Reorder::default());
         let mut builder = libbpf_rs::RingBufferBuilder::new();
         let io_err = |what: &str, e: libbpf_rs::Error| SourceError::Io {
             path: "eBPF ring buffer".into(),
             source: std::io::Error::other(format!("{what}: {e}")),
         };
-        builder
-            .add(&self.events, |data: &[u8]| {
-                converter.borrow_mut().push(data, &mut pending.borrow_mut());
-                0
-            })
-            .map_err(|e| io_err("adding the ring buffer", e))?;
+        for (i, ring) in self.rings.iter().enumerate() {
+            let held = &held;
+            builder
+                .add(ring, move |data: &[u8]| {
+                    held.borrow_mut().push(i, data);
+                    0
+                })
+                .map_err(|e| io_err("adding a ring buffer", e))?;
+        }
+        let one_ring = self.rings.len() == 1;
         let ring = builder
             .build()
             .map_err(|e| io_err("opening the ring buffer", e))?;
@@ -547,11 +580,20 @@ impl Source for BpfSource {
                     ));
                 }
             }
+            // Every event stamped before this, minus the hold, is in its ring by now.
+            let drained_at = system::monotonic_ns();
             // Events queued without a wakeup (below wakeup_bytes) are read here; on the way
-            // out, this drains what is still in the ring.
+            // out, this drains what is still in the rings.
             ring.consume_raw();
-            let batch = std::mem::take(&mut *pending.borrow_mut());
-            for seg in batch {
+            let upto = if stopping || one_ring {
+                u64::MAX
+            } else {
+                drained_at.saturating_sub(reorder::HOLD_NS)
+            };
+            let converter = &mut self.converter;
+            held.borrow_mut()
+                .release(upto, &mut |ev| converter.push(ev, &mut pending));
+            for seg in pending.drain(..) {
                 if !emit(seg) {
                     return Err(SourceError::Stopped);
                 }

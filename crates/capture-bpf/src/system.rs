@@ -84,7 +84,8 @@ pub fn monotonic_to_epoch_offset() -> i128 {
 }
 
 #[allow(unsafe_code)]
-fn monotonic_ns() -> u64 {
+/// CLOCK_MONOTONIC in ns: the clock of the events' timestamps (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -1,0 +1,226 @@
+//! Events of the per-CPU ring buffers put back into time order.
+//!
+//! The kernel side writes each event into the ring of the CPU its program runs on, so one
+//! thread's events land in several rings when the scheduler moves it, and reading the rings
+//! one after the other would hand a connection's data out of order. Events are therefore
+//! copied out of the rings, held, and released sorted by their timestamp once no ring can
+//! still receive an earlier one.
+//!
+//! When that is: a program reads the clock and commits its event within one run, with
+//! preemption off (tracepoint and uprobe programs), i.e. within microseconds. An event whose
+//! timestamp is older than [`HOLD_NS`] before the moment the rings are drained is therefore
+//! already in its ring and read by that drain; everything up to that watermark can go out in
+//! order, and the rest waits for the next drain (at most the poll interval plus [`HOLD_NS`]).
+//!
+//! Each ring's events are already in time order, so releasing is a merge of the rings'
+//! queues, and an event is copied once (plus at most once more, on average, when its queue's
+//! released prefix is dropped). Bounded: what is held is what the rings held, minus what was
+//! released; at most the rings' total size plus the events of the last [`HOLD_NS`].
+
+use std::collections::VecDeque;
+
+/// How far behind the drain's clock reading the released events stop (2 ms: three orders of
+/// magnitude above a program's run time, and short against the poll interval).
+pub const HOLD_NS: u64 = 2_000_000;
+
+/// One held event: where it sits in its ring's arena, and its timestamp.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    ts: u64,
+    start: usize,
+    len: usize,
+}
+
+/// The events read from one ring and not yet released, in ring order (which is time order:
+/// a program reads the clock and writes its event on one CPU with preemption off).
+#[derive(Debug, Default)]
+struct Queue {
+    arena: Vec<u8>,
+    events: VecDeque<Held>,
+}
+
+impl Queue {
+    fn head_ts(&self) -> Option<u64> {
+        self.events.front().map(|h| h.ts)
+    }
+
+    /// Drops the bytes of released events once they are most of the arena (so each byte is
+    /// moved at most once more, on average).
+    fn compact(&mut self) {
+        match self.events.front() {
+            None => self.arena.clear(),
+            Some(h) if h.start >= 64 << 10 && h.start * 2 >= self.arena.len() => {
+                let cut = h.start;
+                self.arena.drain(..cut);
+                for e in self.events.iter_mut() {
+                    e.start -= cut;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Events copied out of the rings, released in timestamp order: a merge of the rings'
+/// queues, each already in order.
+#[derive(Debug, Default)]
+pub struct Reorder {
+    queues: Vec<Queue>,
+    held: usize,
+}
+
+impl Reorder {
+    /// Copies one event read from ring `ring` in. Its timestamp is its first 8 bytes (native
+    /// order, like the whole header); a shorter event counts as time 0 and is handed on as it
+    /// is (the decoder counts it as undecodable).
+    pub fn push(&mut self, ring: usize, event: &[u8]) {
+        if self.queues.len() <= ring {
+            self.queues.resize_with(ring + 1, Queue::default);
+        }
+        let Some(q) = self.queues.get_mut(ring) else {
+            return;
+        };
+        let ts = event
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes);
+        q.events.push_back(Held {
+            ts,
+            start: q.arena.len(),
+            len: event.len(),
+        });
+        q.arena.extend_from_slice(event);
+        self.held += 1;
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// Hands `out` every held event with a timestamp up to `upto`, oldest first (of equal
+    /// timestamps, the lower ring's first), and keeps the others.
+    pub fn release(&mut self, upto: u64, out: &mut dyn FnMut(&[u8])) {
+        loop {
+            // The ring whose next event is the oldest (few rings: a scan beats a heap).
+            let mut best: Option<(usize, u64)> = None;
+            for (i, q) in self.queues.iter().enumerate() {
+                if let Some(ts) = q.head_ts() {
+                    if ts <= upto && best.is_none_or(|(_, b)| ts < b) {
+                        best = Some((i, ts));
+                    }
+                }
+            }
+            let Some((i, _)) = best else { break };
+            let Some(q) = self.queues.get_mut(i) else {
+                break;
+            };
+            if let Some(h) = q.events.pop_front() {
+                self.held -= 1;
+                if let Some(ev) = q.arena.get(h.start..h.start + h.len) {
+                    out(ev);
+                }
+            }
+        }
+        for q in &mut self.queues {
+            q.compact();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: u64, tag: u8) -> Vec<u8> {
+        let mut v = ts.to_ne_bytes().to_vec();
+        v.extend_from_slice(&[tag; 5]);
+        v
+    }
+
+    fn drain(r: &mut Reorder, upto: u64) -> Vec<(u64, u8)> {
+        let mut got = Vec::new();
+        r.release(upto, &mut |e| {
+            got.push((u64::from_ne_bytes(e[..8].try_into().unwrap()), e[8]))
+        });
+        got
+    }
+
+    #[test]
+    fn two_rings_merge_into_time_order() {
+        let mut r = Reorder::default();
+        // Ring 0 then ring 1, each in order, interleaved in time.
+        for (ts, tag) in [(10, b'a'), (30, b'c'), (50, b'e')] {
+            r.push(0, &ev(ts, tag));
+        }
+        for (ts, tag) in [(20, b'b'), (40, b'd'), (60, b'f')] {
+            r.push(1, &ev(ts, tag));
+        }
+        assert_eq!(
+            drain(&mut r, 45),
+            [(10, b'a'), (20, b'b'), (30, b'c'), (40, b'd')]
+        );
+        assert_eq!(r.len(), 2);
+        // A later drain brings, from a third ring, an event older than what is held but newer
+        // than the last watermark.
+        r.push(2, &ev(47, b'x'));
+        assert_eq!(
+            drain(&mut r, u64::MAX),
+            [(47, b'x'), (50, b'e'), (60, b'f')]
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn equal_timestamps_go_lower_ring_first() {
+        let mut r = Reorder::default();
+        r.push(1, &ev(5, b'2'));
+        r.push(0, &ev(5, b'1'));
+        r.push(0, &ev(9, b'3'));
+        r.push(1, &ev(7, b'4'));
+        assert_eq!(drain(&mut r, 6), [(5, b'1'), (5, b'2')]);
+        assert_eq!(drain(&mut r, u64::MAX), [(7, b'4'), (9, b'3')]);
+    }
+
+    #[test]
+    fn a_long_run_keeps_every_byte_across_compactions() {
+        // 3 000 events of 100 bytes per ring, released in slices: queues are compacted many
+        // times on the way; every event comes out whole and in order.
+        let mut r = Reorder::default();
+        let event = |ts: u64| {
+            let mut v = ts.to_ne_bytes().to_vec();
+            v.extend((0..92).map(|i| (ts as u8).wrapping_add(i)));
+            v
+        };
+        let mut next = 0u64;
+        let mut got = Vec::new();
+        for ts in 0..6000u64 {
+            r.push((ts % 2) as usize, &event(ts));
+            if ts % 700 == 699 {
+                r.release(ts - 100, &mut |e| got.push(e.to_vec()));
+            }
+        }
+        r.release(u64::MAX, &mut |e| got.push(e.to_vec()));
+        assert_eq!(got.len(), 6000);
+        for e in got {
+            assert_eq!(e, event(next));
+            next += 1;
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_cut_event_is_handed_on_first() {
+        let mut r = Reorder::default();
+        r.push(0, &ev(3, b'a'));
+        r.push(1, &[1, 2, 3]);
+        let mut got = Vec::new();
+        r.release(u64::MAX, &mut |e| got.push(e.len()));
+        assert_eq!(got, [3, 13]);
+    }
+}
