@@ -6,10 +6,9 @@
 //! write/writev/sendto/sendmsg/sendmmsg/sendfile, read/readv/recvfrom/recvmsg/recvmmsg,
 //! connect/accept/accept4/close and process exit, and OpenSSL's SSL_write/SSL_read(_ex) with
 //! uprobes for TLS plaintext. Non-socket I/O, filtered pids and ports are dropped in the
-//! kernel; what passes goes through a ring buffer per CPU (merged back into time order here).
-//! User space ([`BpfSource`]) turns the
-//! events into core [`Segment`]s, so the engine's framing, inference, parsing, pairing and
-//! plugins work exactly as for pcap replay.
+//! kernel; what passes goes through a ring buffer per CPU. User space ([`BpfSource`]) merges
+//! the rings back into time order and turns the events into core [`Segment`]s, so the
+//! engine's framing, inference, parsing, pairing and plugins work exactly as for pcap replay.
 //!
 //! ```no_run
 //! use l7tap_core::Source;
