@@ -184,6 +184,19 @@ impl Obj<'_> {
         self.out.push(b'"');
     }
 
+    /// An array of `items`, each written by `item`.
+    fn array<T>(&mut self, k: &str, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+        self.key(k);
+        self.out.push(b'[');
+        for (i, x) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            item(self.out, x);
+        }
+        self.out.push(b']');
+    }
+
     /// Text, omitted when empty.
     fn text(&mut self, k: &str, v: &Bytes) {
         if !v.is_empty() {
@@ -241,32 +254,18 @@ pub fn write_line(r: &L7Record, out: &mut Vec<u8>) {
     o.text("x_request_id", &r.x_request_id);
     o.text("content_type", &r.content_type);
     if !r.attributes.is_empty() {
-        o.key("attributes");
-        o.out.push(b'[');
-        for (i, a) in r.attributes.iter().enumerate() {
-            if i > 0 {
-                o.out.push(b',');
-            }
-            o.out.extend_from_slice(b"{\"key\":");
-            text(o.out, &a.key);
-            o.out.extend_from_slice(b",\"value\":");
-            text(o.out, &a.value);
-            o.out.push(b'}');
-        }
-        o.out.push(b']');
+        o.array("attributes", &r.attributes, |out, a| {
+            out.extend_from_slice(b"{\"key\":");
+            text(out, &a.key);
+            out.extend_from_slice(b",\"value\":");
+            text(out, &a.value);
+            out.push(b'}');
+        });
     }
     o.boolean("truncated", r.truncated);
     o.boolean("unpaired", r.unpaired);
     if !r.plugins.is_empty() {
-        o.key("plugins");
-        o.out.push(b'[');
-        for (i, n) in r.plugins.iter().enumerate() {
-            if i > 0 {
-                o.out.push(b',');
-            }
-            text(o.out, n.as_bytes());
-        }
-        o.out.push(b']');
+        o.array("plugins", &r.plugins, |out, n| text(out, n.as_bytes()));
     }
     o.out.push(b'}');
 }
