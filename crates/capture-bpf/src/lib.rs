@@ -51,6 +51,11 @@ const PORT_LISTED: u32 = 0x8000_0000;
 /// Largest per-syscall copy the kernel side supports (`SNAP_MAX`).
 pub const SNAPLEN_MAX: u32 = 16384;
 
+/// Ring memory of all CPUs together when `ring_bytes` is 0 (8 MiB).
+pub const AUTO_RING_TOTAL: u32 = 8 << 20;
+/// Smallest ring per CPU when `ring_bytes` is 0 (512 KiB).
+pub const AUTO_RING_MIN: u32 = 512 << 10;
+
 /// What to capture and how much.
 #[derive(Debug, Clone)]
 pub struct BpfConfig {
@@ -66,9 +71,10 @@ pub struct BpfConfig {
     /// Per-port snaplen overriding `snaplen` (also adds the port to the allowlist when
     /// `ports` is non-empty).
     pub port_snaplen: Vec<(u16, u32)>,
-    /// Size of each CPU's ring buffer in bytes (rounded up to a power of two, at least one
-    /// page): the kernel side writes into the ring of the CPU it runs on, so memory is this
-    /// times the number of possible CPUs.
+    /// Size of each online CPU's ring buffer in bytes (rounded up to a power of two, at least
+    /// one page): the kernel side writes into the ring of the CPU it runs on, so memory is
+    /// this times the CPUs online. 0 (the default): [`AUTO_RING_TOTAL`] split between them,
+    /// at least [`AUTO_RING_MIN`] each.
     pub ring_bytes: u32,
     /// Wake the reader when this many bytes are queued in one CPU's ring; below that, it
     /// picks events up at the next poll tick.
@@ -95,7 +101,7 @@ impl Default for BpfConfig {
             ports: Vec::new(),
             snaplen: SNAPLEN_MAX,
             port_snaplen: Vec::new(),
-            ring_bytes: 4 << 20,
+            ring_bytes: 0,
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(20),
             tls: true,
@@ -277,7 +283,7 @@ pub struct BpfSource {
     // Links first: they detach before the object (and its maps) go away.
     _links: Vec<libbpf_rs::Link>,
     _object: libbpf_rs::Object,
-    /// One ring buffer per possible CPU, in CPU order.
+    /// One ring buffer per online CPU, in CPU order.
     rings: Vec<MapHandle>,
     control: BpfControl,
     config: BpfConfig,
@@ -317,19 +323,25 @@ impl BpfSource {
         system::check_privileges()?;
         system::ensure_tracefs()?;
 
-        let ring_bytes = config
-            .ring_bytes
-            .max(4096)
-            .checked_next_power_of_two()
-            .ok_or_else(|| {
-                BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes))
-            })?;
         let mut open = ObjectBuilder::default()
             .open_memory(BPF_OBJECT)
             .map_err(libbpf("opening the BPF object"))?;
         let cpus = libbpf_rs::num_possible_cpus()
             .map_err(libbpf("counting possible CPUs"))?
             .max(1) as u32;
+        // Rings for the CPUs online (a VM may list many more possible ones).
+        let online = system::online_cpus(cpus);
+        let wanted = if config.ring_bytes == 0 {
+            (AUTO_RING_TOTAL / online.len().max(1) as u32).max(AUTO_RING_MIN)
+        } else {
+            config.ring_bytes
+        };
+        let ring_bytes = wanted
+            .max(4096)
+            .checked_next_power_of_two()
+            .ok_or_else(|| {
+                BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes))
+            })?;
         for mut m in open.maps_mut() {
             if m.name() == "rings" {
                 m.set_max_entries(cpus)
@@ -359,15 +371,15 @@ impl BpfSource {
             stop: Arc::new(AtomicBool::new(false)),
             settings: Arc::new(Mutex::new([0; 8])),
         };
-        // A ring per CPU, each in its slot of the outer map (the kernel keeps them alive
-        // while they are there; these handles are the reader's).
+        // A ring per online CPU, each in its slot of the outer map (the kernel keeps them
+        // alive while they are there; these handles are the reader's).
         let outer = handle("rings")?;
-        let mut rings = Vec::with_capacity(cpus as usize);
+        let mut rings = Vec::with_capacity(online.len());
         let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
             sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
             ..Default::default()
         };
-        for cpu in 0..cpus {
+        for cpu in online {
             let ring = MapHandle::create(
                 libbpf_rs::MapType::RingBuf,
                 Some(format!("l7tap_ring{cpu}")),

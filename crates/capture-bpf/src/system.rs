@@ -33,6 +33,36 @@ pub fn check_privileges() -> Result<(), BpfError> {
     )))
 }
 
+/// CPU numbers in the kernel's list format (`0-3,8,10-11`, as in
+/// /sys/devices/system/cpu/online); `None` when it does not parse. Ranges are capped at
+/// `limit` (the possible CPUs).
+pub fn parse_cpu_list(s: &str, limit: u32) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let n = part.trim().parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if a > b {
+            return None;
+        }
+        out.extend((a..=b.min(limit.saturating_sub(1))).filter(|c| *c < limit));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The CPUs online now (their rings are created; a CPU brought online later has none, and
+/// its events are counted as lost); every possible CPU when the list cannot be read.
+pub fn online_cpus(possible: u32) -> Vec<u32> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| parse_cpu_list(&s, possible))
+        .unwrap_or_else(|| (0..possible).collect())
+}
+
 /// CO-RE needs the kernel's BTF.
 pub fn check_btf() -> Result<(), BpfError> {
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -107,3 +137,23 @@ pub const LIBSSL_CANDIDATES: [&str; 4] = [
     "/usr/lib64/libssl.so.3",
     "/usr/lib/libssl.so.3",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_in_the_kernel_format() {
+        assert_eq!(parse_cpu_list("0-1\n", 2), Some(vec![0, 1]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11", 64),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(parse_cpu_list("0", 1), Some(vec![0]));
+        // Capped at the possible CPUs (the ring array has no slot beyond them).
+        assert_eq!(parse_cpu_list("0-7", 4), Some(vec![0, 1, 2, 3]));
+        for bad in ["", "x", "3-1", "1-", "0,,a"] {
+            assert_eq!(parse_cpu_list(bad, 8), None, "{bad:?}");
+        }
+    }
+}

@@ -124,8 +124,9 @@ struct CaptureArgs {
     /// Bytes copied per syscall (at most 16384).
     #[arg(long, default_value_t = l7tap_capture_bpf::SNAPLEN_MAX, value_name = "N")]
     snaplen: u32,
-    /// Size of each CPU's ring buffer, KiB (a power of two; one ring per CPU).
-    #[arg(long, default_value_t = 4096, value_name = "KIB")]
+    /// Size of each CPU's ring buffer, KiB (a power of two; one ring per online CPU). 0: 8 MiB
+    /// split between the CPUs, at least 512 KiB each.
+    #[arg(long, default_value_t = 0, value_name = "KIB")]
     ring_kib: u32,
     /// Do not attach the OpenSSL uprobes (no TLS plaintext).
     #[arg(long)]

@@ -342,7 +342,8 @@ static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
 	if (ring && (bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + size >= cfg->wakeup_bytes ||
 		     s->hdr.kind != EV_DATA))
 		flags = BPF_RB_FORCE_WAKEUP;
-	/* No ring for this CPU (user space creates one per possible CPU): lost, and counted. */
+	/* No ring for this CPU (user space creates one per CPU online when it starts; a CPU
+	 * brought online later has none): lost, and counted. */
 	if (!ring || bpf_ringbuf_output(ring, s, size, flags)) {
 		stat_add(ST_RING_FULL, 1);
 		stat_add(ST_RING_FULL_BYTES, s->hdr.total_len);
