@@ -65,7 +65,7 @@ pub const STAT_NAMES: [&str; 15] = [
     "bpf_iovecs_cut",
 ];
 
-/// One decoded event; `payload` borrows the ring buffer record.
+/// One decoded event; `payload` borrows the record's bytes (as read from its ring).
 #[derive(Debug, Clone)]
 pub struct RawEvent<'a> {
     /// CLOCK_MONOTONIC nanoseconds.

@@ -577,7 +577,7 @@ impl Source for BpfSource {
         let one_ring = self.rings.len() == 1;
         let ring = builder
             .build()
-            .map_err(|e| io_err("opening the ring buffer", e))?;
+            .map_err(|e| io_err("opening the ring buffers", e))?;
         let stop = self.control.stop.clone();
         loop {
             let stopping =
