@@ -92,8 +92,9 @@ impl Converter {
         (i128::from(mono) + self.epoch_offset_ns).clamp(0, i128::from(u64::MAX)) as u64
     }
 
-    /// Decodes one ring buffer record and appends what it means to `out`.
-    pub fn push(&mut self, record: &[u8], out: &mut Vec<Segment>) {
+    /// Decodes one ring buffer record and appends what it means to `out`. Segment payloads
+    /// are slices of `record` (no copy).
+    pub fn push(&mut self, record: &Bytes, out: &mut Vec<Segment>) {
         self.stats.events += 1;
         let ev = match RawEvent::decode(record) {
             Ok(ev) => ev,
@@ -104,7 +105,7 @@ impl Converter {
         };
         let before = out.len();
         match ev.kind {
-            Kind::Data => self.data(&ev, out),
+            Kind::Data => self.data(record, &ev, out),
             Kind::Open => self.open(&ev, out),
             Kind::Close => {
                 let ts = self.epoch(ev.ts_mono_ns);
@@ -194,7 +195,7 @@ impl Converter {
         key
     }
 
-    fn data(&mut self, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
+    fn data(&mut self, record: &Bytes, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
         let tls = ev.has(flags::TLS);
         let id = if tls { tls_id(ev.sock_id) } else { ev.sock_id };
         let ts = self.epoch(ev.ts_mono_ns);
@@ -253,7 +254,7 @@ impl Converter {
             flow: c.flow,
             direction,
             ts_ns: ts,
-            payload: Bytes::copy_from_slice(ev.payload),
+            payload: record.slice_ref(ev.payload),
             offset,
             gap_before: gap,
             end_of_flow: false,
@@ -266,6 +267,11 @@ impl Converter {
 mod tests {
     use super::*;
     use crate::event::EventBuilder;
+
+    /// Pushes a record as the reader does: in a `Bytes` of its own.
+    fn feed(c: &mut Converter, record: &[u8], out: &mut Vec<Segment>) {
+        c.push(&Bytes::copy_from_slice(record), out);
+    }
 
     fn data(sock: u64, off: u64, dir: u8, role: u8, payload: &[u8]) -> Vec<u8> {
         EventBuilder {
@@ -289,8 +295,16 @@ mod tests {
     fn client_socket_events_become_oriented_segments() {
         let mut c = Converter::new(16, 5);
         let mut out = Vec::new();
-        c.push(&data(0x1000, 0, 0, 1, b"GET / HTTP/1.1\r\n\r\n"), &mut out);
-        c.push(&data(0x1000, 0, 1, 1, b"HTTP/1.1 200 OK\r\n"), &mut out);
+        feed(
+            &mut c,
+            &data(0x1000, 0, 0, 1, b"GET / HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        feed(
+            &mut c,
+            &data(0x1000, 0, 1, 1, b"HTTP/1.1 200 OK\r\n"),
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].direction, Direction::ClientToServer);
         assert_eq!(out[1].direction, Direction::ServerToClient);
@@ -316,12 +330,12 @@ mod tests {
             remote: ([127, 0, 0, 1], 80),
             ..Default::default()
         };
-        c.push(&e.bytes(&[b'x'; 10]), &mut out); // 100 moved, 10 copied
+        feed(&mut c, &e.bytes(&[b'x'; 10]), &mut out); // 100 moved, 10 copied
         e.offset = 100;
         e.total_len = 0;
-        c.push(&e.bytes(b"abc"), &mut out);
+        feed(&mut c, &e.bytes(b"abc"), &mut out);
         e.offset = 203; // 100 bytes lost in the ring
-        c.push(&e.bytes(b"def"), &mut out);
+        feed(&mut c, &e.bytes(b"def"), &mut out);
         assert_eq!(out.len(), 3);
         assert_eq!((out[1].offset, out[1].gap_before), (100, 90));
         assert_eq!((out[2].offset, out[2].gap_before), (203, 100));
@@ -332,8 +346,8 @@ mod tests {
     fn close_and_restart_end_the_flow() {
         let mut c = Converter::new(16, 0);
         let mut out = Vec::new();
-        c.push(&data(8, 0, 0, 1, b"abcd"), &mut out);
-        c.push(&data(8, 0, 0, 1, b"ab"), &mut out); // offset went back: new stream
+        feed(&mut c, &data(8, 0, 0, 1, b"abcd"), &mut out);
+        feed(&mut c, &data(8, 0, 0, 1, b"ab"), &mut out); // offset went back: new stream
         assert_eq!(c.stats().restarted, 1);
         assert!(out[1].end_of_flow);
         let close = EventBuilder {
@@ -343,7 +357,7 @@ mod tests {
             ..Default::default()
         }
         .bytes(b"");
-        c.push(&close, &mut out);
+        feed(&mut c, &close, &mut out);
         assert!(out.last().expect("close").end_of_flow);
         assert_eq!(c.connections(), 0);
     }
@@ -353,14 +367,14 @@ mod tests {
         let mut c = Converter::new(2, 0);
         let mut out = Vec::new();
         for s in 1..=5u64 {
-            c.push(&data(s * 8, 0, 0, 1, b"x"), &mut out);
+            feed(&mut c, &data(s * 8, 0, 0, 1, b"x"), &mut out);
         }
         assert_eq!(c.connections(), 2);
         assert_eq!(c.stats().evicted, 3);
-        c.push(&[1, 2, 3], &mut out);
+        feed(&mut c, &[1, 2, 3], &mut out);
         let mut bad = data(8, 0, 0, 1, b"xyz");
         bad.truncate(bad.len() - 1); // cap_len says 3, 2 present
-        c.push(&bad, &mut out);
+        feed(&mut c, &bad, &mut out);
         assert_eq!(c.stats().decode_errors, 2);
     }
 
@@ -378,7 +392,7 @@ mod tests {
             remote: ([127, 0, 0, 1], 50000),
             ..Default::default()
         };
-        c.push(&e.bytes(b"GET /"), &mut out);
+        feed(&mut c, &e.bytes(b"GET /"), &mut out);
         assert_eq!(out[0].direction, Direction::ClientToServer);
         assert_eq!(out[0].flow.server.port(), 8080);
     }

@@ -558,7 +558,8 @@ impl Source for BpfSource {
     ) -> Result<(), SourceError> {
         let deadline = self.config.duration.map(|d| Instant::now() + d);
         let mut pending: Vec<Segment> = Vec::with_capacity(1024);
-        // Events are copied out of the per-CPU rings and converted in time order.
+        // Events are copied out of the per-CPU rings (once: segments slice their payload from
+        // that copy) and converted in time order.
         let held = RefCell::new(reorder::Reorder::default());
         let mut builder = libbpf_rs::RingBufferBuilder::new();
         let io_err = |what: &str, e: libbpf_rs::Error| SourceError::Io {

@@ -13,10 +13,12 @@
 //! order, and the rest waits for the next drain (at most the poll interval plus [`HOLD_NS`]).
 //!
 //! Each ring's events are already in time order, so releasing is a merge of the rings'
-//! queues, and an event is copied once (plus at most once more, on average, when its queue's
-//! released prefix is dropped). Bounded: what is held is what the rings held, minus what was
+//! queues. An event is copied out of its ring once, into a `Bytes` of its own that the
+//! segments made from it slice (no second copy of the payload, and a held segment keeps only
+//! its own event alive). Bounded: what is held is what the rings held, minus what was
 //! released; at most the rings' total size plus the events of the last [`HOLD_NS`].
 
+use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -24,50 +26,12 @@ use std::collections::{BinaryHeap, VecDeque};
 /// magnitude above a program's run time, and short against the poll interval).
 pub const HOLD_NS: u64 = 2_000_000;
 
-/// One held event: where it sits in its ring's arena, and its timestamp.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    ts: u64,
-    start: usize,
-    len: usize,
-}
-
-/// The events read from one ring and not yet released, in ring order (which is time order:
-/// a program reads the clock and writes its event on one CPU with preemption off).
-#[derive(Debug, Default)]
-struct Queue {
-    arena: Vec<u8>,
-    events: VecDeque<Held>,
-}
-
-impl Queue {
-    fn head_ts(&self) -> Option<u64> {
-        self.events.front().map(|h| h.ts)
-    }
-
-    /// Drops the bytes of released events once they are most of the arena (so each byte is
-    /// moved at most once more, on average).
-    fn compact(&mut self) {
-        match self.events.front() {
-            None => self.arena.clear(),
-            Some(h) if h.start >= 64 << 10 && h.start * 2 >= self.arena.len() => {
-                let cut = h.start;
-                self.arena.drain(..cut);
-                for e in self.events.iter_mut() {
-                    e.start -= cut;
-                }
-            }
-            Some(_) => {}
-        }
-    }
-}
-
 /// Events copied out of the rings, released in timestamp order: a merge of the rings'
-/// queues, each already in order.
+/// queues, each already in order (a program reads the clock and writes its event on one CPU
+/// with preemption off). Each queue holds (timestamp, event).
 #[derive(Debug, Default)]
 pub struct Reorder {
-    queues: Vec<Queue>,
-    held: usize,
+    queues: Vec<VecDeque<(u64, Bytes)>>,
 }
 
 impl Reorder {
@@ -76,65 +40,49 @@ impl Reorder {
     /// is (the decoder counts it as undecodable).
     pub fn push(&mut self, ring: usize, event: &[u8]) {
         if self.queues.len() <= ring {
-            self.queues.resize_with(ring + 1, Queue::default);
+            self.queues.resize_with(ring + 1, VecDeque::new);
         }
-        let Some(q) = self.queues.get_mut(ring) else {
-            return;
-        };
         let ts = event
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes);
-        q.events.push_back(Held {
-            ts,
-            start: q.arena.len(),
-            len: event.len(),
-        });
-        q.arena.extend_from_slice(event);
-        self.held += 1;
+        if let Some(q) = self.queues.get_mut(ring) {
+            q.push_back((ts, Bytes::copy_from_slice(event)));
+        }
     }
 
     /// Events held.
     pub fn len(&self) -> usize {
-        self.held
+        self.queues.iter().map(VecDeque::len).sum()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.queues.iter().all(VecDeque::is_empty)
     }
 
     /// Hands `out` every held event with a timestamp up to `upto`, oldest first (of equal
     /// timestamps, the lower ring's first), and keeps the others.
-    pub fn release(&mut self, upto: u64, out: &mut dyn FnMut(&[u8])) {
-        // The next event of each ring that has one due, oldest on top: a merge costs
-        // O(log rings) per event, whatever the number of CPUs.
+    pub fn release(&mut self, upto: u64, out: &mut dyn FnMut(&Bytes)) {
+        let due = |q: &VecDeque<(u64, Bytes)>| q.front().map(|e| e.0).filter(|ts| *ts <= upto);
+        // The next due event of each ring, oldest on top: a merge costs O(log rings) per
+        // event, whatever the number of CPUs.
         let mut heads: BinaryHeap<Reverse<(u64, usize)>> = self
             .queues
             .iter()
             .enumerate()
-            .filter_map(|(i, q)| {
-                q.head_ts()
-                    .filter(|ts| *ts <= upto)
-                    .map(|ts| Reverse((ts, i)))
-            })
+            .filter_map(|(i, q)| due(q).map(|ts| Reverse((ts, i))))
             .collect();
         while let Some(Reverse((_, i))) = heads.pop() {
             let Some(q) = self.queues.get_mut(i) else {
                 continue;
             };
-            if let Some(h) = q.events.pop_front() {
-                self.held -= 1;
-                if let Some(ev) = q.arena.get(h.start..h.start + h.len) {
-                    out(ev);
-                }
+            if let Some((_, ev)) = q.pop_front() {
+                out(&ev);
             }
-            if let Some(ts) = q.head_ts().filter(|ts| *ts <= upto) {
+            if let Some(ts) = due(q) {
                 heads.push(Reverse((ts, i)));
             }
-        }
-        for q in &mut self.queues {
-            q.compact();
         }
     }
 }
@@ -194,9 +142,9 @@ mod tests {
     }
 
     #[test]
-    fn a_long_run_keeps_every_byte_across_compactions() {
-        // 3 000 events of 100 bytes per ring, released in slices: queues are compacted many
-        // times on the way; every event comes out whole and in order.
+    fn a_long_run_comes_out_whole_and_in_order() {
+        // 3 000 events of 100 bytes per ring, released in slices while more arrive: every
+        // event comes out whole and in order.
         let mut r = Reorder::default();
         let event = |ts: u64| {
             let mut v = ts.to_ne_bytes().to_vec();

@@ -49,7 +49,7 @@ pub fn parse_cpu_list(s: &str, limit: u32) -> Option<Vec<u32>> {
         if a > b {
             return None;
         }
-        out.extend((a..=b.min(limit.saturating_sub(1))).filter(|c| *c < limit));
+        out.extend((a..=b).take_while(|c| *c < limit));
     }
     (!out.is_empty()).then_some(out)
 }
