@@ -68,10 +68,11 @@ impl DropReason {
 /// Maximum number of protocols with their own parse-error counter.
 pub const MAX_PROTOCOL_COUNTERS: usize = 32;
 
-/// Counters of one worker (or of the whole engine after [`Counters::add_to`]).
+/// Counters of one worker.
 ///
-/// Each worker owns one and is its only writer, so the relaxed atomics never contend; readers
-/// take snapshots from any thread.
+/// Each worker owns one and is its only writer: increments are a plain load and store (no
+/// locked instruction), so two threads counting into one `Counters` at once could lose
+/// counts. Readers take snapshots from any thread.
 #[derive(Debug)]
 pub struct Counters {
     /// Segments received.
@@ -137,14 +138,17 @@ impl Default for Counters {
     }
 }
 
-/// Increments a counter by `n` (relaxed: counters order nothing).
+/// Increments a counter by `n`. A counter has one writer (the worker owning the
+/// [`Counters`]), so this is a plain load and store rather than a locked read-modify-write:
+/// readers on other threads still see whole values, and a worker pays no bus lock per
+/// segment, message and record (several per event on the hot path).
 #[inline]
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 impl Counters {
-    /// Counts a drop.
+    /// Counts a drop. Called by the thread that owns these counters (see [`Counters`]).
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {
         let idx = reason as usize;

@@ -139,7 +139,7 @@ impl FlowProcessor {
 
     /// Processes one segment; records complete because of it are passed to `emit`.
     pub fn process(&mut self, seg: Segment, emit: &mut dyn FnMut(L7Record)) {
-        let c = Arc::clone(&self.ctx.counters);
+        let c = &self.ctx.counters;
         bump(&c.segments, 1);
         bump(&c.bytes, seg.payload.len() as u64);
         if seg.ts_ns > self.now_ns {
@@ -154,7 +154,7 @@ impl FlowProcessor {
             self.evict_oldest(emit);
         }
         let flow = self.table.flows.entry(seg.flow).or_insert_with(|| {
-            bump(&c.flows_created, 1);
+            bump(&self.ctx.counters.flows_created, 1);
             FlowState::new(seg.ts_ns)
         });
         flow.last_seen_ns = seg.ts_ns;
@@ -167,7 +167,7 @@ impl FlowProcessor {
         }
         if end_of_flow {
             if let Some(flow) = self.table.flows.remove(&key) {
-                bump(&c.flows_closed, 1);
+                bump(&self.ctx.counters.flows_closed, 1);
                 self.ctx.close_flow(key, flow, ts_ns, emit);
             }
         }
@@ -241,9 +241,9 @@ impl FlowProcessor {
 
 impl Ctx {
     fn on_payload(&mut self, seg: Segment, flow: &mut FlowState, emit: &mut dyn FnMut(L7Record)) {
-        let c = Arc::clone(&self.counters);
         if flow.unparseable {
-            c.count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
+            self.counters
+                .count_drop(DropReason::UnparsedBytes, seg.payload.len() as u64);
             return;
         }
         if flow.slot.is_some() {
@@ -280,7 +280,8 @@ impl Ctx {
             start.ts_ns = held.ts_ns;
             start.gap_before = held.gap_before;
         } else if !held.bytes.is_empty() {
-            c.count_drop(DropReason::UnparsedBytes, held.bytes.len() as u64);
+            self.counters
+                .count_drop(DropReason::UnparsedBytes, held.bytes.len() as u64);
         }
         held.bytes = Bytes::new();
         let dir = if flow.swapped {
@@ -316,11 +317,12 @@ impl Ctx {
                 held.bytes = start.payload;
             }
             None => {
-                c.count_drop(DropReason::UnparsedBytes, start.payload.len() as u64);
+                self.counters
+                    .count_drop(DropReason::UnparsedBytes, start.payload.len() as u64);
                 flow.inference_attempts += 1;
                 if flow.inference_attempts >= self.config.max_inference_attempts {
                     flow.unparseable = true;
-                    bump(&c.flows_unparseable, 1);
+                    bump(&self.counters.flows_unparseable, 1);
                 }
             }
         }
@@ -370,10 +372,9 @@ impl Ctx {
         ts_ns: u64,
         op: impl FnOnce(&mut StreamBuf, &mut FrameCtx<'_, '_>, &mut dyn FnMut(StreamEvent)),
     ) {
-        let Some(parser) = self.parsers.get(slot).cloned() else {
+        let Some(parser) = self.parsers.get(slot) else {
             return;
         };
-        let c = Arc::clone(&self.counters);
         // Reuse the event buffer; a nested call (forced request) gets a fresh one.
         let mut events = std::mem::take(&mut self.events);
         {
@@ -384,7 +385,7 @@ impl Ctx {
                 state: flow.parser_state.as_mut(),
                 direction: dir,
                 max_message_bytes: self.config.max_message_bytes,
-                counters: &c,
+                counters: &self.counters,
             };
             op(&mut flow.streams[dir.index()], &mut cx, &mut |e| {
                 events.push(e)
@@ -405,7 +406,6 @@ impl Ctx {
         flow: &mut FlowState,
         dir: Direction,
     ) -> Option<Direction> {
-        let c = Arc::clone(&self.counters);
         let l4 = key.l4;
         let server = if flow.swapped { key.client } else { key.server };
         let oriented = if flow.swapped { key.reversed() } else { key };
@@ -413,7 +413,7 @@ impl Ctx {
         let mut best: Option<(usize, crate::Inference)> = None;
         if let Some(slot) = cached {
             if let Some(p) = self.parsers.get(slot) {
-                bump(&c.inference_cache_hits, 1);
+                bump(&self.counters.inference_cache_hits, 1);
                 // Still ask the cached parser, only to learn the message's role.
                 let inf = p
                     .check_flow(payload, dir, &oriented)
@@ -458,17 +458,17 @@ impl Ctx {
         if inf.role != seen_role {
             flow.swapped = !flow.swapped;
             dir = dir.flip();
-            bump(&c.flows_swapped, 1);
+            bump(&self.counters.flows_swapped, 1);
         }
         let parser = &self.parsers[slot];
         flow.slot = Some(slot);
         flow.parser_state = parser.new_state();
         flow.pairing = PairingQueue::new(parser.pairing());
-        bump(&c.flows_inferred, 1);
+        bump(&self.counters.flows_inferred, 1);
         if cached.is_none() {
             let server = if flow.swapped { key.client } else { key.server };
             if self.inference_cache.len() >= self.config.inference_cache_entries.max(1) {
-                c.count_drop(
+                self.counters.count_drop(
                     DropReason::InferenceCacheFull,
                     self.inference_cache.len() as u64,
                 );
@@ -488,19 +488,18 @@ impl Ctx {
         flow: &mut FlowState,
         emit: &mut dyn FnMut(L7Record),
     ) {
-        let c = Arc::clone(&self.counters);
         match ev {
             StreamEvent::Error(_) => {
-                c.parse_error(slot);
+                self.counters.parse_error(slot);
                 flow.consecutive_errors += 1;
                 if flow.consecutive_errors >= self.config.max_parse_errors_per_flow {
                     flow.unparseable = true;
-                    bump(&c.flows_unparseable, 1);
+                    bump(&self.counters.flows_unparseable, 1);
                 }
             }
             StreamEvent::Message(m) => {
                 flow.consecutive_errors = 0;
-                bump(&c.messages, 1);
+                bump(&self.counters.messages, 1);
                 let role = m.role.unwrap_or(if dir == Direction::ClientToServer {
                     MessageRole::Request
                 } else {
@@ -515,7 +514,7 @@ impl Ctx {
                             .pairing
                             .push_request(m, self.config.max_pending_requests)
                         {
-                            c.count_drop(DropReason::PairingQueueFull, 1);
+                            self.counters.count_drop(DropReason::PairingQueueFull, 1);
                             let mut rec = self.build(key, flow, slot, Some(old), None);
                             rec.unpaired = true;
                             self.emit_record(rec, emit);
