@@ -2,12 +2,15 @@
 //!
 //! Thin by design: argument parsing, wiring of the engine, printing.
 
+mod lines;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use l7tap::pcap::PcapSource;
 use l7tap::{Engine, L7Record, Protocol, StatsSnapshot};
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -247,7 +250,26 @@ fn args_hook(h: SampleHook) -> l7tap::wasm::sample::SampleHook {
     }
 }
 
-fn build_engine(args: &EngineArgs) -> Result<(Engine, Option<l7tap::PluginHost>), String> {
+/// The line printer the workers format into, unless records go to an OTLP exporter (which
+/// reads them from the engine's channel).
+type Printer = Option<(Arc<lines::Lines>, crossbeam_channel::Receiver<lines::Msg>)>;
+
+fn printer(args: &EngineArgs) -> Printer {
+    if args.output.starts_with("otlp=") {
+        return None;
+    }
+    let format: lines::Format = match args.format {
+        Format::Json => l7tap::json::write_line,
+        Format::Table => |r, out| out.extend_from_slice(table_row(r).as_bytes()),
+    };
+    let (l, rx) = lines::Lines::new(format);
+    Some((Arc::new(l), rx))
+}
+
+fn build_engine(
+    args: &EngineArgs,
+    printer: &Printer,
+) -> Result<(Engine, Option<l7tap::PluginHost>), String> {
     let mut protocols = Vec::new();
     for name in &args.protocols {
         let p = Protocol::from_name(name).ok_or_else(|| {
@@ -273,12 +295,17 @@ fn build_engine(args: &EngineArgs) -> Result<(Engine, Option<l7tap::PluginHost>)
     if !protocols.is_empty() {
         builder = builder.protocols(&protocols);
     }
+    if let Some((l, _)) = printer {
+        let l = Arc::clone(l);
+        builder = builder.on_record(move |r| l.push(&r));
+    }
     let engine = builder.build().map_err(|e| e.to_string())?;
     Ok((engine, plugins))
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
-    let (engine, plugins) = build_engine(&args.engine)?;
+    let printer = printer(&args.engine);
+    let (engine, plugins) = build_engine(&args.engine, &printer)?;
     let mut source = PcapSource::open(&args.file).map_err(|e| e.to_string())?;
 
     let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
@@ -294,7 +321,14 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         source = source.with_progress(move |n| b.set_position(n));
         std::mem::forget(bar); // the clone inside the source draws; it clears itself on drop
     }
-    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine, false)
+    run_and_print(
+        engine,
+        plugins.as_ref(),
+        &mut source,
+        &args.engine,
+        false,
+        printer,
+    )
 }
 
 fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
@@ -308,7 +342,8 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
         }
         None => None,
     };
-    let (engine, plugins) = build_engine(&args.engine)?;
+    let printer = printer(&args.engine);
+    let (engine, plugins) = build_engine(&args.engine, &printer)?;
     let config = BpfConfig {
         pids: args.pids.clone(),
         ports: args.ports.clone(),
@@ -328,7 +363,14 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     if !args.engine.no_stats {
         eprintln!("l7tap: capturing (TLS: {})", source.tls_status());
     }
-    run_and_print(engine, plugins.as_ref(), &mut source, &args.engine, true)
+    run_and_print(
+        engine,
+        plugins.as_ref(),
+        &mut source,
+        &args.engine,
+        true,
+        printer,
+    )
 }
 
 /// Runs `source` through `engine`, printing records as they come and the counters at the end.
@@ -339,8 +381,8 @@ fn run_and_print(
     source: &mut dyn l7tap::core::Source,
     args: &EngineArgs,
     live_source: bool,
+    printer: Printer,
 ) -> Result<ExitCode, String> {
-    let records = engine.records().ok_or("engine has no record channel")?;
     let format = args.format;
     // Records are shown promptly when someone watches or the traffic is live.
     let live = live_source || std::io::stdout().is_terminal();
@@ -378,6 +420,7 @@ fn run_and_print(
         },
     };
     if let Some(ex) = exporter {
+        let records = engine.records().ok_or("engine has no record channel")?;
         let sender = std::thread::spawn(move || {
             for r in records {
                 ex.export(r);
@@ -401,55 +444,33 @@ fn run_and_print(
             }
         };
     }
-    let printer = std::thread::spawn(move || -> std::io::Result<u64> {
-        let mut out = BufWriter::new(sink);
-        let mut n = 0;
+    let (lines, rx) = printer.ok_or("the printer is missing")?;
+    let l2 = Arc::clone(&lines);
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        // Unbuffered: lines arrive in chunks of 64 KiB (or a live view's periodic flush).
+        let mut out = sink;
         if format == Format::Table {
             writeln!(out, "{}", table_header())?;
         }
-        let mut line = Vec::with_capacity(1024);
-        loop {
-            // Live: records are shown as soon as the queue runs dry (one write per burst,
-            // not per record); replay: whenever the buffer fills.
-            let r = match records.try_recv() {
-                Ok(r) => r,
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    if live {
-                        out.flush()?;
-                    }
-                    match records.recv() {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    }
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-            };
-            match format {
-                Format::Json => {
-                    line.clear();
-                    l7tap::json::write_line(&r, &mut line);
-                    line.push(b'\n');
-                    out.write_all(&line)?;
-                }
-                Format::Table => writeln!(out, "{}", table_row(&r))?,
-            }
-            n += 1;
-        }
-        out.flush()?;
-        Ok(n)
+        lines::write_all(&l2, rx, &mut out, live)
     });
     let run = engine.run(source);
     let stats = engine.finish();
-    let printed = printer
+    lines.finish();
+    let written = writer
         .join()
         .map_err(|_| "printer thread failed".to_string())?;
-    if let Err(e) = &printed {
+    if let Err(e) = &written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(format!("writing records: {e}"));
         }
     }
     if !args.no_stats {
         print_stats(&stats);
+        let (_, lost) = lines.totals();
+        if lost > 0 {
+            eprintln!("l7tap: {lost} records not written: the output was closed");
+        }
         if let Some(h) = plugins {
             for (name, m) in h.metrics() {
                 let nz: Vec<String> = m
