@@ -274,7 +274,7 @@ impl EngineBuilder {
             txs,
             handles,
             counters,
-            records: out_rx,
+            records: parking_lot::Mutex::new(out_rx),
             protocol_names,
             backpressure: self.backpressure,
             input_drops: AtomicU64::new(0),
@@ -348,7 +348,8 @@ pub struct Engine {
     txs: Vec<Sender<Work>>,
     handles: Vec<JoinHandle<()>>,
     counters: Vec<Arc<Counters>>,
-    records: Option<Receiver<L7Record>>,
+    /// The record channel's receiver until [`Engine::records`] hands it out.
+    records: parking_lot::Mutex<Option<Receiver<L7Record>>>,
     protocol_names: Vec<String>,
     backpressure: Backpressure,
     input_drops: AtomicU64,
@@ -362,10 +363,13 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// The record channel (a clone of the receiver), unless records go to a callback.
-    /// Iterating it ends once [`Engine::finish`] has run and every record was read.
+    /// The record channel, unless records go to a callback. The first call hands it out
+    /// (clone it for more readers); later calls return `None`. Iterating it ends once
+    /// [`Engine::finish`] has run and every record was read. The engine keeps no receiver
+    /// of its own: once every receiver is dropped, records are counted as
+    /// `drop_output_queue_full` instead of blocking the workers on a channel nobody reads.
     pub fn records(&self) -> Option<Receiver<L7Record>> {
-        self.records.clone()
+        self.records.lock().take()
     }
 
     fn worker_of(&self, seg: &Segment) -> usize {

@@ -272,6 +272,40 @@ fn pending_requests_are_bounded() {
     assert_eq!(stats.get("drop_pairing_queue_full"), 6);
 }
 
+/// A reader that goes away (a consumer closed its output) must not stall the workers: every
+/// record after that is counted as dropped, and the engine finishes.
+#[test]
+fn a_dropped_record_receiver_counts_drops_instead_of_blocking() {
+    let engine = Engine::builder()
+        .workers(1)
+        .channel_output(1)
+        .build()
+        .expect("engine");
+    let rx = engine.records().expect("channel");
+    assert!(engine.records().is_none(), "handed out once");
+    drop(rx);
+    for i in 0..50u64 {
+        let f = FlowKey::tcp(
+            format!("192.0.2.1:{}", 40000 + i).parse().expect("addr"),
+            "192.0.2.2:8080".parse().expect("addr"),
+        );
+        let mk = |dir, ts_ms, data: &[u8]| {
+            Segment::data(f, dir, ts_ms * 1_000_000, 0, Bytes::copy_from_slice(data))
+        };
+        engine.feed(mk(Direction::ClientToServer, 2 * i + 1, REQ));
+        engine.feed(mk(Direction::ServerToClient, 2 * i + 2, RESP));
+    }
+    let (tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(engine.finish());
+    });
+    let stats = done
+        .recv_timeout(Duration::from_secs(30))
+        .expect("finish returned: no worker blocked on the record channel");
+    assert_eq!(stats.get("records"), 50);
+    assert_eq!(stats.get("drop_output_queue_full"), 50);
+}
+
 #[test]
 fn callback_output() {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
