@@ -374,7 +374,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
 }
 
 /// Runs `source` through `engine`, printing records as they come and the counters at the end.
-/// `live_source`: a live capture (records are flushed whenever the queue runs dry).
+/// `live_source`: a live capture (what is buffered is written at least every 100 ms).
 fn run_and_print(
     mut engine: Engine,
     plugins: Option<&l7tap::PluginHost>,
