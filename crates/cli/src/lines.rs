@@ -71,11 +71,31 @@ impl Lines {
         (lines, rx)
     }
 
-    /// Formats `r` as one line (called on a worker thread).
+    /// Formats `r` as one line (called on a worker thread). The line is formatted outside
+    /// the lock, into the thread's own scratch buffer, so workers only queue for the copy.
     pub(crate) fn push(&self, r: &L7Record) {
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                (self.format)(r, &mut line);
+                self.append(&line);
+            }
+            // Only if `format` itself pushed a record: format into a buffer of its own.
+            Err(_) => {
+                let mut own = Vec::new();
+                (self.format)(r, &mut own);
+                self.append(&own);
+            }
+        })
+    }
+
+    fn append(&self, line: &[u8]) {
         let full = {
             let mut buf = self.buf.lock();
-            (self.format)(r, &mut buf.bytes);
+            buf.bytes.extend_from_slice(line);
             buf.bytes.push(b'\n');
             buf.lines += 1;
             if buf.bytes.len() < CHUNK_BYTES {
@@ -200,6 +220,44 @@ mod tests {
         for (i, l) in got.iter().enumerate() {
             assert_eq!(*l, format!("/p{i:07}"));
         }
+        assert_eq!(lines.totals(), (20_000, 0));
+    }
+
+    #[test]
+    fn workers_pushing_at_once_never_mix_lines() {
+        let (lines, rx) = Lines::new(fmt);
+        let lines = std::sync::Arc::new(lines);
+        let l2 = std::sync::Arc::clone(&lines);
+        let writer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            write_all(&l2, rx, &mut out, false).map(|()| out)
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let l = std::sync::Arc::clone(&lines);
+                std::thread::spawn(move || {
+                    for i in 0..5_000 {
+                        l.push(&rec(&format!("/t{t}-{i:06}")));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        lines.finish();
+        let text = String::from_utf8(writer.join().unwrap().unwrap()).unwrap();
+        // Each thread's lines whole and in its order; 20 000 in all.
+        let mut next = [0usize; 4];
+        let mut n = 0;
+        for l in text.lines() {
+            let (t, i) = l[2..].split_once('-').unwrap();
+            let t: usize = t.parse().unwrap();
+            assert_eq!(i.parse::<usize>().unwrap(), next[t], "line {l}");
+            next[t] += 1;
+            n += 1;
+        }
+        assert_eq!(n, 20_000);
         assert_eq!(lines.totals(), (20_000, 0));
     }
 
