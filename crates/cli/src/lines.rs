@@ -199,8 +199,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_line_is_written_once_in_order_across_chunks() {
+    /// Lines and a writer thread collecting what it writes.
+    fn to_memory() -> (
+        std::sync::Arc<Lines>,
+        std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
+    ) {
         let (lines, rx) = Lines::new(fmt);
         let lines = std::sync::Arc::new(lines);
         let l2 = std::sync::Arc::clone(&lines);
@@ -208,6 +211,12 @@ mod tests {
             let mut out = Vec::new();
             write_all(&l2, rx, &mut out, false).map(|()| out)
         });
+        (lines, writer)
+    }
+
+    #[test]
+    fn every_line_is_written_once_in_order_across_chunks() {
+        let (lines, writer) = to_memory();
         // 20 000 lines of 10 bytes: three chunks handed over full, the rest by finish.
         for i in 0..20_000 {
             lines.push(&rec(&format!("/p{i:07}")));
@@ -225,13 +234,7 @@ mod tests {
 
     #[test]
     fn workers_pushing_at_once_never_mix_lines() {
-        let (lines, rx) = Lines::new(fmt);
-        let lines = std::sync::Arc::new(lines);
-        let l2 = std::sync::Arc::clone(&lines);
-        let writer = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            write_all(&l2, rx, &mut out, false).map(|()| out)
-        });
+        let (lines, writer) = to_memory();
         let workers: Vec<_> = (0..4)
             .map(|t| {
                 let l = std::sync::Arc::clone(&lines);
