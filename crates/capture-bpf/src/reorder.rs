@@ -13,10 +13,14 @@
 //! order, and the rest waits for the next drain (at most the poll interval plus [`HOLD_NS`]).
 //!
 //! Each ring's events are already in time order, so releasing is a merge of the rings'
-//! queues. An event is copied out of its ring once, into a `Bytes` of its own that the
-//! segments made from it slice (no second copy of the payload, and a held segment keeps only
-//! its own event alive). Bounded: what is held is what the rings held, minus what was
-//! released; at most the rings' total size plus the events of the last [`HOLD_NS`].
+//! queues. An event is copied out of its ring once, into a chunk of up to [`CHUNK_BYTES`]
+//! shared by the events read after it from the same ring; the event and the segments made
+//! from it are slices of that chunk (no second copy of the payload, and one allocation per
+//! chunk rather than two per event: its own buffer and the shared header `Bytes` adds when
+//! it is first sliced). A segment held downstream (a request waiting for its response) keeps
+//! its chunk alive, at most [`CHUNK_BYTES`] for a small event; a message may be up to the
+//! engine's `max_message_bytes` anyway. Bounded: what is held is what the rings held, minus
+//! what was released; at most the rings' total size plus the events of the last [`HOLD_NS`].
 
 use bytes::Bytes;
 use std::cmp::Reverse;
@@ -26,12 +30,23 @@ use std::collections::{BinaryHeap, VecDeque};
 /// magnitude above a program's run time, and short against the poll interval).
 pub const HOLD_NS: u64 = 2_000_000;
 
+/// Events are copied into chunks of this size (an event larger than this gets one of its own).
+pub const CHUNK_BYTES: usize = 4096;
+
+/// Events of one ring copied since its last chunk was sealed: (timestamp, start, end).
+#[derive(Debug, Default)]
+struct Staged {
+    buf: Vec<u8>,
+    marks: Vec<(u64, usize, usize)>,
+}
+
 /// Events copied out of the rings, released in timestamp order: a merge of the rings'
 /// queues, each already in order (a program reads the clock and writes its event on one CPU
 /// with preemption off). Each queue holds (timestamp, event).
 #[derive(Debug, Default)]
 pub struct Reorder {
     queues: Vec<VecDeque<(u64, Bytes)>>,
+    staged: Vec<Staged>,
 }
 
 impl Reorder {
@@ -41,29 +56,60 @@ impl Reorder {
     pub fn push(&mut self, ring: usize, event: &[u8]) {
         if self.queues.len() <= ring {
             self.queues.resize_with(ring + 1, VecDeque::new);
+            self.staged.resize_with(ring + 1, Staged::default);
         }
         let ts = event
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes);
-        if let Some(q) = self.queues.get_mut(ring) {
-            q.push_back((ts, Bytes::copy_from_slice(event)));
+        let full = self
+            .staged
+            .get(ring)
+            .is_some_and(|st| !st.buf.is_empty() && st.buf.len() + event.len() > CHUNK_BYTES);
+        if full {
+            self.seal(ring);
+        }
+        if let Some(st) = self.staged.get_mut(ring) {
+            if st.buf.capacity() == 0 {
+                st.buf.reserve_exact(CHUNK_BYTES.max(event.len()));
+            }
+            let start = st.buf.len();
+            st.buf.extend_from_slice(event);
+            st.marks.push((ts, start, st.buf.len()));
+        }
+    }
+
+    /// Moves ring `ring`'s staged events into its queue as slices of one chunk.
+    fn seal(&mut self, ring: usize) {
+        let (Some(st), Some(q)) = (self.staged.get_mut(ring), self.queues.get_mut(ring)) else {
+            return;
+        };
+        if st.marks.is_empty() {
+            return;
+        }
+        let chunk = Bytes::from(std::mem::take(&mut st.buf));
+        for (ts, a, b) in st.marks.drain(..) {
+            q.push_back((ts, chunk.slice(a..b)));
         }
     }
 
     /// Events held.
     pub fn len(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.queues.iter().map(VecDeque::len).sum::<usize>()
+            + self.staged.iter().map(|s| s.marks.len()).sum::<usize>()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.queues.iter().all(VecDeque::is_empty)
+        self.len() == 0
     }
 
     /// Hands `out` every held event with a timestamp up to `upto`, oldest first (of equal
     /// timestamps, the lower ring's first), and keeps the others.
     pub fn release(&mut self, upto: u64, out: &mut dyn FnMut(&Bytes)) {
+        for ring in 0..self.staged.len() {
+            self.seal(ring);
+        }
         let due = |q: &VecDeque<(u64, Bytes)>| q.front().map(|e| e.0).filter(|ts| *ts <= upto);
         // The next due event of each ring, oldest on top: a merge costs O(log rings) per
         // event, whatever the number of CPUs.
@@ -165,6 +211,46 @@ mod tests {
             assert_eq!(e, event(next));
             next += 1;
         }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn events_share_chunks_and_big_ones_get_their_own() {
+        let mut r = Reorder::default();
+        let sized = |ts: u64, n: usize| {
+            let mut v = ts.to_ne_bytes().to_vec();
+            v.resize(n, ts as u8);
+            v
+        };
+        // Two small events: one chunk, the second right after the first.
+        r.push(0, &sized(1, 100));
+        r.push(0, &sized(2, 200));
+        // 3 000 + 3 000 do not fit in 4 KiB: the second starts a new chunk.
+        r.push(0, &sized(3, 3000));
+        r.push(0, &sized(4, 3000));
+        // Larger than a chunk: a chunk of its own, whole.
+        r.push(0, &sized(5, 10_000));
+        r.push(0, &sized(6, 50));
+        assert_eq!(r.len(), 6);
+        let mut got: Vec<Bytes> = Vec::new();
+        r.release(u64::MAX, &mut |e| got.push(e.clone()));
+        let lens: Vec<usize> = got.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [100, 200, 3000, 3000, 10_000, 50]);
+        for (i, e) in got.iter().enumerate() {
+            assert_eq!(e, &sized(i as u64 + 1, e.len())[..], "event {i} intact");
+        }
+        let adjacent = |a: &Bytes, b: &Bytes| a.as_ptr().wrapping_add(a.len()) == b.as_ptr();
+        assert!(adjacent(&got[0], &got[1]), "small events share a chunk");
+        assert!(
+            adjacent(&got[1], &got[2]),
+            "3 000 bytes still fit after 300"
+        );
+        assert!(!adjacent(&got[2], &got[3]), "a full chunk starts a new one");
+        assert!(!adjacent(&got[3], &got[4]));
+        assert!(
+            !adjacent(&got[4], &got[5]),
+            "after a big event, a new chunk"
+        );
         assert!(r.is_empty());
     }
 
