@@ -87,7 +87,13 @@ impl Reorder {
         if st.marks.is_empty() {
             return;
         }
-        let chunk = Bytes::from(std::mem::take(&mut st.buf));
+        let mut buf = std::mem::take(&mut st.buf);
+        // A chunk sealed half empty (a quiet moment: a drain found a few events) gives back
+        // its unused room, so a held event never keeps much more than itself alive.
+        if buf.len() < buf.capacity() / 2 {
+            buf.shrink_to_fit();
+        }
+        let chunk = Bytes::from(buf);
         for (ts, a, b) in st.marks.drain(..) {
             q.push_back((ts, chunk.slice(a..b)));
         }
