@@ -168,38 +168,39 @@ impl std::fmt::Write for Buf {
     }
 }
 
-/// The object being written: keys are constants of this module (plain ASCII, nothing to
-/// escape), each preceded by a comma after the first.
+/// A key after the first, as one constant: `,"name":` (written with one copy).
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
+/// The object being written. Keys are constants of this module (plain ASCII, nothing to
+/// escape) made by `key!` with their comma, quotes and colon, so each costs one copy; the
+/// object always starts with `start_ns`, so every other key has a comma before it.
 struct Obj<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
 }
 
 impl Obj<'_> {
-    fn key(&mut self, k: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
+    fn key(&mut self, k: &'static str) {
         self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
-    fn num(&mut self, k: &str, v: impl itoa::Integer) {
+    fn num(&mut self, k: &'static str, v: impl itoa::Integer) {
         self.key(k);
         self.out
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
-    fn boolean(&mut self, k: &str, v: bool) {
+    fn boolean(&mut self, k: &'static str, v: bool) {
         self.key(k);
         self.out
             .extend_from_slice(if v { b"true" } else { b"false" });
     }
 
     /// A constant string value (an enum's name: ASCII without special bytes).
-    fn name(&mut self, k: &str, v: &str) {
+    fn name(&mut self, k: &'static str, v: &str) {
         self.key(k);
         self.out.push(b'"');
         self.out.extend_from_slice(v.as_bytes());
@@ -207,7 +208,7 @@ impl Obj<'_> {
     }
 
     /// An array of `items`, each written by `item`.
-    fn array<T>(&mut self, k: &str, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+    fn array<T>(&mut self, k: &'static str, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
         self.key(k);
         self.out.push(b'[');
         for (i, x) in items.iter().enumerate() {
@@ -220,7 +221,7 @@ impl Obj<'_> {
     }
 
     /// Text, omitted when empty.
-    fn text(&mut self, k: &str, v: &Bytes) {
+    fn text(&mut self, k: &'static str, v: &Bytes) {
         if !v.is_empty() {
             self.key(k);
             text(self.out, v);
@@ -230,53 +231,53 @@ impl Obj<'_> {
 
 /// Appends the record as one line of JSON (no trailing newline) to `out`.
 pub fn write_line(r: &L7Record, out: &mut Vec<u8>) {
-    out.push(b'{');
-    let mut o = Obj { out, first: true };
-    o.num("start_ns", r.start_ns);
-    o.num("end_ns", r.end_ns);
-    o.num("rrt_ns", r.rrt_ns);
-    o.name("l4", r.flow.l4.as_str());
-    o.key("client_ip");
+    out.extend_from_slice(b"{\"start_ns\":");
+    out.extend_from_slice(itoa::Buffer::new().format(r.start_ns).as_bytes());
+    let mut o = Obj { out };
+    o.num(key!("end_ns"), r.end_ns);
+    o.num(key!("rrt_ns"), r.rrt_ns);
+    o.name(key!("l4"), r.flow.l4.as_str());
+    o.key(key!("client_ip"));
     ip(o.out, r.flow.client.ip());
-    o.num("client_port", r.flow.client.port());
-    o.key("server_ip");
+    o.num(key!("client_port"), r.flow.client.port());
+    o.key(key!("server_ip"));
     ip(o.out, r.flow.server.ip());
-    o.num("server_port", r.flow.server.port());
+    o.num(key!("server_port"), r.flow.server.port());
     if let Some(p) = &r.process {
-        o.num("pid", p.pid);
-        o.num("tid", p.tid);
-        o.text("comm", &p.comm);
+        o.num(key!("pid"), p.pid);
+        o.num(key!("tid"), p.tid);
+        o.text(key!("comm"), &p.comm);
     }
     // A custom protocol's name is the plugin's: text, escaped like any other.
-    o.key("protocol");
+    o.key(key!("protocol"));
     text(o.out, r.protocol.name().as_bytes());
-    o.boolean("custom", r.protocol.is_custom());
-    o.text("version", &r.version);
-    o.text("request_type", &r.request_type);
-    o.text("request_domain", &r.request_domain);
-    o.text("request_resource", &r.request_resource);
-    o.text("endpoint", &r.endpoint);
+    o.boolean(key!("custom"), r.protocol.is_custom());
+    o.text(key!("version"), &r.version);
+    o.text(key!("request_type"), &r.request_type);
+    o.text(key!("request_domain"), &r.request_domain);
+    o.text(key!("request_resource"), &r.request_resource);
+    o.text(key!("endpoint"), &r.endpoint);
     if let Some(id) = r.request_id {
-        o.num("request_id", id);
+        o.num(key!("request_id"), id);
     }
     if let Some(n) = r.req_len {
-        o.num("req_len", n);
+        o.num(key!("req_len"), n);
     }
-    o.name("response_status", r.response_status.as_str());
+    o.name(key!("response_status"), r.response_status.as_str());
     if let Some(c) = r.response_code {
-        o.num("response_code", c);
+        o.num(key!("response_code"), c);
     }
-    o.text("response_exception", &r.response_exception);
-    o.text("response_result", &r.response_result);
+    o.text(key!("response_exception"), &r.response_exception);
+    o.text(key!("response_result"), &r.response_result);
     if let Some(n) = r.resp_len {
-        o.num("resp_len", n);
+        o.num(key!("resp_len"), n);
     }
-    o.text("trace_id", &r.trace_id);
-    o.text("span_id", &r.span_id);
-    o.text("x_request_id", &r.x_request_id);
-    o.text("content_type", &r.content_type);
+    o.text(key!("trace_id"), &r.trace_id);
+    o.text(key!("span_id"), &r.span_id);
+    o.text(key!("x_request_id"), &r.x_request_id);
+    o.text(key!("content_type"), &r.content_type);
     if !r.attributes.is_empty() {
-        o.array("attributes", &r.attributes, |out, a| {
+        o.array(key!("attributes"), &r.attributes, |out, a| {
             out.extend_from_slice(b"{\"key\":");
             text(out, &a.key);
             out.extend_from_slice(b",\"value\":");
@@ -284,10 +285,12 @@ pub fn write_line(r: &L7Record, out: &mut Vec<u8>) {
             out.push(b'}');
         });
     }
-    o.boolean("truncated", r.truncated);
-    o.boolean("unpaired", r.unpaired);
+    o.boolean(key!("truncated"), r.truncated);
+    o.boolean(key!("unpaired"), r.unpaired);
     if !r.plugins.is_empty() {
-        o.array("plugins", &r.plugins, |out, n| text(out, n.as_bytes()));
+        o.array(key!("plugins"), &r.plugins, |out, n| {
+            text(out, n.as_bytes())
+        });
     }
     o.out.push(b'}');
 }
