@@ -2,6 +2,8 @@
 # nginx + wrk on loopback with and without `l7tap capture` (issue 5): requests/s ratio and
 # records received vs requests sent. Needs root, nginx-light and wrk (Debian). Not run by CI.
 #     bash scripts/bench-capture.sh [seconds per run, default 5] [rounds, default 2]
+# PIN=1: nginx and wrk share CPU 0 and l7tap gets CPU 1 (the agent with a core of its own;
+# without it, all three share both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -9,6 +11,11 @@ rounds="${2:-2}"
 port=18680
 cargo build --release -q -p l7tap-cli
 bin=target/release/l7tap
+app=() agent=()
+if [ "${PIN:-0}" = 1 ]; then
+    app=(taskset -c 0)
+    agent=(taskset -c 1)
+fi
 work="$(mktemp -d)"
 chmod 755 "$work"
 mkdir -p "$work/www"
@@ -18,12 +25,12 @@ sed -e "s#NGINX_DIR#$work#g" -e "s#NGINX_PORT#$port#g" -e "s#BACKEND_PORT#$((por
 sed -i -e 's#access_log NGINX_DIR/access.log l7;##' -e "s#access_log $work/access.log l7;##" "$work/nginx.conf"
 printf '<html><body>hello l7tap</body></html>\n' > "$work/www/index.html"
 chmod -R 755 "$work"
-nginx -c "$work/nginx.conf" & ngx=$!
+"${app[@]}" nginx -c "$work/nginx.conf" & ngx=$!
 trap 'kill $ngx 2>/dev/null || true; cp "$work/capture.err" /tmp/last-capture.err 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 
 run_wrk() { # prints "requests req_per_sec"
-    wrk -t1 -c8 -d"${secs}s" "http://127.0.0.1:$port/index.html" > "$work/wrk.txt"
+    "${app[@]}" wrk -t1 -c8 -d"${secs}s" "http://127.0.0.1:$port/index.html" > "$work/wrk.txt"
     local n rps
     n="$(awk '/requests in/ {print $1}' "$work/wrk.txt")"
     rps="$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")"
@@ -36,7 +43,7 @@ for r in $(seq "$rounds"); do
     # The background shell truncates capture.err only when it gets to it: remove the previous
     # round's file first, or its "capturing" line would start wrk before this capture is on.
     rm -f "$work/capture.err"
-    "$bin" capture --port "$port" --format json > "$work/records.jsonl" 2> "$work/capture.err" & cap=$!
+    "${agent[@]}" "$bin" capture --port "$port" --format json > "$work/records.jsonl" 2> "$work/capture.err" & cap=$!
     for _ in $(seq 100); do grep -q "capturing" "$work/capture.err" 2>/dev/null && break; sleep 0.1; done
     read -r on_n on_rps < <(run_wrk)
     sleep 1
