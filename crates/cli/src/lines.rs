@@ -147,41 +147,51 @@ impl Lines {
 }
 
 /// The writer thread's loop: writes chunks to `out` until [`Lines::finish`]. With `live`,
-/// what is buffered is also written whenever no chunk came for [`LIVE_FLUSH`].
+/// what is buffered is also written whenever no chunk came for [`LIVE_FLUSH`]. After a write
+/// error (the reader went away) it keeps taking chunks until the end, counting their lines as
+/// lost, so no worker blocks on a full channel and no line goes uncounted; the error is
+/// returned at the end.
 pub(crate) fn write_all(
     lines: &Lines,
     rx: Receiver<Msg>,
     out: &mut dyn Write,
     live: bool,
 ) -> std::io::Result<()> {
+    let mut failed: Option<std::io::Error> = None;
     loop {
-        let msg = if live {
+        // (chunk, flush after writing it)
+        let (chunk, flush) = if live {
             match rx.recv_timeout(LIVE_FLUSH) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    let chunk = lines.take();
-                    if !chunk.is_empty() {
-                        out.write_all(&chunk)?;
-                        out.flush()?;
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => Msg::Done,
+                Ok(Msg::Chunk(c)) => (c, rx.is_empty()),
+                Err(RecvTimeoutError::Timeout) => (lines.take(), true),
+                Ok(Msg::Done) | Err(RecvTimeoutError::Disconnected) => break,
             }
         } else {
-            rx.recv().unwrap_or(Msg::Done)
-        };
-        match msg {
-            Msg::Chunk(c) => {
-                out.write_all(&c)?;
-                if live && rx.is_empty() {
-                    out.flush()?;
-                }
+            match rx.recv() {
+                Ok(Msg::Chunk(c)) => (c, false),
+                Ok(Msg::Done) | Err(_) => break,
             }
-            Msg::Done => break,
+        };
+        if chunk.is_empty() {
+            continue;
         }
+        if failed.is_none() {
+            let written = out
+                .write_all(&chunk)
+                .and_then(|()| if flush { out.flush() } else { Ok(()) });
+            match written {
+                Ok(()) => continue,
+                Err(e) => failed = Some(e),
+            }
+        }
+        // Not written (this chunk may have gone out in part: counted whole).
+        let n = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        lines.lost.fetch_add(n, Ordering::Relaxed);
     }
-    out.flush()
+    match failed {
+        Some(e) => Err(e),
+        None => out.flush(),
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +301,32 @@ mod tests {
         assert_eq!(n, "/one\n".len());
         lines.finish();
         writer.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_failing_output_loses_every_line_counted_and_blocks_nobody() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (lines, rx) = Lines::new(fmt);
+        let lines = std::sync::Arc::new(lines);
+        let l2 = std::sync::Arc::clone(&lines);
+        let writer = std::thread::spawn(move || write_all(&l2, rx, &mut Closed, false));
+        // Far more than the channel holds (16 chunks of 64 KiB): a writer that stopped
+        // reading would leave this loop blocked.
+        for i in 0..200_000 {
+            lines.push(&rec(&format!("/p{i:07}")));
+        }
+        lines.finish();
+        let err = writer.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        assert_eq!(lines.totals(), (200_000, 200_000));
     }
 
     #[test]
