@@ -278,6 +278,7 @@ impl EngineBuilder {
             protocol_names,
             backpressure: self.backpressure,
             input_drops: AtomicU64::new(0),
+            output_drops: AtomicU64::new(0),
             batches: (0..self.workers).map(|_| Vec::new()).collect(),
             source_stats: StatsSnapshot::default(),
         })
@@ -353,6 +354,8 @@ pub struct Engine {
     protocol_names: Vec<String>,
     backpressure: Backpressure,
     input_drops: AtomicU64,
+    /// Records of a channel never handed out, dropped at shutdown.
+    output_drops: AtomicU64,
     batches: Vec<Vec<Segment>>,
     source_stats: StatsSnapshot,
 }
@@ -461,11 +464,16 @@ impl Engine {
         for c in &self.counters {
             s.merge(&c.snapshot(&self.protocol_names));
         }
-        let drops = self.input_drops.load(Ordering::Relaxed);
-        s.merge(&StatsSnapshot(vec![(
-            DropReason::InputQueueFull.name().to_string(),
-            drops,
-        )]));
+        s.merge(&StatsSnapshot(vec![
+            (
+                DropReason::InputQueueFull.name().to_string(),
+                self.input_drops.load(Ordering::Relaxed),
+            ),
+            (
+                DropReason::OutputQueueFull.name().to_string(),
+                self.output_drops.load(Ordering::Relaxed),
+            ),
+        ]));
         s.merge(&self.source_stats);
         s
     }
@@ -482,8 +490,26 @@ impl Engine {
 
     fn shutdown(&mut self) {
         self.txs.clear();
-        for h in self.handles.drain(..) {
+        // A record channel never handed out has no reader: its records are taken here and
+        // counted as dropped, so the workers ending their flows never wait for room.
+        let unread = self.records.lock().take();
+        let discard = |rx: &Receiver<L7Record>| {
+            let n = rx.try_iter().count() as u64;
+            if n > 0 {
+                self.output_drops.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        for h in std::mem::take(&mut self.handles) {
+            if let Some(rx) = &unread {
+                while !h.is_finished() {
+                    discard(rx);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             let _ = h.join();
+        }
+        if let Some(rx) = &unread {
+            discard(rx);
         }
     }
 }

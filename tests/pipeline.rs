@@ -272,18 +272,9 @@ fn pending_requests_are_bounded() {
     assert_eq!(stats.get("drop_pairing_queue_full"), 6);
 }
 
-/// A reader that goes away (a consumer closed its output) must not stall the workers: every
-/// record after that is counted as dropped, and the engine finishes.
-#[test]
-fn a_dropped_record_receiver_counts_drops_instead_of_blocking() {
-    let engine = Engine::builder()
-        .workers(1)
-        .channel_output(1)
-        .build()
-        .expect("engine");
-    let rx = engine.records().expect("channel");
-    assert!(engine.records().is_none(), "handed out once");
-    drop(rx);
+/// 50 exchanges on their own flows, fed to `engine`; its stats once `finish` returned (it
+/// must return: no worker may stay blocked on the record channel).
+fn finish_with_50_exchanges(engine: Engine) -> StatsSnapshot {
     for i in 0..50u64 {
         let f = FlowKey::tcp(
             format!("192.0.2.1:{}", 40000 + i).parse().expect("addr"),
@@ -299,9 +290,37 @@ fn a_dropped_record_receiver_counts_drops_instead_of_blocking() {
     std::thread::spawn(move || {
         let _ = tx.send(engine.finish());
     });
-    let stats = done
-        .recv_timeout(Duration::from_secs(30))
-        .expect("finish returned: no worker blocked on the record channel");
+    done.recv_timeout(Duration::from_secs(30))
+        .expect("finish returned: no worker blocked on the record channel")
+}
+
+/// A reader that goes away (a consumer closed its output) must not stall the workers: every
+/// record after that is counted as dropped, and the engine finishes.
+#[test]
+fn a_dropped_record_receiver_counts_drops_instead_of_blocking() {
+    let engine = Engine::builder()
+        .workers(1)
+        .channel_output(1)
+        .build()
+        .expect("engine");
+    let rx = engine.records().expect("channel");
+    assert!(engine.records().is_none(), "handed out once");
+    drop(rx);
+    let stats = finish_with_50_exchanges(engine);
+    assert_eq!(stats.get("records"), 50);
+    assert_eq!(stats.get("drop_output_queue_full"), 50);
+}
+
+/// Channel output whose receiver was never taken: nobody can read the records, so the
+/// engine counts them as dropped instead of waiting for room at the end.
+#[test]
+fn a_record_channel_never_taken_is_counted_not_waited_for() {
+    let engine = Engine::builder()
+        .workers(2)
+        .channel_output(1)
+        .build()
+        .expect("engine");
+    let stats = finish_with_50_exchanges(engine);
     assert_eq!(stats.get("records"), 50);
     assert_eq!(stats.get("drop_output_queue_full"), 50);
 }
