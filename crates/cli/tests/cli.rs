@@ -324,3 +324,35 @@ fn json_lines_to_a_file_and_a_unix_socket() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("expected stdout, file=PATH, unix=PATH or otlp="));
 }
+
+/// A reader that closes the output at once (`l7tap replay x | head -0`): l7tap ends normally
+/// and says how many records it could not write, instead of blocking or losing them silently.
+#[test]
+fn a_closed_output_ends_the_run_and_counts_the_records_not_written() {
+    let mut child = bin()
+        .args(["replay"])
+        .arg(capture("keepalive.pcap"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waits") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "l7tap did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("reads");
+    assert!(status.success(), "{stderr}");
+    // The capture's 5 exchanges (as in replay_prints_one_json_object_per_exchange).
+    assert!(stderr.contains("records=5"), "{stderr}");
+    assert!(
+        stderr.contains("5 records not written: the output was closed"),
+        "{stderr}"
+    );
+}
