@@ -26,13 +26,13 @@ pub(crate) const LIVE_FLUSH: Duration = Duration::from_millis(100);
 pub(crate) type Format = fn(&L7Record, &mut Vec<u8>);
 
 pub(crate) enum Msg {
-    Chunk(Vec<u8>),
+    Chunk(Chunk),
     Done,
 }
 
-/// Lines formatted and not yet handed to the writer.
+/// Lines formatted, and how many.
 #[derive(Default)]
-struct Chunk {
+pub(crate) struct Chunk {
     bytes: Vec<u8>,
     lines: u64,
 }
@@ -109,9 +109,11 @@ impl Lines {
     fn send(&self, chunk: Chunk) {
         // Several workers may send: shared counters, so real atomic adds (once per chunk).
         self.lines.fetch_add(chunk.lines, Ordering::Relaxed);
-        if self.tx.send(Msg::Chunk(chunk.bytes)).is_err() {
-            // The writer stopped (its error is reported by `write_all`).
-            self.lost.fetch_add(chunk.lines, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(Msg::Chunk(chunk)) {
+            // The writer is gone (it only stops at `Done`, so: it panicked).
+            if let Msg::Chunk(c) = e.into_inner() {
+                self.lost.fetch_add(c.lines, Ordering::Relaxed);
+            }
         }
     }
 
@@ -133,16 +135,16 @@ impl Lines {
     }
 
     /// Takes what is buffered, for a live flush (counted as handed over).
-    fn take(&self) -> Vec<u8> {
+    fn take(&self) -> Chunk {
         let chunk = {
             let mut buf = self.buf.lock();
             if buf.bytes.is_empty() {
-                return Vec::new();
+                return Chunk::default();
             }
             std::mem::replace(&mut *buf, Chunk::new())
         };
         self.lines.fetch_add(chunk.lines, Ordering::Relaxed);
-        chunk.bytes
+        chunk
     }
 }
 
@@ -172,21 +174,20 @@ pub(crate) fn write_all(
                 Ok(Msg::Done) | Err(_) => break,
             }
         };
-        if chunk.is_empty() {
+        if chunk.bytes.is_empty() {
             continue;
         }
         if failed.is_none() {
-            let written = out
-                .write_all(&chunk)
-                .and_then(|()| if flush { out.flush() } else { Ok(()) });
+            let written =
+                out.write_all(&chunk.bytes)
+                    .and_then(|()| if flush { out.flush() } else { Ok(()) });
             match written {
                 Ok(()) => continue,
                 Err(e) => failed = Some(e),
             }
         }
         // Not written (this chunk may have gone out in part: counted whole).
-        let n = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
-        lines.lost.fetch_add(n, Ordering::Relaxed);
+        lines.lost.fetch_add(chunk.lines, Ordering::Relaxed);
     }
     match failed {
         Some(e) => Err(e),
