@@ -1,7 +1,8 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response), HTTPS through OpenSSL (plaintext via uprobes),
-//! redis-server + redis-cli, the port and pid filters, and a deliberately overflowed ring.
-//! Expected values come from what the clients printed and from nginx's access log.
+//! redis-server + redis-cli, dnsmasq + dig and a client on an unconnected UDP socket (IPv4
+//! and IPv6), the port and pid filters, and a deliberately overflowed ring. Expected values
+//! come from what the clients printed and from nginx's access log.
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
 //! those or the programs are missing the tests print why and skip, unless
@@ -10,8 +11,8 @@
 
 mod common;
 
-use common::s;
-use l7tap::{Engine, L7Record, Protocol, ResponseStatus, StatsSnapshot};
+use common::{s, DigAnswer};
+use l7tap::{Engine, L7Record, Protocol, ResponseStatus, StatsSnapshot, L4};
 use l7tap_capture_bpf::{BpfConfig, BpfControl, BpfError, BpfSource};
 use std::io::Write;
 use std::path::PathBuf;
@@ -216,6 +217,11 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A helper program of these tests (tests/live).
+fn script(name: &str) -> PathBuf {
+    common::root().join("tests/live").join(name)
+}
+
 fn comm(r: &L7Record) -> String {
     r.process.as_ref().map(|p| s(&p.comm)).unwrap_or_default()
 }
@@ -416,6 +422,142 @@ fn redis_cli_against_redis_server_both_sides() {
     }
 }
 
+/// DNS over UDP, both sides: dig and a client on an unconnected socket (sendto/recvfrom: the
+/// peer is in user memory, not in the socket) against dnsmasq (recvmsg/sendmsg with
+/// msg_name). Expected values are what the clients printed; the port filter is on, so an
+/// unconnected socket's traffic only passes on the peer read from the call.
+#[test]
+fn dns_over_udp_from_dig_and_an_unconnected_socket_both_sides() {
+    if !programs(&["dnsmasq", "dig", "python3"]) {
+        return;
+    }
+    let port = 15355u16;
+    let server = Proc(
+        Command::new("dnsmasq")
+            .args(["--no-daemon", &format!("--port={port}")])
+            .args(["--listen-address=127.0.0.1,::1", "--bind-interfaces"])
+            .args(["--no-resolv", "--no-hosts", "--local=/l7tap.test/"])
+            .args(["--host-record=shop.l7tap.test,10.1.2.3,fd00::3"])
+            .args(["--txt-record=info.l7tap.test,hello dns"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts"),
+    );
+    wait_port(port); // dnsmasq answers on TCP too; UDP is ready with it
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let queries = [
+        ("shop.l7tap.test", "A"),
+        ("missing.l7tap.test", "A"),
+        ("info.l7tap.test", "TXT"),
+    ];
+    let mut digs = Vec::new();
+    for (name, qtype) in queries {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port.to_string(), "+noall", "+answer"])
+            .args(["+comments", "+tries=1", name, qtype])
+            .output()
+            .unwrap();
+        digs.push((
+            name,
+            qtype,
+            DigAnswer::parse(&String::from_utf8_lossy(&out.stdout)),
+        ));
+    }
+    // (id, name, over IPv6)
+    let unconnected = [
+        (0x4c37u16, "shop.l7tap.test", false),
+        (0x4c38, "missing.l7tap.test", false),
+        (0x4c39, "shop.l7tap.test", true),
+    ];
+    let mut sent = Vec::new();
+    for (id, name, v6) in unconnected {
+        let out = Command::new("python3")
+            .arg(script("dns_sendto.py"))
+            .args([&port.to_string(), name, &id.to_string()])
+            .args(if v6 { &["6"][..] } else { &[] })
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let f: Vec<String> = text.split(' ').map(|w| w.trim().to_string()).collect();
+        assert_eq!(f.len(), 5, "{text}");
+        sent.push((name, v6, f));
+    }
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let dns: Vec<&L7Record> = records
+        .iter()
+        .filter(|r| r.protocol == Protocol::Dns)
+        .collect();
+    // Each query's two records: the server's (dnsmasq) and the client's, on one flow.
+    let sides = |id: u64, server_ip: &str| -> (&L7Record, &L7Record) {
+        let of = |server: bool| {
+            let found: Vec<&&L7Record> = dns
+                .iter()
+                .filter(|r| r.request_id == Some(id) && (pid(r) == server_pid) == server)
+                .collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "id {id} server {server}: {dns:#?}\n{stats:?}"
+            );
+            *found[0]
+        };
+        let (srv, cli) = (of(true), of(false));
+        assert_eq!(comm(srv), "dnsmasq");
+        for r in [srv, cli] {
+            assert_eq!(r.flow.l4, L4::Udp, "{r:?}");
+            assert_eq!(
+                r.flow.server,
+                format!("{server_ip}:{port}")
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+            );
+            assert!(!r.unpaired && r.rrt_ns > 0, "{r:?}");
+        }
+        assert_eq!(srv.flow.client, cli.flow.client, "both sides see one flow");
+        (srv, cli)
+    };
+    for (name, qtype, dig) in &digs {
+        let (code, class) = dig.code();
+        for r in <[&L7Record; 2]>::from(sides(dig.id, "127.0.0.1")) {
+            assert_eq!(s(&r.request_resource), *name);
+            assert_eq!(s(&r.request_type), *qtype);
+            assert_eq!(r.response_code, Some(code), "{name}");
+            assert_eq!(r.response_status, class, "{name}");
+            assert_eq!(s(&r.response_result), dig.answers.join("; "), "{name}");
+        }
+    }
+    // What the client printed: local port, id, rcode, address, TTL.
+    for (name, v6, f) in &sent {
+        let (srv, cli) = sides(
+            f[1].parse().unwrap(),
+            if *v6 { "[::1]" } else { "127.0.0.1" },
+        );
+        assert_eq!(comm(cli), "python3");
+        assert_eq!(
+            cli.flow.client.port(),
+            f[0].parse::<u16>().unwrap(),
+            "bound port"
+        );
+        for r in [srv, cli] {
+            assert_eq!(s(&r.request_resource), **name);
+            assert_eq!(r.response_code, Some(f[2].parse().unwrap()));
+            let answer = if f[3].is_empty() {
+                String::new()
+            } else {
+                format!("A={} TTL={}", f[3], f[4])
+            };
+            assert_eq!(s(&r.response_result), answer);
+        }
+    }
+    assert_eq!(stats.get("records_unpaired"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
 #[test]
 fn unlisted_ports_and_pids_are_filtered_in_the_kernel() {
     if !programs(&["nginx", "curl", "openssl"]) {
@@ -474,7 +616,6 @@ fn overflowed_ring_counts_every_loss_and_resyncs() {
     }
     const BURST: u64 = 2000;
     let port = 18580u16;
-    let script = |name: &str| common::root().join("tests/live").join(name);
     let receiver = Proc(
         Command::new("python3")
             .arg(script("sink_server.py"))

@@ -57,3 +57,54 @@ pub fn replay(path: &Path) -> (Vec<L7Record>, StatsSnapshot) {
 pub fn s(b: &bytes::Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// One query as dig printed it with `+noall +answer +comments` (header and answer lines).
+#[derive(Debug)]
+pub struct DigAnswer {
+    /// The status word of the header: NOERROR, NXDOMAIN, ...
+    pub status: String,
+    /// The message id.
+    pub id: u64,
+    /// The answers, rendered as DeepFlow renders them ("A=10.1.2.3 TTL=0", "TXT").
+    pub answers: Vec<String>,
+}
+
+impl DigAnswer {
+    /// Parses dig's lines: the `;; ->>HEADER<<-` line, then answer lines
+    /// ("name. TTL IN TYPE value"); other lines are ignored.
+    pub fn parse(text: &str) -> DigAnswer {
+        let mut lines = text
+            .lines()
+            .filter(|l| l.contains("status:") || l.contains("\tIN\t"));
+        let header = lines.next().expect("dig printed a header");
+        let status = header.split("status: ").nth(1).unwrap_or_default();
+        let status = status.split(',').next().unwrap_or_default().to_string();
+        let id = header.split("id: ").nth(1).unwrap_or_default();
+        let id = id.trim().parse().expect("dig printed the id");
+        let answers = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                match f[3] {
+                    "A" | "AAAA" | "CNAME" | "NS" | "PTR" => {
+                        format!("{}={} TTL={}", f[3], f[4].trim_end_matches('.'), f[1])
+                    }
+                    other => other.to_string(),
+                }
+            })
+            .collect();
+        DigAnswer {
+            status,
+            id,
+            answers,
+        }
+    }
+
+    /// The record's response code and status class for dig's status word.
+    pub fn code(&self) -> (i32, l7tap::ResponseStatus) {
+        match self.status.as_str() {
+            "NOERROR" => (0, l7tap::ResponseStatus::Ok),
+            "NXDOMAIN" => (3, l7tap::ResponseStatus::ClientError),
+            other => panic!("dig status {other}"),
+        }
+    }
+}

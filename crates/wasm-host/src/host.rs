@@ -8,6 +8,7 @@ use crate::imports::{
 };
 use crate::limits::{engine, PluginLimits};
 use crate::metrics::{clock, CallStats, FailureKind, Hook, PluginMetrics};
+use crate::result::BlobArena;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -202,6 +203,7 @@ fn instantiate(
             metrics: Arc::clone(metrics),
             max_result_bytes: limits.max_result_bytes,
             exit_code: None,
+            blobs: BlobArena::default(),
         },
     );
     let imports = imports_for(&mut store, &env, module)?;

@@ -4,7 +4,7 @@
 
 use crate::abi::BaseCtx;
 use crate::metrics::PluginMetrics;
-use crate::result::{decode_blob, PluginRecord};
+use crate::result::{decode_blob_in, BlobArena, PluginRecord};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -145,6 +145,8 @@ pub struct Env {
     pub max_result_bytes: u32,
     /// Set by `proc_exit`: the exit code.
     pub exit_code: Option<i32>,
+    /// Where result blobs are copied (their records' fields are slices of the copies).
+    pub blobs: BlobArena,
 }
 
 /// The exit of `proc_exit`, carried through the trap.
@@ -340,10 +342,12 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
     let Some(mem) = d.memory.as_ref() else {
         return 0;
     };
-    // Decoded from guest memory; `decode_blob` copies the blob once and slices its fields.
+    // Decoded from guest memory; the blob is copied once (into the arena) and its fields
+    // are slices of the copy.
     let (hook, direction) = (ctx.hook, ctx.base.direction);
+    let arena = &mut d.blobs;
     let decoded = in_guest(&mem.view(&store), &d.metrics, ptr, len, |blob| {
-        (hook != ActiveHook::Check).then(|| decode_blob(blob, direction))
+        (hook != ActiveHook::Check).then(|| decode_blob_in(arena, blob, direction))
     });
     match decoded {
         None => 0, // a bad pointer, counted

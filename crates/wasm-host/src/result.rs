@@ -103,7 +103,39 @@ fn valid_status(s: u64) -> Result<u8, DecodeError> {
 /// `direction` is the base context's (0 request, 1 response): legacy records depend on it.
 /// The blob is copied once; every text field of the records is a slice of that copy.
 pub fn decode_blob(blob: &[u8], direction: u8) -> Result<Vec<PluginRecord>, DecodeError> {
-    let src = Bytes::copy_from_slice(blob);
+    decode_blob_in(&mut BlobArena::default(), blob, direction)
+}
+
+/// Blobs of at most this many bytes are copied into a shared chunk of this size.
+pub const BLOB_CHUNK: usize = 4096;
+
+/// Where an instance's result blobs are copied: small blobs share 4 KiB chunks, so a result
+/// costs no allocation (a chunk is reused in place once no record refers to it any more,
+/// else a new one is allocated). A record's fields then keep at most one chunk alive.
+#[derive(Debug, Default)]
+pub struct BlobArena(bytes::BytesMut);
+
+impl BlobArena {
+    /// A copy of `blob`: a slice of the current chunk, or its own buffer when it is large.
+    pub fn copy(&mut self, blob: &[u8]) -> Bytes {
+        if blob.len() > BLOB_CHUNK / 2 {
+            return Bytes::copy_from_slice(blob);
+        }
+        if self.0.capacity() < blob.len() {
+            self.0.reserve(BLOB_CHUNK);
+        }
+        self.0.extend_from_slice(blob);
+        self.0.split().freeze()
+    }
+}
+
+/// `decode_blob` with the copy made in `arena`.
+pub fn decode_blob_in(
+    arena: &mut BlobArena,
+    blob: &[u8],
+    direction: u8,
+) -> Result<Vec<PluginRecord>, DecodeError> {
+    let src = arena.copy(blob);
     let mut out = Vec::with_capacity(1);
     let mut rest = &src[..];
     while !rest.is_empty() {

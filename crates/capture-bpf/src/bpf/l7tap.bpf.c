@@ -258,15 +258,33 @@ static __always_inline __u32 snaplen_for(struct l7tap_config *cfg, struct sock *
 	return snaplen_for_peer(cfg, sk, 0);
 }
 
-/* Destination port of a sendto/sendmsg sockaddr in user memory (0 when absent). */
-static __always_inline __u16 user_sockaddr_port(__u64 uaddr)
+/* The peer named by a sockaddr in user memory (sendto/recvfrom address, msg_name). */
+struct user_peer {
+	__u16 family; /* AF_INET or AF_INET6; 0 when absent or unreadable */
+	__u16 port;   /* host order */
+	__u8 addr[16];
+};
+
+/* Reads the peer at `uaddr` once per syscall (each bpf_probe_read_user costs tens of ns):
+ * the 16 bytes every inet sockaddr has (the kernel rejects shorter AF_INET and AF_INET6
+ * addresses), which hold family, port and an IPv4 address; for IPv6 the address as well. */
+static __always_inline void read_user_peer(__u64 uaddr, struct user_peer *p)
 {
-	struct { __u16 family; __u16 port; } head = {};
-	if (!uaddr || bpf_probe_read_user(&head, sizeof(head), (void *)uaddr))
-		return 0;
-	if (head.family != AF_INET && head.family != AF_INET6)
-		return 0;
-	return bpf_ntohs(head.port);
+	struct sockaddr_in sin = {};
+	p->family = 0;
+	if (!uaddr || bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+		return;
+	if (sin.sin_family == AF_INET) {
+		__builtin_memcpy(p->addr, &sin.sin_addr.s_addr, 4);
+	} else if (sin.sin_family == AF_INET6) {
+		void *a6 = (void *)(uaddr + __builtin_offsetof(struct sockaddr_in6, sin6_addr));
+		if (bpf_probe_read_user(p->addr, 16, a6))
+			return;
+	} else {
+		return;
+	}
+	p->family = sin.sin_family;
+	p->port = bpf_ntohs(sin.sin_port);
 }
 
 static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *skp)
@@ -289,27 +307,23 @@ static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *skp)
 	}
 }
 
-/* The peer of an unconnected UDP socket comes from sendto/recvfrom/msg_name. */
-static __always_inline void peer_from_user(struct l7tap_event *e, __u64 uaddr)
+/* The peer of an unconnected UDP socket comes from sendto/recvfrom/msg_name: `known` when
+ * the caller read it already (the port filter needed it), else read here. */
+static __always_inline void peer_from_user(struct l7tap_event *e, __u64 uaddr,
+					   struct user_peer *known)
 {
-	if (!uaddr)
+	struct user_peer p = {};
+	if (known && known->family)
+		p = *known;
+	else
+		read_user_peer(uaddr, &p);
+	if (p.family != e->family)
 		return;
-	__u16 fam = 0;
-	if (bpf_probe_read_user(&fam, sizeof(fam), (void *)uaddr))
-		return;
-	if (fam == AF_INET && e->family == AF_INET) {
-		struct sockaddr_in sin = {};
-		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
-			return;
-		e->rport = bpf_ntohs(sin.sin_port);
-		__builtin_memcpy(e->raddr, &sin.sin_addr.s_addr, 4);
-	} else if (fam == AF_INET6 && e->family == AF_INET6) {
-		struct sockaddr_in6 sin6 = {};
-		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
-			return;
-		e->rport = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(e->raddr, &sin6.sin6_addr, 16);
-	}
+	e->rport = p.port;
+	if (p.family == AF_INET)
+		__builtin_memcpy(e->raddr, p.addr, 4);
+	else if (p.family == AF_INET6)
+		__builtin_memcpy(e->raddr, p.addr, 16);
 }
 
 static __always_inline struct conn_state *conn_get(__u64 sk, __u8 *created)
@@ -421,8 +435,8 @@ static __always_inline __u32 copy_iov(__u64 iov_ptr, __u64 cnt, __u32 want)
  * (kind, ptr, count). */
 static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *s, __u64 sk,
 				      __u32 fd, __u8 dir, __u8 sc, __u8 kind, __u64 ptr, __u64 count,
-				      __u64 uaddr, __u64 total, __u32 snaplen, int tls,
-				      struct conn_state *st)
+				      __u64 uaddr, struct user_peer *peer, __u64 total, __u32 snaplen,
+				      int tls, struct conn_state *st)
 {
 	struct l7tap_event *e = &s->hdr;
 	header_init(e, sk, fd, EV_DATA);
@@ -432,7 +446,7 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 	struct sock *k = (struct sock *)sk;
 	fill_addrs(e, k);
 	if (e->sotype == SOCK_DGRAM)
-		peer_from_user(e, uaddr);
+		peer_from_user(e, uaddr, peer);
 
 	/* The caller's lookup, if it made one that found the state. */
 	if (!st) {
@@ -510,32 +524,37 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	__u32 fd = regs->di;
 	__u64 ptr = regs->si;
 	__u64 count = (kind == K_IOV || kind == K_MMSG) ? regs->dx : 0;
-	__u64 addr = regs->r8; /* sendto/recvfrom: the sockaddr */
+	/* sendto/recvfrom: the sockaddr (5th argument). Other syscalls have no 5th argument:
+	 * r8 then holds whatever the caller left there, not an address. */
+	__u64 addr = (sc == SC_SENDTO || sc == SC_RECVFROM) ? regs->r8 : 0;
 	struct sock *sk = inet_sock_of_fd(task, fd);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
 		return 0;
 	}
 	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in
-	 * the call, not in the socket (receives pass on the local port alone). */
-	__u16 peer = 0;
+	 * the call, not in the socket: the destination of sendto/sendmsg, the source of
+	 * recvfrom/recvmsg (the kernel has written it when the syscall exits). A read(2) on an
+	 * unconnected socket names no peer and passes on the local port alone. The peer is read
+	 * once, here when the filter needs it, and reused for the event. */
+	struct user_peer peer = {};
 	struct user_msghdr m = {}; /* sendmsg/recvmsg: read once, when first needed */
 	int have_m = 0;
-	if (cfg->port_filter && dir == DIR_EGRESS) {
+	if (cfg->port_filter) {
 		struct sock *k = bpf_core_cast(sk, struct sock);
 		if (!k->__sk_common.skc_dport) {
 			if (kind == K_BUF) {
-				peer = user_sockaddr_port(addr);
+				read_user_peer(addr, &peer);
 			} else if (kind == K_MSG) {
 				/* The whole header: the event needs its iovecs too. */
 				if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr) == 0) {
 					have_m = 1;
-					peer = user_sockaddr_port((__u64)m.msg_name);
+					read_user_peer((__u64)m.msg_name, &peer);
 				}
 			}
 		}
 	}
-	__u32 snap = snaplen_for_peer(cfg, sk, peer);
+	__u32 snap = snaplen_for_peer(cfg, sk, peer.family ? peer.port : 0);
 	if (!snap) {
 		stat_add(ST_FILTERED_PORT, 1);
 		return 0;
@@ -571,7 +590,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			return 0;
 		}
 		emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
-			  (__u64)m.msg_name, ret, snap, 0, known);
+			  (__u64)m.msg_name, &peer, ret, snap, 0, known);
 		return 0;
 	}
 	if (kind == K_MMSG) {
@@ -584,14 +603,14 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
 				break;
 			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
-				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, h.msg_len, snap, 0,
-				  known);
+				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, NULL, h.msg_len,
+				  snap, 0, known);
 		}
 		if (ret > MAX_MMSG)
 			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
 		return 0;
 	}
-	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, ret, snap, 0, known);
+	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, &peer, ret, snap, 0, known);
 	return 0;
 }
 
@@ -800,7 +819,7 @@ static __always_inline int ssl_exit(long ret, int ex)
 		stat_add(ST_FILTERED_PORT, 1);
 		return 0;
 	}
-	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, n, snap, 1, NULL);
+	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, NULL, n, snap, 1, NULL);
 	return 0;
 }
 
