@@ -326,6 +326,15 @@ static __always_inline void peer_from_user(struct l7tap_event *e, __u64 uaddr,
 		__builtin_memcpy(e->raddr, p.addr, 16);
 }
 
+/* The address of a msghdr's peer, 0 when it has none: no msg_name, or (after a receive, where
+ * the kernel sets msg_namelen to what it wrote) one shorter than any inet sockaddr. */
+static __always_inline __u64 msg_peer(struct user_msghdr *m)
+{
+	if (!m->msg_name || m->msg_namelen < (int)sizeof(struct sockaddr_in))
+		return 0;
+	return (__u64)m->msg_name;
+}
+
 static __always_inline struct conn_state *conn_get(__u64 sk, __u8 *created)
 {
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &sk);
@@ -527,6 +536,9 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	/* sendto/recvfrom: the sockaddr (5th argument). Other syscalls have no 5th argument:
 	 * r8 then holds whatever the caller left there, not an address. */
 	__u64 addr = (sc == SC_SENDTO || sc == SC_RECVFROM) ? regs->r8 : 0;
+	/* recvfrom with a NULL addrlen (6th argument) leaves src_addr unwritten. */
+	if (sc == SC_RECVFROM && !regs->r9)
+		addr = 0;
 	struct sock *sk = inet_sock_of_fd(task, fd);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
@@ -549,7 +561,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 				/* The whole header: the event needs its iovecs too. */
 				if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr) == 0) {
 					have_m = 1;
-					read_user_peer((__u64)m.msg_name, &peer);
+					read_user_peer(msg_peer(&m), &peer);
 				}
 			}
 		}
@@ -590,7 +602,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			return 0;
 		}
 		emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
-			  (__u64)m.msg_name, &peer, ret, snap, 0, known);
+			  msg_peer(&m), &peer, ret, snap, 0, known);
 		return 0;
 	}
 	if (kind == K_MMSG) {
@@ -603,7 +615,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
 				break;
 			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
-				  h.msg_hdr.msg_iovlen, (__u64)h.msg_hdr.msg_name, NULL, h.msg_len,
+				  h.msg_hdr.msg_iovlen, msg_peer(&h.msg_hdr), NULL, h.msg_len,
 				  snap, 0, known);
 		}
 		if (ret > MAX_MMSG)
