@@ -37,7 +37,11 @@ run_wrk() { # prints "requests req_per_sec"
     echo "$n $rps"
 }
 
-echo "round  off_req/s  on_req/s  ratio  requests_on  client_records  server_records  counters"
+# l7tap's CPU time (user + system, clock ticks) from /proc.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+
+echo "round  off_req/s  on_req/s  ratio  requests_on  client_records  server_records  l7tap_cpu_us/req  counters"
 for r in $(seq "$rounds"); do
     read -r _ off_rps < <(run_wrk)
     # The background shell truncates capture.err only when it gets to it: remove the previous
@@ -45,12 +49,15 @@ for r in $(seq "$rounds"); do
     rm -f "$work/capture.err"
     "${agent[@]}" "$bin" capture --port "$port" --format json > "$work/records.jsonl" 2> "$work/capture.err" & cap=$!
     for _ in $(seq 100); do grep -q "capturing" "$work/capture.err" 2>/dev/null && break; sleep 0.1; done
+    t0="$(cpu_ticks $cap)"
     read -r on_n on_rps < <(run_wrk)
+    t1="$(cpu_ticks $cap)"
     sleep 1
     kill -INT $cap; wait $cap || true
     client="$(grep -c '"comm":"wrk"' "$work/records.jsonl" || true)"
     server="$(grep -c '"comm":"nginx"' "$work/records.jsonl" || true)"
     counters="$(grep -o 'bpf_ring_full_events=[0-9]*\|records_unpaired=[0-9]*\|bpf_truncated_events=[0-9]*' "$work/capture.err" | tr '\n' ' ' || true)"
     ratio="$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a / b}')"
-    echo "$r  $off_rps  $on_rps  $ratio  $on_n  $client  $server  $counters"
+    us="$(awk -v a="$t0" -v b="$t1" -v n="$on_n" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz / n * 1e6}')"
+    echo "$r  $off_rps  $on_rps  $ratio  $on_n  $client  $server  $us  $counters"
 done
