@@ -1,7 +1,8 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response), HTTPS through OpenSSL (plaintext via uprobes),
-//! redis-server + redis-cli, dnsmasq + dig and a client on an unconnected UDP socket (IPv4
-//! and IPv6), the port and pid filters, and a deliberately overflowed ring. Expected values
+//! nginx + curl (keep-alive, a large response), Python's http.server + curl, HTTPS through
+//! OpenSSL (plaintext via uprobes),
+//! redis-server + redis-cli, psql + PostgreSQL, dnsmasq + dig and a client on an unconnected
+//! UDP socket (IPv4 and IPv6), the port and pid filters, and a deliberately overflowed ring. Expected values
 //! come from what the clients printed and from nginx's access log.
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
@@ -332,6 +333,102 @@ fn nginx_and_curl_keepalive_both_sides() {
     http_both_sides("http", 18280, false);
 }
 
+/// Python's http.server (socket send/recv: the sendto/recvfrom syscalls, HTTP/1.0, a
+/// connection per request) and curl: both sides, checked against curl's output and the
+/// server's own request log.
+#[test]
+fn python_http_server_and_curl_both_sides() {
+    if !programs(&["python3", "curl"]) {
+        return;
+    }
+    let port = 18480u16;
+    let dir = scratch_dir("pyhttp");
+    std::fs::write(dir.join("www/index.html"), "<html>hello l7tap</html>\n").unwrap();
+    std::fs::write(dir.join("www/data.bin"), vec![b'x'; 50_000]).unwrap();
+    let log_path = dir.join("server.log");
+    let server = Proc(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir.join("www"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port); // a connect the server logs nothing for (no request)
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/data.bin", "/missing"];
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-s", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .arg(format!("http://127.0.0.1:{port}{p}"));
+    }
+    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let curl_pid = curl.id();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let printed = curl_lines(&out.stdout);
+    assert_eq!(printed.len(), paths.len());
+    // The server's log: `127.0.0.1 - - [date] "GET /index.html HTTP/1.1" 200 -`.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let logged: Vec<(String, String, i32)> = log
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once('"')?;
+            let (line, rest) = rest.split_once('"')?;
+            let mut f = line.split(' ');
+            let code = rest.split_whitespace().next()?.parse().ok()?;
+            Some((f.next()?.to_string(), f.next()?.to_string(), code))
+        })
+        .collect();
+    assert_eq!(logged.len(), paths.len(), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (side, want_pid) in [("curl", curl_pid), ("python3", server_pid)] {
+        let mine: Vec<&L7Record> = records.iter().filter(|r| pid(r) == want_pid).collect();
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let (code, size, connects) = printed[i];
+            assert_eq!(connects, 1, "a connection per request (HTTP/1.0 server)");
+            assert_eq!(comm(r), side);
+            assert_eq!(r.protocol, Protocol::Http1, "{side} {i}");
+            assert_eq!(s(&r.request_type), logged[i].0, "{side} {i}");
+            assert_eq!(s(&r.request_resource), logged[i].1, "{side} {i}");
+            assert_eq!(s(&r.request_resource), paths[i], "{side} {i}");
+            assert_eq!(r.response_code, Some(i32::from(code)), "{side} {i}");
+            assert_eq!(r.response_code, Some(logged[i].2), "{side} {i}");
+            let class = if code == 200 {
+                ResponseStatus::Ok
+            } else {
+                ResponseStatus::ClientError
+            };
+            assert_eq!(r.response_status, class, "{side} {i}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}: {r:?}");
+            assert_eq!(r.flow.server.port(), port, "{side} {i}");
+            assert_eq!(r.truncated, size > 16384, "{side} {i}");
+            if !r.truncated && code == 200 {
+                assert_eq!(r.resp_len.map(|l| l >= size), Some(true), "{side} {i}");
+            }
+        }
+    }
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
 #[test]
 fn https_plaintext_through_openssl_uprobes() {
     http_both_sides("https", 18380, true);
@@ -555,6 +652,138 @@ fn dns_over_udp_from_dig_and_an_unconnected_socket_both_sides() {
         }
     }
     assert_eq!(stats.get("records_unpaired"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A throwaway PostgreSQL cluster (initdb as the postgres user, trust auth, TCP on 127.0.0.1),
+/// stopped when dropped.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Postgres {
+    fn start(port: u16) -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()?;
+        let dir = scratch_dir("postgres");
+        let as_postgres = |cmd: String| {
+            Command::new("su")
+                .args(["postgres", "-c", &cmd])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .ok()?;
+        let (d, b) = (dir.display().to_string(), bin.display().to_string());
+        assert!(as_postgres(format!(
+            "{b}/initdb -D {d}/db -A trust -U postgres"
+        )));
+        let pg = Postgres { bin, dir };
+        assert!(as_postgres(format!(
+            "{b}/pg_ctl -D {d}/db -l {d}/log -w -o '-p {port} -k {d} -c listen_addresses=127.0.0.1' start"
+        )));
+        Some(pg)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("su")
+            .args(["postgres", "-c"])
+            .arg(format!(
+                "{}/pg_ctl -D {}/db -m immediate stop",
+                self.bin.display(),
+                self.dir.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// psql runs the bundled session (tests/captures/postgres/session.sql: DDL, inserts, an update,
+/// a select, a duplicate key and a missing table) against a real server; both sides' records
+/// are checked against what psql printed, as for the bundled capture.
+#[test]
+fn psql_against_postgresql_both_sides() {
+    if !programs(&["psql", "su"]) {
+        return;
+    }
+    let port = 15433u16;
+    let Some(pg) = Postgres::start(port) else {
+        skip("no PostgreSQL server under /usr/lib/postgresql");
+        return;
+    };
+    let psql = |args: &[&str]| {
+        let mut c = Command::new("psql");
+        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args(args)
+            .env("PGSSLMODE", "disable");
+        c
+    };
+    assert!(psql(&["-c", "CREATE DATABASE shop"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let sql = common::capture("postgres/session.sql");
+    // stdout and stderr into one file, so errors stay between the statements they follow.
+    let out_path = pg.dir.join("psql.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut client = psql(&["-d", "shop", "-a", "-f"])
+        .arg(&sql)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    client.wait().unwrap();
+    let (records, stats) = live.stop();
+    let printed = std::fs::read_to_string(&out_path).unwrap();
+    let sql = std::fs::read_to_string(&sql).unwrap();
+    drop(pg);
+    let pgsql: Vec<&L7Record> = records
+        .iter()
+        .filter(|r| r.protocol == Protocol::Postgresql)
+        .collect();
+    let client_side: Vec<&L7Record> = pgsql
+        .iter()
+        .copied()
+        .filter(|r| pid(r) == client_pid)
+        .collect();
+    let server_side: Vec<&L7Record> = pgsql
+        .iter()
+        .copied()
+        .filter(|r| pid(r) != client_pid && comm(r) == "postgres")
+        .collect();
+    for (side, recs) in [("psql", &client_side), ("postgres", &server_side)] {
+        let at = format!("{side}: {recs:#?}\n{stats:?}");
+        common::check_psql_session(recs, &sql, &printed, &at);
+        let startup = recs
+            .iter()
+            .find(|r| s(&r.request_type) == "StartupMessage")
+            .unwrap_or_else(|| panic!("{at}"));
+        assert_eq!(s(&startup.request_domain), "shop", "{side}");
+        assert!(recs.iter().all(|r| r.flow.server.port() == port), "{side}");
+    }
+    assert_eq!(
+        client_side[0].flow.client, server_side[0].flow.client,
+        "both sides see one connection"
+    );
+    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 

@@ -108,3 +108,44 @@ impl DigAnswer {
         }
     }
 }
+
+/// Checks the simple-query records of a `psql -a -f` session against what psql printed: the
+/// statements of `sql` in order, each with the command tag, row count or error message psql
+/// showed for it (psql -a echoes each statement, then prints its command tag, its rows and
+/// "(N rows)", or "psql:<file>:<line>: ERROR:  <message>"). `records` may hold other records
+/// (startup, other flows): only those of request type "Q" are compared.
+pub fn check_psql_session(records: &[&L7Record], sql: &str, printed: &str, context: &str) {
+    use l7tap::{Protocol, ResponseStatus};
+    let lines: Vec<&str> = printed.lines().collect();
+    let queries: Vec<&&L7Record> = records
+        .iter()
+        .filter(|r| s(&r.request_type) == "Q")
+        .collect();
+    let statements: Vec<&str> = sql.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(queries.len(), statements.len(), "{context}");
+    for (r, stmt) in queries.iter().zip(&statements) {
+        assert_eq!(r.protocol, Protocol::Postgresql);
+        assert_eq!(s(&r.request_resource), *stmt);
+        assert!(!r.unpaired && r.rrt_ns > 0, "{stmt}");
+        let at = lines
+            .iter()
+            .position(|l| l == stmt)
+            .expect("psql echoed it");
+        let next = lines[at + 1];
+        if let Some(e) = next.split(" ERROR:  ").nth(1) {
+            assert_eq!(s(&r.response_exception), e, "{stmt}");
+            // 23505 unique_violation, 42P01 undefined_table: the client's mistakes.
+            assert_eq!(r.response_status, ResponseStatus::ClientError, "{stmt}");
+        } else if stmt.starts_with("SELECT") {
+            let rows = lines[at..]
+                .iter()
+                .find_map(|l| l.strip_prefix('(').and_then(|l| l.strip_suffix(" rows)")))
+                .expect("psql printed the row count");
+            assert_eq!(s(&r.response_result), format!("SELECT {rows}"), "{stmt}");
+            assert_eq!(r.response_status, ResponseStatus::Ok);
+        } else {
+            assert_eq!(s(&r.response_result), next, "{stmt}");
+            assert_eq!(r.response_status, ResponseStatus::Ok);
+        }
+    }
+}
