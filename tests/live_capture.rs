@@ -1,6 +1,6 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response), Python's http.server + curl, HTTPS through
-//! OpenSSL (plaintext via uprobes),
+//! nginx + curl (keep-alive, a large response), Python's http.server + curl, nginx + nghttp
+//! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes),
 //! redis-server + redis-cli, psql + PostgreSQL, dnsmasq + dig and a client on an unconnected
 //! UDP socket (IPv4 and IPv6), the port and pid filters, and a deliberately overflowed ring. Expected values
 //! come from what the clients printed and from nginx's access log.
@@ -144,15 +144,32 @@ fn scratch_dir(name: &str) -> PathBuf {
     d
 }
 
+/// How nginx listens.
+#[derive(Clone, Copy, PartialEq)]
+enum Listen {
+    Http,
+    /// HTTPS with a fresh self-signed certificate.
+    Https,
+    /// Cleartext HTTP/2 (prior knowledge).
+    H2c,
+}
+
 /// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
-fn nginx(name: &str, port: u16, tls: bool) -> (Proc, PathBuf) {
+fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
     let dir = scratch_dir(name);
     let conf = std::fs::read_to_string(common::root().join("tests/captures/nginx.conf")).unwrap();
     let mut conf = conf
         .replace("NGINX_DIR", dir.to_str().unwrap())
         .replace("BACKEND_PORT", &(port + 1).to_string())
         .replace("NGINX_PORT", &port.to_string());
-    if tls {
+    if listen == Listen::H2c {
+        conf = conf.replacen(
+            &format!("listen 127.0.0.1:{port};"),
+            &format!("listen 127.0.0.1:{port} http2;"),
+            1,
+        );
+    }
+    if listen == Listen::Https {
         let st = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -236,7 +253,7 @@ fn http_both_sides(name: &str, port: u16, tls: bool) {
     if !programs(&["nginx", "curl", "openssl"]) {
         return;
     }
-    let (ngx, dir) = nginx(name, port, tls);
+    let (ngx, dir) = nginx(name, port, if tls { Listen::Https } else { Listen::Http });
     let Some(live) = Live::start(config(&[port])) else {
         return;
     };
@@ -426,6 +443,110 @@ fn python_http_server_and_curl_both_sides() {
             }
         }
     }
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// Cleartext HTTP/2: nghttp multiplexes four streams on one connection (with a traceparent
+/// header), against nginx; both sides checked against what nghttp printed and nginx logged.
+#[test]
+fn h2c_multiplexed_streams_from_nghttp_both_sides() {
+    if !programs(&["nginx", "nghttp"]) {
+        return;
+    }
+    let port = 18580u16;
+    let (ngx, dir) = nginx("h2c", port, Listen::H2c);
+    // The readiness probe (a TCP connect) is in the log of no request; start it empty anyway.
+    std::fs::write(dir.join("access.log"), "").unwrap();
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let trace = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = Command::new("nghttp")
+        .args(["-ns", "-H"])
+        .arg(format!("traceparent: 00-{}-{}-01", trace.0, trace.1))
+        .args(["/index.html", "/missing", "/large.txt", "/fail"].map(|p| format!("{base}{p}")))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    // nghttp's stream table: "id responseEnd requestStart process code size request path".
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let streams: Vec<(u32, i32, String)> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("id  responseEnd"))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 7).then(|| {
+                (
+                    f[0].parse().unwrap(),
+                    f[4].parse().unwrap(),
+                    f[6].to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(streams.len(), 4, "{text}");
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("access.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.len(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+    for side in ["nghttp", "nginx"] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| {
+                if side == "nghttp" {
+                    pid(r) == client_pid
+                } else {
+                    workers.contains(&pid(r))
+                }
+            })
+            .collect();
+        assert_eq!(mine.len(), 4, "{side}: {records:#?}\n{stats:?}");
+        for (id, code, path) in &streams {
+            let r = mine
+                .iter()
+                .find(|r| r.request_id == Some(u64::from(*id)))
+                .unwrap_or_else(|| panic!("{side}: stream {id}: {mine:#?}"));
+            let at = format!("{side} stream {id}");
+            let entry = log.iter().find(|e| e["uri"] == path.as_str()).unwrap();
+            assert_eq!(r.protocol, Protocol::Http2, "{at}");
+            assert_eq!(s(&r.request_type), "GET", "{at}");
+            assert_eq!(s(&r.request_type), entry["method"], "{at}");
+            assert_eq!(s(&r.request_resource), *path, "{at}");
+            assert_eq!(s(&r.request_domain), entry["host"], "{at}");
+            assert_eq!(r.response_code, Some(*code), "{at}");
+            assert_eq!(
+                r.response_code.map(i64::from),
+                entry["status"].as_i64(),
+                "{at}"
+            );
+            assert_eq!(s(&r.trace_id), trace.0, "{at}");
+            assert_eq!(s(&r.span_id), trace.1, "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+            // The large file's DATA is cut at the snaplen; the rest is whole, and the DATA
+            // bytes are what nginx logged as the body it sent.
+            let sent = entry["body_bytes_sent"].as_u64().unwrap();
+            assert_eq!(r.truncated, sent > 16384, "{at}: {r:?}");
+            if sent <= 16384 {
+                assert_eq!(r.resp_len, Some(sent), "{at}");
+            }
+        }
+        assert!(
+            mine.iter().all(|r| r.flow == mine[0].flow),
+            "{side}: one connection"
+        );
+    }
+    assert_eq!(stats.get("parse_errors_http2"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
@@ -793,7 +914,7 @@ fn unlisted_ports_and_pids_are_filtered_in_the_kernel() {
         return;
     }
     let port = 18480u16;
-    let (ngx, dir) = nginx("filters", port, false);
+    let (ngx, dir) = nginx("filters", port, Listen::Http);
     // Port filter: only `port`; the backend on port+1 is not listed.
     let Some(live) = Live::start(config(&[port])) else {
         return;
