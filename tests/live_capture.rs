@@ -1,9 +1,10 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response), Python's http.server + curl, nginx + nghttp
 //! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes),
-//! redis-server + redis-cli, psql + PostgreSQL, dnsmasq + dig and a client on an unconnected
-//! UDP socket (IPv4 and IPv6), the port and pid filters, and a deliberately overflowed ring. Expected values
-//! come from what the clients printed and from nginx's access log.
+//! redis-server + redis-cli, psql + PostgreSQL, mosquitto + its clients (MQTT), dnsmasq + dig
+//! and a client on an unconnected UDP socket (IPv4 and IPv6), the port and pid filters, and a
+//! deliberately overflowed ring. Expected values come from what the clients printed and from
+//! the servers' own logs.
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
 //! those or the programs are missing the tests print why and skip, unless
@@ -773,6 +774,163 @@ fn dns_over_udp_from_dig_and_an_unconnected_socket_both_sides() {
         }
     }
     assert_eq!(stats.get("records_unpaired"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// mosquitto with mosquitto_sub and three mosquitto_pub (QoS 0, 1 and 2; MQTT 3.1.1 and 5):
+/// every process's records, checked against the client ids and versions given, and against
+/// what the subscriber printed.
+#[test]
+fn mosquitto_publishers_and_subscriber_all_sides() {
+    if !programs(&["mosquitto", "mosquitto_sub", "mosquitto_pub"]) {
+        return;
+    }
+    let port = 11884u16;
+    let dir = scratch_dir("mqtt");
+    let conf = dir.join("m.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .unwrap();
+    let broker = Proc(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let p = port.to_string();
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-i",
+            "l7tap-sub",
+            "-t",
+            "plant/+/temp",
+        ])
+        .args(["-q", "1", "-v", "-C", "3", "-W", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sub_pid = sub.id();
+    // Until the broker has the subscription (bounded): its SUBSCRIBE is on the wire.
+    sleep(Duration::from_millis(700));
+    // (client id, topic, QoS, payload, MQTT 5?)
+    let pubs = [
+        ("l7tap-pub-a", "plant/a/temp", "0", "21.5", false),
+        ("l7tap-pub-b", "plant/b/temp", "1", "22.0", false),
+        ("l7tap-pub-c", "plant/c/temp", "2", "23.5", true),
+    ];
+    let mut pub_pids = Vec::new();
+    for (id, topic, qos, msg, v5) in pubs {
+        let mut c = Command::new("mosquitto_pub");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-i",
+            id,
+            "-t",
+            topic,
+            "-q",
+            qos,
+            "-m",
+            msg,
+        ]);
+        if v5 {
+            c.args(["-V", "mqttv5"]);
+        }
+        let child = c.spawn().unwrap();
+        pub_pids.push(child.id());
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let printed = String::from_utf8(sub.wait_with_output().unwrap().stdout).unwrap();
+    let (records, stats) = live.stop();
+    let broker_pid = broker.0.id();
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        printed,
+        pubs.map(|(_, t, _, m, _)| format!("{t} {m}")),
+        "what the subscriber got"
+    );
+    let of = |p: u32| -> Vec<&L7Record> {
+        records
+            .iter()
+            .filter(|r| pid(r) == p && r.protocol == Protocol::Mqtt)
+            .collect()
+    };
+    let kind = |rs: &[&L7Record], t: &str| -> Vec<(String, String)> {
+        rs.iter()
+            .filter(|r| s(&r.request_type) == t)
+            .map(|r| (s(&r.request_domain), s(&r.request_resource)))
+            .collect()
+    };
+    let connect = |rs: &[&L7Record], id: &str, version: &str| {
+        let c: Vec<&&L7Record> = rs
+            .iter()
+            .filter(|r| s(&r.request_type) == "CONNECT" && s(&r.request_domain) == id)
+            .collect();
+        assert_eq!(c.len(), 1, "{id}: {rs:#?}");
+        assert_eq!(s(&c[0].version), version, "{id}");
+        assert_eq!(c[0].response_code, Some(0), "{id}: accepted");
+        assert!(!c[0].unpaired && c[0].rrt_ns > 0, "{id}");
+    };
+    let broker_side = of(broker_pid);
+    // The subscriber: its CONNECT, its SUBSCRIBE granted QoS 1, a PUBLISH per message.
+    let subs = of(sub_pid);
+    connect(&subs, "l7tap-sub", "3.1.1");
+    connect(&broker_side, "l7tap-sub", "3.1.1");
+    for side in [&subs, &broker_side] {
+        let sr: Vec<&&L7Record> = side
+            .iter()
+            .filter(|r| s(&r.request_type) == "SUBSCRIBE")
+            .collect();
+        assert_eq!(sr.len(), 1, "{side:#?}");
+        assert_eq!(s(&sr[0].request_resource), "plant/+/temp");
+        assert_eq!(sr[0].response_code, Some(1), "granted QoS 1, as -q 1 asked");
+    }
+    let delivered: Vec<String> = kind(&subs, "PUBLISH").into_iter().map(|x| x.1).collect();
+    assert_eq!(delivered, pubs.map(|p| p.1.to_string()), "{subs:#?}");
+    for ((id, topic, qos, _, v5), p) in pubs.iter().zip(&pub_pids) {
+        let mine = of(*p);
+        let version = if *v5 { "5" } else { "3.1.1" };
+        connect(&mine, id, version);
+        connect(&broker_side, id, version);
+        let published = kind(&mine, "PUBLISH");
+        assert_eq!(published.len(), 1, "{id}: {mine:#?}");
+        assert_eq!(published[0].1, *topic, "{id}");
+        // The broker sees it twice: from the publisher and on its way to the subscriber.
+        let at_broker = kind(&broker_side, "PUBLISH");
+        assert_eq!(
+            at_broker.iter().filter(|x| x.1 == *topic).count(),
+            2,
+            "{topic}: {broker_side:#?}"
+        );
+        if *qos != "0" {
+            // Acknowledged (PUBACK for QoS 1, PUBREC for QoS 2), paired by packet id.
+            let r = mine
+                .iter()
+                .find(|r| s(&r.request_type) == "PUBLISH")
+                .unwrap();
+            assert!(
+                !r.unpaired && r.rrt_ns > 0 && r.request_id.is_some(),
+                "{id}: {r:?}"
+            );
+        }
+    }
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
