@@ -1,7 +1,8 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response), Python's http.server + curl, nginx + nghttp
 //! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes),
-//! redis-server + redis-cli, psql + PostgreSQL, mosquitto + its clients (MQTT), dnsmasq + dig
+//! redis-server + redis-cli, psql + PostgreSQL, mosquitto + its clients (MQTT), a grpcio client
+//! and server with the gRPC business-id plugin, dnsmasq + dig
 //! and a client on an unconnected UDP socket (IPv4 and IPv6), the port and pid filters, and a
 //! deliberately overflowed ring. Expected values come from what the clients printed and from
 //! the servers' own logs.
@@ -14,7 +15,9 @@
 mod common;
 
 use common::{s, DigAnswer};
-use l7tap::{Engine, L7Record, Protocol, ResponseStatus, StatsSnapshot, L4};
+use l7tap::{
+    Engine, L7Record, PluginHost, PluginLimits, Protocol, ResponseStatus, StatsSnapshot, L4,
+};
 use l7tap_capture_bpf::{BpfConfig, BpfControl, BpfError, BpfSource};
 use std::io::Write;
 use std::path::PathBuf;
@@ -60,6 +63,11 @@ struct Live {
 
 impl Live {
     fn start(config: BpfConfig) -> Option<Live> {
+        Live::start_with(config, None)
+    }
+
+    /// A capture whose records go through `plugins` too.
+    fn start_with(config: BpfConfig, plugins: Option<PluginHost>) -> Option<Live> {
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = std::thread::spawn(move || {
             let mut source = match BpfSource::open(config) {
@@ -70,7 +78,11 @@ impl Live {
                 }
             };
             tx.send(Ok(source.control())).unwrap();
-            let mut engine = Engine::builder().workers(1).build().unwrap();
+            let mut builder = Engine::builder().workers(1);
+            if let Some(host) = plugins {
+                builder = builder.plugins(host);
+            }
+            let mut engine = builder.build().unwrap();
             let records = engine.records().unwrap();
             let collector = std::thread::spawn(move || records.iter().collect::<Vec<_>>());
             engine.run(&mut source).expect("capture runs");
@@ -931,6 +943,114 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
             );
         }
     }
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// The seed's second case on live traffic: a grpcio client and server (Debian's
+/// python3-grpcio; gRPC core writes and reads with sendmsg/recvmsg) with the
+/// `grpc_business_id` plugin loaded: on both sides each call's record carries the request's
+/// protobuf field 1235 as trace id and attribute `business_id`, and the reply's as `msg`.
+/// Expected values are what the client printed.
+#[test]
+fn grpc_business_id_plugin_on_live_grpcio_calls_both_sides() {
+    let py = "/usr/bin/python3";
+    let grpc_ok = Command::new(py)
+        .args(["-c", "import grpc"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !grpc_ok {
+        skip("Debian's python3-grpcio is not installed");
+        return;
+    }
+    let port = 50653u16;
+    let server = Proc(
+        Command::new(py)
+            .arg(script("grpc_order.py"))
+            .args(["server", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let host = PluginHost::new(PluginLimits::default(), l7tap::wasm::stderr_log());
+    host.load(
+        "grpc_business_id",
+        &std::fs::read(common::plugin("grpc_business_id")).unwrap(),
+    )
+    .unwrap();
+    let Some(live) = Live::start_with(config(&[port]), Some(host.clone())) else {
+        return;
+    };
+    let client = Command::new(py)
+        .arg(script("grpc_order.py"))
+        .args(["client", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    // "business_id status_code reply_msg_or_details" per call.
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let calls: Vec<(&str, i32, &str)> = printed
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, ' ');
+            let bid = f.next().unwrap();
+            (bid, f.next().unwrap().parse().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(calls.len(), 3, "{printed}");
+    for (side, p) in [("client", client_pid), ("server", server_pid)] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| pid(r) == p && r.protocol == Protocol::Grpc)
+            .collect();
+        assert_eq!(mine.len(), calls.len(), "{side}: {records:#?}\n{stats:?}");
+        for (r, (bid, code, text)) in mine.iter().zip(&calls) {
+            let at = format!("{side} {bid}");
+            assert_eq!(s(&r.request_resource), "/order.OrderService/Get", "{at}");
+            assert_eq!(r.response_code, Some(*code), "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+            assert_eq!(s(&r.trace_id), *bid, "{at}");
+            assert_eq!(
+                r.attribute("business_id").map(s).as_deref(),
+                Some(*bid),
+                "{at}"
+            );
+            assert_eq!(
+                r.plugins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                ["grpc_business_id"],
+                "{at}"
+            );
+            if *code == 0 {
+                assert_eq!(r.response_status, ResponseStatus::Ok, "{at}");
+                assert_eq!(r.attribute("msg").map(s).as_deref(), Some(*text), "{at}");
+            } else {
+                // NOT_FOUND: no reply message; the details are the exception.
+                assert_eq!(r.response_status, ResponseStatus::ClientError, "{at}");
+                assert_eq!(s(&r.response_exception), *text, "{at}");
+            }
+        }
+        assert!(
+            mine.iter().all(|r| r.flow == mine[0].flow),
+            "{side}: one channel"
+        );
+    }
+    let failures: u64 = host
+        .metrics()
+        .iter()
+        .flat_map(|(_, c)| {
+            c.iter()
+                .filter(|(k, _)| k.starts_with("fail"))
+                .map(|(_, v)| *v)
+        })
+        .sum();
+    assert_eq!(failures, 0, "{:?}", host.metrics());
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 

@@ -4,25 +4,9 @@
 
 mod common;
 
-use common::{capture, s};
+use common::{capture, plugin, s};
 use l7tap::wasm::{stderr_log, Hook};
 use l7tap::{PluginHost, PluginLimits, ResponseStatus};
-use std::path::PathBuf;
-use std::sync::Once;
-
-/// The built plugin (built once by scripts/build-plugins.sh when missing).
-pub fn plugin(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path = common::root()
-        .join("target/plugins")
-        .join(format!("{name}.wasm"));
-    BUILD.call_once(|| {
-        let st = std::process::Command::new("bash").arg(common::root().join("scripts/build-plugins.sh")).status();
-        assert!(st.is_ok_and(|s| s.success()), "scripts/build-plugins.sh failed: install rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc");
-    });
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
-}
 
 /// The names of the plugins that changed a record, in order.
 fn plugin_names(r: &l7tap::L7Record) -> Vec<String> {

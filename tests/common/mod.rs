@@ -149,3 +149,15 @@ pub fn check_psql_session(records: &[&L7Record], sql: &str, printed: &str, conte
         }
     }
 }
+
+/// The built plugin (built once by scripts/build-plugins.sh when missing).
+pub fn plugin(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let path = root().join("target/plugins").join(format!("{name}.wasm"));
+    BUILD.call_once(|| {
+        let st = std::process::Command::new("bash").arg(root().join("scripts/build-plugins.sh")).status();
+        assert!(st.is_ok_and(|s| s.success()), "scripts/build-plugins.sh failed: install rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc");
+    });
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}

@@ -5,8 +5,11 @@
 
 /* Largest payload copied from one syscall (the runtime snaplen is at most this). */
 #define SNAP_MAX 16384
-/* Bounded loops: iovecs per call, messages per sendmmsg/recvmmsg. */
-#define MAX_IOV 16
+/* Bounded loops: iovecs per call (the kernel's own limit, UIO_MAXIOV: the walk is a bpf_loop
+ * that stops at the call's iovec count or the snaplen, so a high bound costs nothing; gRPC
+ * core, for one, sends a connection's first frames as one sendmsg of ~20 iovecs), messages
+ * per sendmmsg/recvmmsg. */
+#define MAX_IOV 1024
 #define MAX_MMSG 8
 
 /* event.kind */
