@@ -1,6 +1,7 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response), Python's http.server + curl, nginx + nghttp
-//! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes),
+//! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes) from
+//! curl and from Python (the `_ex` calls),
 //! redis-server + redis-cli, psql + PostgreSQL, mosquitto + its clients (MQTT), a grpcio client
 //! and server with the gRPC business-id plugin, dnsmasq + dig
 //! and a client on an unconnected UDP socket (IPv4 and IPv6), the port and pid filters, and a
@@ -371,7 +372,7 @@ fn python_http_server_and_curl_both_sides() {
     if !programs(&["python3", "curl"]) {
         return;
     }
-    let port = 18480u16;
+    let port = 18980u16;
     let dir = scratch_dir("pyhttp");
     std::fs::write(dir.join("www/index.html"), "<html>hello l7tap</html>\n").unwrap();
     std::fs::write(dir.join("www/data.bin"), vec![b'x'; 50_000]).unwrap();
@@ -466,7 +467,7 @@ fn h2c_multiplexed_streams_from_nghttp_both_sides() {
     if !programs(&["nginx", "nghttp"]) {
         return;
     }
-    let port = 18580u16;
+    let port = 19080u16;
     let (ngx, dir) = nginx("h2c", port, Listen::H2c);
     // The readiness probe (a TCP connect) is in the log of no request; start it empty anyway.
     std::fs::write(dir.join("access.log"), "").unwrap();
@@ -566,6 +567,88 @@ fn h2c_multiplexed_streams_from_nghttp_both_sides() {
 #[test]
 fn https_plaintext_through_openssl_uprobes() {
     http_both_sides("https", 18380, true);
+}
+
+/// HTTPS from Debian's Python (its ssl module calls OpenSSL's SSL_write_ex/SSL_read_ex, the
+/// `_ex` uprobes; nginx uses SSL_write/SSL_read) on one keep-alive connection: plaintext
+/// records on both sides, checked against what the client printed and nginx logged.
+#[test]
+fn https_from_python_through_the_openssl_ex_calls_both_sides() {
+    if !programs(&["nginx", "openssl", "/usr/bin/python3"]) {
+        return;
+    }
+    let port = 18780u16;
+    let (ngx, dir) = nginx("https-py", port, Listen::Https);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/api/order", "/missing"];
+    let client = Command::new("/usr/bin/python3")
+        .arg(script("https_get.py"))
+        .arg(port.to_string())
+        .args(paths)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let printed: Vec<(i32, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(printed.len(), paths.len());
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("access.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.len(), paths.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    for side in ["python3", "nginx"] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| {
+                if side == "python3" {
+                    pid(r) == client_pid
+                } else {
+                    workers.contains(&pid(r))
+                }
+            })
+            .collect();
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let at = format!("{side} {}", paths[i]);
+            assert_eq!(r.protocol, Protocol::Http1, "{at}");
+            assert_eq!(s(&r.request_type), log[i]["method"], "{at}");
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
+            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
+            assert_eq!(
+                r.response_code.map(i64::from),
+                log[i]["status"].as_i64(),
+                "{at}"
+            );
+            assert!(!r.unpaired && !r.truncated && r.rrt_ns > 0, "{at}: {r:?}");
+            assert_eq!(r.resp_len.map(|l| l >= printed[i].1), Some(true), "{at}");
+        }
+        assert!(
+            mine.iter().all(|r| r.flow == mine[0].flow),
+            "{side}: one connection"
+        );
+    }
+    assert!(
+        stats.get("bpf_tls_events") >= 4 * paths.len() as u64,
+        "{stats:?}"
+    );
+    assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
 #[test]

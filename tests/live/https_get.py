@@ -1,0 +1,21 @@
+#!/usr/bin/python3
+"""GETs over one HTTPS keep-alive connection with Python's http.client (the ssl module calls
+OpenSSL's SSL_write_ex/SSL_read_ex), certificate not verified (the tests' server is
+self-signed). Prints "status body_length" per request.
+
+    https_get.py PORT PATH...
+"""
+import http.client
+import ssl
+import sys
+
+port, paths = int(sys.argv[1]), sys.argv[2:]
+conn = http.client.HTTPSConnection(
+    "127.0.0.1", port, context=ssl._create_unverified_context(), timeout=10
+)
+for path in paths:
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    body = resp.read()
+    print(resp.status, len(body))
+conn.close()
