@@ -4,11 +4,12 @@ set -euo pipefail
 # gcc for -sys crates; Debian's rustc + wasm32 std for Rust plugins; clang/lld/wasi-libc for C plugins;
 # clang + libelf/zlib + make for the eBPF program and the libbpf that libbpf-sys builds;
 # real servers and clients for the live-capture tests (nginx, curl, openssl, redis, postgresql,
-# mosquitto, dnsmasq, dig, nghttp, python3 with grpcio).
+# mariadb, mosquitto, dnsmasq, dig, nghttp, python3 with grpcio).
 pkgs=(ca-certificates gcc libc6-dev pkg-config make rustc libstd-rust-dev-wasm32 clang-14 lld-14
       wasi-libc libclang-rt-14-dev-wasm32 libelf-dev zlib1g-dev
       nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base bind9-dnsutils
-      nghttp2-client mosquitto mosquitto-clients python3 python3-grpcio valgrind golang-go)
+      nghttp2-client mosquitto mosquitto-clients mariadb-server mariadb-client python3 python3-grpcio
+      valgrind golang-go)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

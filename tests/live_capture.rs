@@ -1,12 +1,11 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response), Python's http.server + curl, nginx + nghttp
-//! (cleartext HTTP/2, multiplexed streams), HTTPS through OpenSSL (plaintext via uprobes) from
-//! curl and from Python (the `_ex` calls),
-//! redis-server + redis-cli, psql + PostgreSQL, mosquitto + its clients (MQTT), a grpcio client
-//! and server with the gRPC business-id plugin, dnsmasq + dig
-//! and a client on an unconnected UDP socket (IPv4 and IPv6), the port and pid filters, and a
-//! deliberately overflowed ring. Expected values come from what the clients printed and from
-//! the servers' own logs.
+//! nginx + curl (keep-alive, a large response); Python's http.server + curl; nginx + nghttp
+//! (cleartext HTTP/2, multiplexed streams); HTTPS through OpenSSL (plaintext via uprobes) from
+//! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
+//! mariadb client + MariaDB; mosquitto + its clients (MQTT); a grpcio client and server with
+//! the gRPC business-id plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4
+//! and IPv6); the port and pid filters; and a deliberately overflowed ring. Expected values
+//! come from what the clients printed and from the servers' own logs.
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
 //! those or the programs are missing the tests print why and skip, unless
@@ -1134,6 +1133,144 @@ fn grpc_business_id_plugin_on_live_grpcio_calls_both_sides() {
         })
         .sum();
     assert_eq!(failures, 0, "{:?}", host.metrics());
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// The mariadb client (`--force -vvv`) runs the PostgreSQL test's session against a throwaway
+/// MariaDB server (MySQL protocol): both sides' records against what the client printed
+/// (each statement, then "Query OK, N rows affected", "N rows in set" under a table, or on
+/// stderr "ERROR <code> (<state>) at line <n>: <message>").
+#[test]
+fn mariadb_client_against_mariadb_server_both_sides() {
+    if !programs(&["mariadbd", "mariadb", "mariadb-install-db"]) {
+        return;
+    }
+    let port = 13306u16;
+    let dir = scratch_dir("mariadb");
+    let d = dir.display().to_string();
+    let install = Command::new("mariadb-install-db")
+        .args(["--no-defaults", "--user=root", "--skip-test-db"])
+        .arg(format!("--datadir={d}/data"))
+        .arg("--auth-root-authentication-method=normal")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(install.success(), "mariadb-install-db");
+    let server = Proc(
+        Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--skip-log-bin"])
+            .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={d}/data"))
+            .arg(format!("--socket={d}/sock"))
+            .arg(format!("--pid-file={d}/pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let client = |db: &str| {
+        let mut c = Command::new("mariadb");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "root",
+            "--skip-ssl",
+        ]);
+        if !db.is_empty() {
+            c.args(["-D", db]);
+        }
+        c
+    };
+    assert!(client("")
+        .args(["-e", "CREATE DATABASE shop"])
+        .status()
+        .unwrap()
+        .success());
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let sql_path = common::capture("postgres/session.sql");
+    let sql = std::fs::read_to_string(&sql_path).unwrap();
+    let cli = client("shop")
+        .args(["--force", "-vvv"])
+        .stdin(std::fs::File::open(&sql_path).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id();
+    let out = cli.wait_with_output().unwrap();
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // What the client printed after each statement: its first line that is not empty.
+    let after = |stmt: &str| -> Vec<&str> {
+        let echo = format!("--------------\n{stmt}\n--------------\n");
+        let at = stdout
+            .find(&echo)
+            .unwrap_or_else(|| panic!("{stmt}: {stdout}"));
+        stdout[at + echo.len()..]
+            .lines()
+            .take_while(|l| *l != "--------------")
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let statements: Vec<&str> = sql.lines().filter(|l| !l.is_empty()).collect();
+    for (side, p) in [("mariadb", cli_pid), ("mariadbd", server_pid)] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| pid(r) == p && r.protocol == Protocol::Mysql)
+            .collect();
+        let login = mine.iter().find(|r| s(&r.request_type) == "LOGIN");
+        let login = login.unwrap_or_else(|| panic!("{side}: {mine:#?}\n{stats:?}"));
+        assert_eq!(s(&login.request_resource), "Login username: root db: shop");
+        let queries: Vec<&&L7Record> = mine
+            .iter()
+            .filter(|r| s(&r.request_type) == "COM_QUERY")
+            .collect();
+        assert_eq!(queries.len(), statements.len(), "{side}: {mine:#?}");
+        for (n, (r, stmt)) in queries.iter().zip(&statements).enumerate() {
+            let stmt = stmt.trim_end_matches(';');
+            let at = format!("{side}: {stmt}");
+            assert_eq!(s(&r.request_resource), stmt, "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}");
+            let error = stderr
+                .lines()
+                .find(|l| l.contains(&format!(" at line {}: ", n + 1)));
+            let printed = after(stmt);
+            if let Some(e) = error {
+                // "ERROR 1062 (23000) at line 6: Duplicate entry '1' for key 'PRIMARY'"
+                let code: i32 = e.split(' ').nth(1).unwrap().parse().unwrap();
+                assert_eq!(r.response_code, Some(code), "{at}");
+                assert_eq!(
+                    s(&r.response_exception),
+                    e.split_once(": ").unwrap().1,
+                    "{at}"
+                );
+                assert_eq!(r.response_status, ResponseStatus::ClientError, "{at}");
+            } else if let Some(ok) = printed[0].strip_prefix("Query OK, ") {
+                let n = ok.split(' ').next().unwrap();
+                assert_eq!(s(&r.response_result), format!("affected_rows={n}"), "{at}");
+                assert_eq!(r.response_status, ResponseStatus::Ok, "{at}");
+            } else {
+                // A result set: "+---+", "| item | qty  |", ..., "3 rows in set".
+                let columns = printed[1].matches('|').count() - 1;
+                assert_eq!(s(&r.response_result), format!("columns={columns}"), "{at}");
+                assert!(printed.iter().any(|l| l.contains(" rows in set")), "{at}");
+                assert_eq!(r.response_status, ResponseStatus::Ok, "{at}");
+            }
+        }
+    }
+    assert_eq!(stats.get("parse_errors_mysql"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
