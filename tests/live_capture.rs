@@ -1,6 +1,7 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response); Python's http.server + curl; nginx + nghttp
-//! (cleartext HTTP/2, multiplexed streams); HTTPS through OpenSSL (plaintext via uprobes) from
+//! (cleartext HTTP/2, multiplexed streams); a keep-alive connection opened before the capture
+//! started; HTTPS through OpenSSL (plaintext via uprobes) from
 //! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
 //! mariadb client + MariaDB; mosquitto + its clients (MQTT); a grpcio client and server with
 //! the gRPC business-id plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4
@@ -648,6 +649,72 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
     );
     assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A keep-alive connection opened before the capture started (no connect or accept seen):
+/// it is picked up at its first data syscall and its roles are inferred from the traffic, on
+/// both sides; only the requests made after the start have records.
+#[test]
+fn a_connection_opened_before_the_capture_is_picked_up_both_sides() {
+    if !programs(&["nginx", "python3"]) {
+        return;
+    }
+    let port = 19180u16;
+    let (ngx, dir) = nginx("preopened", port, Listen::Http);
+    let paths = ["/api/order", "/missing"];
+    let mut client = Command::new("python3")
+        .arg(script("keepalive_client.py"))
+        .arg(port.to_string())
+        .args(paths)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
+    let ready = lines.next().unwrap().unwrap();
+    let local_port: u16 = ready.strip_prefix("ready ").unwrap().parse().unwrap();
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let printed: Vec<(i32, u64)> = lines
+        .map(|l| {
+            let l = l.unwrap();
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert!(client.wait().unwrap().success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(printed.len(), paths.len());
+    for side in ["python3", "nginx"] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| {
+                if side == "python3" {
+                    pid(r) == client_pid
+                } else {
+                    workers.contains(&pid(r))
+                }
+            })
+            .collect();
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let at = format!("{side} {}", paths[i]);
+            assert_eq!(s(&r.request_type), "GET", "{at}");
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
+            assert!(!r.unpaired && !r.truncated && r.rrt_ns > 0, "{at}: {r:?}");
+            assert_eq!(r.resp_len.map(|l| l >= printed[i].1), Some(true), "{at}");
+            // Oriented from the traffic: the client is the side that sent the requests.
+            assert_eq!(r.flow.server.port(), port, "{at}");
+            assert_eq!(r.flow.client.port(), local_port, "{at}");
+        }
+    }
 }
 
 #[test]
