@@ -662,22 +662,26 @@ fn a_connection_opened_before_the_capture_is_picked_up_both_sides() {
     let port = 19180u16;
     let (ngx, dir) = nginx("preopened", port, Listen::Http);
     let paths = ["/api/order", "/missing"];
-    let mut client = Command::new("python3")
-        .arg(script("keepalive_client.py"))
-        .arg(port.to_string())
-        .args(paths)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
+    // (In a `Proc`: killed if the test stops early.)
+    let mut client = Proc(
+        Command::new("python3")
+            .arg(script("keepalive_client.py"))
+            .arg(port.to_string())
+            .args(paths)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let client_pid = client.0.id();
+    let stdout = client.0.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let ready = lines.next().unwrap().unwrap();
     let local_port: u16 = ready.strip_prefix("ready ").unwrap().parse().unwrap();
     let Some(live) = Live::start(config(&[port])) else {
         return;
     };
-    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    client.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let printed: Vec<(i32, u64)> = lines
         .map(|l| {
             let l = l.unwrap();
@@ -685,7 +689,7 @@ fn a_connection_opened_before_the_capture_is_picked_up_both_sides() {
             (a.parse().unwrap(), b.parse().unwrap())
         })
         .collect();
-    assert!(client.wait().unwrap().success());
+    assert!(client.0.wait().unwrap().success());
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
