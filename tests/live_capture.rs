@@ -1,5 +1,5 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response); Python's http.server + curl; nginx + nghttp
+//! nginx + curl (keep-alive, a large response; also over IPv6); Python's http.server + curl; nginx + nghttp
 //! (cleartext HTTP/2, multiplexed streams); a keep-alive connection opened before the capture
 //! started; HTTPS through OpenSSL (plaintext via uprobes) from
 //! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
@@ -136,11 +136,16 @@ impl Drop for Proc {
 }
 
 fn wait_port(port: u16) {
+    wait_addr(&format!("127.0.0.1:{port}"));
+}
+
+/// Waits until something accepts TCP connections at `addr` (bounded).
+fn wait_addr(addr: &str) {
     let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(addr).is_err() {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
-            "port {port} never opened"
+            "{addr} never opened"
         );
         sleep(Duration::from_millis(50));
     }
@@ -166,6 +171,8 @@ enum Listen {
     Https,
     /// Cleartext HTTP/2 (prior knowledge).
     H2c,
+    /// HTTP on the IPv6 loopback, [::1].
+    Http6,
 }
 
 /// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
@@ -176,6 +183,13 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
         .replace("NGINX_DIR", dir.to_str().unwrap())
         .replace("BACKEND_PORT", &(port + 1).to_string())
         .replace("NGINX_PORT", &port.to_string());
+    if listen == Listen::Http6 {
+        conf = conf.replacen(
+            &format!("listen 127.0.0.1:{port};"),
+            &format!("listen [::1]:{port};"),
+            1,
+        );
+    }
     if listen == Listen::H2c {
         conf = conf.replacen(
             &format!("listen 127.0.0.1:{port};"),
@@ -221,7 +235,11 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    wait_port(port);
+    if listen == Listen::Http6 {
+        wait_addr(&format!("[::1]:{port}"));
+    } else {
+        wait_port(port);
+    }
     (Proc(child), dir)
 }
 
@@ -717,6 +735,66 @@ fn a_connection_opened_before_the_capture_is_picked_up_both_sides() {
             // Oriented from the traffic: the client is the side that sent the requests.
             assert_eq!(r.flow.server.port(), port, "{at}");
             assert_eq!(r.flow.client.port(), local_port, "{at}");
+        }
+    }
+}
+
+/// HTTP over TCP on the IPv6 loopback: curl to nginx on [::1], keep-alive; both sides'
+/// records carry the IPv6 addresses (read from the kernel socket) and match curl's output.
+#[test]
+fn http_over_ipv6_both_sides() {
+    if !programs(&["nginx", "curl"]) {
+        return;
+    }
+    let port = 19280u16;
+    let (ngx, dir) = nginx("ipv6", port, Listen::Http6);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/missing"];
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-sg", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .arg(format!("http://[::1]:{port}{p}"));
+    }
+    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let curl_pid = curl.id();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let _ = std::fs::remove_dir_all(&dir);
+    let printed = curl_lines(&out.stdout);
+    assert_eq!(
+        printed.iter().map(|p| p.2).sum::<u32>(),
+        1,
+        "one connection"
+    );
+    let server: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    for side in ["curl", "nginx"] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| {
+                if side == "curl" {
+                    pid(r) == curl_pid
+                } else {
+                    workers.contains(&pid(r))
+                }
+            })
+            .collect();
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let at = format!("{side} {}", paths[i]);
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(r.response_code, Some(i32::from(printed[i].0)), "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+            assert_eq!(r.flow.server, server, "{at}");
+            assert_eq!(r.flow.client.ip().to_string(), "::1", "{at}");
         }
     }
 }
