@@ -1,5 +1,5 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response; also over IPv6); Python's http.server + curl; nginx + nghttp
+//! nginx + curl (keep-alive, a large response; also over IPv6, and with sendfile); Python's http.server + curl; nginx + nghttp
 //! (cleartext HTTP/2, multiplexed streams); a keep-alive connection opened before the capture
 //! started; HTTPS through OpenSSL (plaintext via uprobes) from
 //! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
@@ -173,6 +173,8 @@ enum Listen {
     H2c,
     /// HTTP on the IPv6 loopback, [::1].
     Http6,
+    /// HTTP with `sendfile on` (static files leave through sendfile(2): never copied).
+    HttpSendfile,
 }
 
 /// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
@@ -183,6 +185,9 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
         .replace("NGINX_DIR", dir.to_str().unwrap())
         .replace("BACKEND_PORT", &(port + 1).to_string())
         .replace("NGINX_PORT", &port.to_string());
+    if listen == Listen::HttpSendfile {
+        conf = conf.replacen("http {", "http {\n    sendfile on;", 1);
+    }
     if listen == Listen::Http6 {
         conf = conf.replacen(
             &format!("listen 127.0.0.1:{port};"),
@@ -797,6 +802,80 @@ fn http_over_ipv6_both_sides() {
             assert_eq!(r.flow.client.ip().to_string(), "::1", "{at}");
         }
     }
+}
+
+/// nginx with `sendfile on` (the usual production setting): response bodies leave through
+/// sendfile(2) and are never copied, only counted. The records are still exact (status, path,
+/// pairing on the keep-alive connection), and each response ends when it was sent: on the
+/// server side the time from request to response lies within what the client saw.
+#[test]
+fn nginx_with_sendfile_both_sides() {
+    if !programs(&["nginx", "curl"]) {
+        return;
+    }
+    let port = 19380u16;
+    let (ngx, dir) = nginx("sendfile", port, Listen::HttpSendfile);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/large.txt", "/missing", "/index.html"];
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-s", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .arg(format!("http://127.0.0.1:{port}{p}"));
+    }
+    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let curl_pid = curl.id();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let _ = std::fs::remove_dir_all(&dir);
+    let printed = curl_lines(&out.stdout);
+    assert_eq!(
+        printed.iter().map(|p| p.2).sum::<u32>(),
+        1,
+        "one connection"
+    );
+    let side = |client: bool| -> Vec<&L7Record> {
+        records
+            .iter()
+            .filter(|r| {
+                if client {
+                    pid(r) == curl_pid
+                } else {
+                    workers.contains(&pid(r))
+                }
+            })
+            .collect()
+    };
+    let (client, server) = (side(true), side(false));
+    assert_eq!(client.len(), paths.len(), "{records:#?}\n{stats:?}");
+    assert_eq!(server.len(), paths.len(), "{records:#?}\n{stats:?}");
+    for (i, (c, sv)) in client.iter().zip(&server).enumerate() {
+        let at = paths[i];
+        for r in [c, sv] {
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(r.response_code, Some(i32::from(printed[i].0)), "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+        }
+        // Static files went out by sendfile: the server side saw their bodies only as a
+        // byte count (the response length is still the whole), flagged truncated.
+        if printed[i].0 == 200 {
+            assert!(sv.truncated, "{at}");
+            assert_eq!(sv.resp_len.map(|l| l >= printed[i].1), Some(true), "{at}");
+        }
+        assert!(
+            sv.rrt_ns <= c.rrt_ns && sv.end_ns <= c.end_ns,
+            "{at}: the server's response ends within the client's round trip: {sv:?} {c:?}"
+        );
+    }
+    assert!(stats.get("bpf_stream_gap_bytes") > 0, "{stats:?}");
 }
 
 #[test]

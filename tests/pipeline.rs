@@ -239,6 +239,49 @@ fn gap_inside_a_known_length_body_keeps_the_stream_in_step() {
     assert_eq!(stats.get("drop_resync_bytes"), 0);
 }
 
+/// A gap reported on its own (an empty segment: bytes a live source knows were sent but did
+/// not see, like a sendfile body) completes the message it ends at that segment's time, not
+/// when the next bytes arrive: the response's end time is when it was sent.
+#[test]
+fn a_gap_on_its_own_ends_the_message_at_its_time() {
+    let reqs = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+    let mut body_unseen = Segment::data(
+        flow(),
+        Direction::ServerToClient,
+        5_000_000, // 5 ms, as `seg` counts
+        (head.len() + 1000) as u64,
+        Bytes::new(),
+    );
+    body_unseen.gap_before = 1000;
+    let next = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let segs = vec![
+        seg(Direction::ClientToServer, 1, 0, reqs),
+        seg(Direction::ServerToClient, 4, 0, head),
+        body_unseen,
+        seg(
+            Direction::ServerToClient,
+            90,
+            (head.len() + 1000) as u64,
+            next,
+        ),
+    ];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 2, "{stats:?}");
+    assert_eq!(s(&recs[0].request_resource), "/a");
+    assert_eq!(recs[0].response_code, Some(200));
+    assert!(recs[0].truncated && !recs[0].unpaired);
+    assert_eq!(
+        recs[0].end_ns, 5_000_000,
+        "ended by the gap, not by the next bytes (90 ms)"
+    );
+    assert_eq!(recs[0].rrt_ns, 4_000_000);
+    assert_eq!(s(&recs[1].request_resource), "/b");
+    assert_eq!(recs[1].response_code, Some(404));
+    assert!(!recs[1].truncated && !recs[1].unpaired);
+    assert_eq!(stats.get("drop_resync_bytes"), 0);
+}
+
 #[test]
 fn garbage_flow_is_given_up_and_counted() {
     let junk = [0x16u8; 16];

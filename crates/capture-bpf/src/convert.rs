@@ -238,28 +238,44 @@ impl Converter {
         } else {
             Direction::ServerToClient
         };
-        let (offset, gap) = if udp {
-            (0, 0)
+        // The bytes the syscall moved; the event carries the first `payload.len()` of them.
+        let moved = u64::from(ev.total_len).max(ev.payload.len() as u64);
+        let (offset, gap, tail) = if udp {
+            (0, 0, 0)
         } else {
             let gap = ev.offset.saturating_sub(c.next[dir_ix]);
-            c.next[dir_ix] = ev.offset + ev.payload.len() as u64;
-            (ev.offset, gap)
+            c.next[dir_ix] = ev.offset + moved;
+            (ev.offset, gap, moved - ev.payload.len() as u64)
         };
-        self.stats.gap_bytes += gap;
-        if ev.payload.is_empty() {
-            // sendfile or a failed read: the hole shows as a gap before the next bytes.
-            return;
+        self.stats.gap_bytes += gap + tail;
+        if !ev.payload.is_empty() {
+            out.push(Segment {
+                flow: c.flow,
+                direction,
+                ts_ns: ts,
+                payload: record.slice_ref(ev.payload),
+                offset,
+                gap_before: gap,
+                end_of_flow: false,
+                process: Some(c.process.clone()),
+            });
         }
-        out.push(Segment {
-            flow: c.flow,
-            direction,
-            ts_ns: ts,
-            payload: record.slice_ref(ev.payload),
-            offset,
-            gap_before: gap,
-            end_of_flow: false,
-            process: Some(c.process.clone()),
-        });
+        // Bytes moved but not carried (sendfile, the snaplen cut, a read fault): a gap now,
+        // at this syscall's time, so that a message they end is complete when it was sent,
+        // not when the connection next carries bytes (or closes).
+        let unseen = tail + if ev.payload.is_empty() { gap } else { 0 };
+        if unseen > 0 {
+            out.push(Segment {
+                flow: c.flow,
+                direction,
+                ts_ns: ts,
+                payload: Bytes::new(),
+                offset: ev.offset + moved,
+                gap_before: unseen,
+                end_of_flow: false,
+                process: Some(c.process.clone()),
+            });
+        }
     }
 }
 
@@ -336,9 +352,20 @@ mod tests {
         feed(&mut c, &e.bytes(b"abc"), &mut out);
         e.offset = 203; // 100 bytes lost in the ring
         feed(&mut c, &e.bytes(b"def"), &mut out);
-        assert_eq!(out.len(), 3);
-        assert_eq!((out[1].offset, out[1].gap_before), (100, 90));
-        assert_eq!((out[2].offset, out[2].gap_before), (203, 100));
+        // The first event's 90 unseen bytes are a gap at its own time (an empty segment
+        // ending at offset 100); the ring loss is a gap before the bytes after it.
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            (out[0].offset, out[0].gap_before, out[0].payload.len()),
+            (0, 0, 10)
+        );
+        assert_eq!(
+            (out[1].offset, out[1].gap_before, out[1].payload.len()),
+            (100, 90, 0)
+        );
+        assert_eq!(out[1].ts_ns, out[0].ts_ns);
+        assert_eq!((out[2].offset, out[2].gap_before), (100, 0));
+        assert_eq!((out[3].offset, out[3].gap_before), (203, 100));
         assert_eq!(c.stats().gap_bytes, 190);
     }
 

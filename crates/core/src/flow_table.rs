@@ -162,7 +162,9 @@ impl FlowProcessor {
             flow.process = seg.process.clone();
         }
         let (key, ts_ns, end_of_flow) = (seg.flow, seg.ts_ns, seg.end_of_flow);
-        if !seg.payload.is_empty() {
+        // (An empty payload with a gap: bytes the source knows were moved but could not
+        // see, reported when they were moved.)
+        if !seg.payload.is_empty() || seg.gap_before > 0 {
             self.ctx.on_payload(seg, flow, emit);
         }
         if end_of_flow {
@@ -254,6 +256,9 @@ impl Ctx {
             };
             self.frame(seg, dir, flow, emit);
             return;
+        }
+        if seg.payload.is_empty() {
+            return; // a gap alone: nothing to infer from (the next bytes carry their offset)
         }
         // Not inferred yet. A check needs a few bytes to decide (a 1-byte write of "P" is not
         // yet "POST /"), so up to INFER_MIN_BYTES are held per direction until one can.

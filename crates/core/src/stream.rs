@@ -152,6 +152,9 @@ impl StreamBuf {
 
     /// Feeds one segment's payload. `offset` is its stream offset, `gap_before` the bytes the
     /// source knows are missing before it; `datagram` treats the payload as one whole message.
+    /// An empty payload with a gap (a stream source's bytes that were moved but not seen:
+    /// sendfile, a snaplen cut) bridges the gap at `ts_ns`, so a message those bytes end is
+    /// complete at that time instead of when the next bytes arrive.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -163,11 +166,13 @@ impl StreamBuf {
         cx: &mut FrameCtx<'_, '_>,
         out: &mut dyn FnMut(StreamEvent),
     ) {
-        if payload.is_empty() {
+        if datagram {
+            if !payload.is_empty() {
+                self.push_datagram(payload, ts_ns, cx, out);
+            }
             return;
         }
-        if datagram {
-            self.push_datagram(payload, ts_ns, cx, out);
+        if payload.is_empty() && gap_before == 0 {
             return;
         }
         let expected = self.next_offset.unwrap_or(offset);
@@ -183,6 +188,9 @@ impl StreamBuf {
             self.bridge_gap(gap, ts_ns, cx, out);
         }
         self.next_offset = Some(offset.wrapping_add(payload.len() as u64));
+        if payload.is_empty() {
+            return;
+        }
         let mut data = payload;
 
         let k = consume_skip(&mut self.skip, &data, cx);
