@@ -14,12 +14,16 @@ pub struct Segment {
     pub direction: Direction,
     /// Capture timestamp, nanoseconds since the Unix epoch.
     pub ts_ns: u64,
-    /// The bytes (may be empty for a pure close).
+    /// The bytes. Empty for a pure close, or for a gap on its own (`gap_before` > 0: bytes a
+    /// live source knows were sent at `ts_ns` without seeing them, like a sendfile body).
     pub payload: Bytes,
-    /// Stream offset of the first payload byte in this direction (0 for datagrams).
+    /// Stream offset of the first payload byte in this direction (0 for datagrams); for a gap
+    /// on its own, the offset right after the gap.
     pub offset: u64,
     /// Number of bytes known to be missing right before this payload (capture loss, reassembly
-    /// gap); the framing state of this direction is reset and parsers resynchronise.
+    /// gap, an eBPF snaplen cut). Inside a message of known length they are skipped by length
+    /// (the message is reported truncated, at this segment's time when it ends there);
+    /// otherwise the framing state of this direction is reset and parsers resynchronise.
     pub gap_before: u64,
     /// The connection ended after this segment (TCP FIN from both sides or RST, socket close).
     pub end_of_flow: bool,
