@@ -806,11 +806,13 @@ fn http_over_ipv6_both_sides() {
 
 /// nginx with `sendfile on` (the usual production setting): response bodies leave through
 /// sendfile(2) and are never copied, only counted. The records are still exact (status, path,
-/// pairing on the keep-alive connection), and each response ends when it was sent: on the
-/// server side the time from request to response lies within what the client saw.
+/// pairing on the keep-alive connection), and each response ends when it was sent: the client
+/// pauses 300 ms after each response, and the server side's response must end with the
+/// client's (not when the next request or the close arrives, 300 ms later; the 50 ms allowed
+/// cover scheduling between a syscall and its exit tracepoint on a busy machine).
 #[test]
 fn nginx_with_sendfile_both_sides() {
-    if !programs(&["nginx", "curl"]) {
+    if !programs(&["nginx", "python3"]) {
         return;
     }
     let port = 19380u16;
@@ -819,35 +821,34 @@ fn nginx_with_sendfile_both_sides() {
         return;
     };
     let paths = ["/index.html", "/large.txt", "/missing", "/index.html"];
-    let mut cmd = Command::new("curl");
-    for (i, p) in paths.iter().enumerate() {
-        if i > 0 {
-            cmd.arg("--next");
-        }
-        cmd.args(["-s", "-o", "/dev/null", "-w"])
-            .arg("%{http_code} %{size_download} %{num_connects}\\n")
-            .arg(format!("http://127.0.0.1:{port}{p}"));
-    }
-    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let curl_pid = curl.id();
-    let out = curl.wait_with_output().unwrap();
+    let client = Command::new("python3")
+        .arg(script("paced_get.py"))
+        .args([&port.to_string(), "0.3"])
+        .args(paths)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
     assert!(out.status.success());
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
     let _ = std::fs::remove_dir_all(&dir);
-    let printed = curl_lines(&out.stdout);
-    assert_eq!(
-        printed.iter().map(|p| p.2).sum::<u32>(),
-        1,
-        "one connection"
-    );
+    let printed: Vec<(i32, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(printed.len(), paths.len());
     let side = |client: bool| -> Vec<&L7Record> {
         records
             .iter()
             .filter(|r| {
                 if client {
-                    pid(r) == curl_pid
+                    pid(r) == client_pid
                 } else {
                     workers.contains(&pid(r))
                 }
@@ -861,7 +862,7 @@ fn nginx_with_sendfile_both_sides() {
         let at = paths[i];
         for r in [c, sv] {
             assert_eq!(s(&r.request_resource), paths[i], "{at}");
-            assert_eq!(r.response_code, Some(i32::from(printed[i].0)), "{at}");
+            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
             assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
         }
         // Static files went out by sendfile: the server side saw their bodies only as a
@@ -871,8 +872,8 @@ fn nginx_with_sendfile_both_sides() {
             assert_eq!(sv.resp_len.map(|l| l >= printed[i].1), Some(true), "{at}");
         }
         assert!(
-            sv.rrt_ns <= c.rrt_ns && sv.end_ns <= c.end_ns,
-            "{at}: the server's response ends within the client's round trip: {sv:?} {c:?}"
+            sv.end_ns < c.end_ns + 50_000_000,
+            "{at}: the server's response ends with the client's: {sv:?} {c:?}"
         );
     }
     assert!(stats.get("bpf_stream_gap_bytes") > 0, "{stats:?}");
