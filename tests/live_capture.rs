@@ -263,6 +263,55 @@ fn curl_lines(out: &[u8]) -> Vec<(u16, u64, u32)> {
         .collect()
 }
 
+/// Runs a client to its end (it must succeed): its pid and what it printed.
+fn run_client(cmd: &mut Command) -> (u32, String) {
+    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{cmd:?}");
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// curl for `paths` under `base` on one keep-alive connection (`--next`; certificates not
+/// verified, IPv6 literals allowed): its pid and its report per request.
+fn curl_paths(base: &str, paths: &[&str]) -> (u32, Vec<(u16, u64, u32)>) {
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-skg", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .arg(format!("{base}{p}"));
+    }
+    let (pid, out) = run_client(&mut cmd);
+    (pid, curl_lines(out.as_bytes()))
+}
+
+/// "status body_length" per line, as the Python clients of tests/live print them.
+fn status_lines(out: &str) -> Vec<(i32, u64)> {
+    out.lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The records of these processes, in order.
+fn of_pids<'a>(records: &'a [L7Record], pids: &[u32]) -> Vec<&'a L7Record> {
+    records.iter().filter(|r| pids.contains(&pid(r))).collect()
+}
+
+/// nginx's access log: a JSON object per request (tests/captures/nginx.conf).
+fn nginx_log(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("access.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The child processes of `pid` (nginx's workers).
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -296,24 +345,10 @@ fn http_both_sides(name: &str, port: u16, tls: bool) {
     };
     let scheme = if tls { "https" } else { "http" };
     let paths = ["/index.html", "/large.txt", "/missing", "/api/order"];
-    let mut cmd = Command::new("curl");
-    for (i, p) in paths.iter().enumerate() {
-        if i > 0 {
-            cmd.arg("--next");
-        }
-        cmd.args(["-sk", "-o", "/dev/null", "-w"])
-            .arg("%{http_code} %{size_download} %{num_connects}\\n")
-            .arg(format!("{scheme}://127.0.0.1:{port}{p}"));
-    }
-    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let curl_pid = curl.id();
-    let out = curl.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (curl_pid, printed) = curl_paths(&format!("{scheme}://127.0.0.1:{port}"), &paths);
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
-
-    let printed = curl_lines(&out.stdout);
     assert_eq!(printed.len(), paths.len());
     assert_eq!(
         printed.iter().map(|p| p.2).sum::<u32>(),
@@ -321,25 +356,12 @@ fn http_both_sides(name: &str, port: u16, tls: bool) {
         "one connection"
     );
     // nginx's own log of the same requests (an independent view of method, uri, status).
-    let log = std::fs::read_to_string(dir.join("access.log")).unwrap();
-    let logged: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let logged = nginx_log(&dir);
     assert_eq!(logged.len(), paths.len());
     let _ = std::fs::remove_dir_all(&dir);
 
-    for (side, is_client) in [("client", true), ("server", false)] {
-        let mine: Vec<&L7Record> = records
-            .iter()
-            .filter(|r| {
-                if is_client {
-                    comm(r) == "curl"
-                } else {
-                    comm(r) == "nginx"
-                }
-            })
-            .collect();
+    for (side, pids) in [("client", vec![curl_pid]), ("server", workers)] {
+        let mine = of_pids(&records, &pids);
         assert_eq!(
             mine.len(),
             paths.len(),
@@ -364,11 +386,7 @@ fn http_both_sides(name: &str, port: u16, tls: bool) {
             if !r.truncated && code == 200 {
                 assert_eq!(r.resp_len.map(|l| l >= size), Some(true), "{side} {i}");
             }
-            if is_client {
-                assert_eq!(pid(r), curl_pid, "{side} {i}");
-            } else {
-                assert!(workers.contains(&pid(r)), "{side} {i}: an nginx worker");
-            }
+            assert_eq!(comm(r), if side == "client" { "curl" } else { "nginx" });
         }
     }
     assert_eq!(records.len(), 2 * paths.len(), "nothing else: {records:#?}");
@@ -421,23 +439,10 @@ fn python_http_server_and_curl_both_sides() {
         return;
     };
     let paths = ["/index.html", "/data.bin", "/missing"];
-    let mut cmd = Command::new("curl");
-    for (i, p) in paths.iter().enumerate() {
-        if i > 0 {
-            cmd.arg("--next");
-        }
-        cmd.args(["-s", "-o", "/dev/null", "-w"])
-            .arg("%{http_code} %{size_download} %{num_connects}\\n")
-            .arg(format!("http://127.0.0.1:{port}{p}"));
-    }
-    let curl = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let curl_pid = curl.id();
-    let out = curl.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (curl_pid, printed) = curl_paths(&format!("http://127.0.0.1:{port}"), &paths);
     let (records, stats) = live.stop();
     let server_pid = server.0.id();
     drop(server);
-    let printed = curl_lines(&out.stdout);
     assert_eq!(printed.len(), paths.len());
     // The server's log: `127.0.0.1 - - [date] "GET /index.html HTTP/1.1" 200 -`.
     let log = std::fs::read_to_string(&log_path).unwrap();
@@ -454,7 +459,7 @@ fn python_http_server_and_curl_both_sides() {
     assert_eq!(logged.len(), paths.len(), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
     for (side, want_pid) in [("curl", curl_pid), ("python3", server_pid)] {
-        let mine: Vec<&L7Record> = records.iter().filter(|r| pid(r) == want_pid).collect();
+        let mine = of_pids(&records, &[want_pid]);
         assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
         for (i, r) in mine.iter().enumerate() {
             let (code, size, connects) = printed[i];
@@ -499,21 +504,17 @@ fn h2c_multiplexed_streams_from_nghttp_both_sides() {
     };
     let trace = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let base = format!("http://127.0.0.1:{port}");
-    let client = Command::new("nghttp")
-        .args(["-ns", "-H"])
-        .arg(format!("traceparent: 00-{}-{}-01", trace.0, trace.1))
-        .args(["/index.html", "/missing", "/large.txt", "/fail"].map(|p| format!("{base}{p}")))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (client_pid, out) = run_client(
+        Command::new("nghttp")
+            .args(["-ns", "-H"])
+            .arg(format!("traceparent: 00-{}-{}-01", trace.0, trace.1))
+            .args(["/index.html", "/missing", "/large.txt", "/fail"].map(|p| format!("{base}{p}"))),
+    );
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
     // nghttp's stream table: "id responseEnd requestStart process code size request path".
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = out;
     let streams: Vec<(u32, i32, String)> = text
         .lines()
         .skip_while(|l| !l.starts_with("id  responseEnd"))
@@ -530,24 +531,11 @@ fn h2c_multiplexed_streams_from_nghttp_both_sides() {
         })
         .collect();
     assert_eq!(streams.len(), 4, "{text}");
-    let log: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("access.log"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = nginx_log(&dir);
     assert_eq!(log.len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
-    for side in ["nghttp", "nginx"] {
-        let mine: Vec<&L7Record> = records
-            .iter()
-            .filter(|r| {
-                if side == "nghttp" {
-                    pid(r) == client_pid
-                } else {
-                    workers.contains(&pid(r))
-                }
-            })
-            .collect();
+    for (side, pids) in [("nghttp", vec![client_pid]), ("nginx", workers.clone())] {
+        let mine = of_pids(&records, &pids);
         assert_eq!(mine.len(), 4, "{side}: {records:#?}\n{stats:?}");
         for (id, code, path) in &streams {
             let r = mine
@@ -606,45 +594,22 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
         return;
     };
     let paths = ["/index.html", "/api/order", "/missing"];
-    let client = Command::new("/usr/bin/python3")
-        .arg(script("https_get.py"))
-        .arg(port.to_string())
-        .args(paths)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (client_pid, out) = run_client(
+        Command::new("/usr/bin/python3")
+            .arg(script("https_get.py"))
+            .arg(port.to_string())
+            .args(paths),
+    );
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
-    let printed: Vec<(i32, u64)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once(' ').unwrap();
-            (a.parse().unwrap(), b.parse().unwrap())
-        })
-        .collect();
+    let printed = status_lines(&out);
     assert_eq!(printed.len(), paths.len());
-    let log: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("access.log"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = nginx_log(&dir);
     assert_eq!(log.len(), paths.len());
     let _ = std::fs::remove_dir_all(&dir);
-    for side in ["python3", "nginx"] {
-        let mine: Vec<&L7Record> = records
-            .iter()
-            .filter(|r| {
-                if side == "python3" {
-                    pid(r) == client_pid
-                } else {
-                    workers.contains(&pid(r))
-                }
-            })
-            .collect();
+    for (side, pids) in [("python3", vec![client_pid]), ("nginx", workers.clone())] {
+        let mine = of_pids(&records, &pids);
         assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
         for (i, r) in mine.iter().enumerate() {
             let at = format!("{side} {}", paths[i]);
@@ -718,17 +683,8 @@ fn a_connection_opened_before_the_capture_is_picked_up_both_sides() {
     drop(ngx);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(printed.len(), paths.len());
-    for side in ["python3", "nginx"] {
-        let mine: Vec<&L7Record> = records
-            .iter()
-            .filter(|r| {
-                if side == "python3" {
-                    pid(r) == client_pid
-                } else {
-                    workers.contains(&pid(r))
-                }
-            })
-            .collect();
+    for (side, pids) in [("python3", vec![client_pid]), ("nginx", workers.clone())] {
+        let mine = of_pids(&records, &pids);
         assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
         for (i, r) in mine.iter().enumerate() {
             let at = format!("{side} {}", paths[i]);
@@ -781,17 +737,8 @@ fn http_over_ipv6_both_sides() {
         "one connection"
     );
     let server: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
-    for side in ["curl", "nginx"] {
-        let mine: Vec<&L7Record> = records
-            .iter()
-            .filter(|r| {
-                if side == "curl" {
-                    pid(r) == curl_pid
-                } else {
-                    workers.contains(&pid(r))
-                }
-            })
-            .collect();
+    for (side, pids) in [("curl", vec![curl_pid]), ("nginx", workers.clone())] {
+        let mine = of_pids(&records, &pids);
         assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
         for (i, r) in mine.iter().enumerate() {
             let at = format!("{side} {}", paths[i]);
@@ -821,27 +768,17 @@ fn nginx_with_sendfile_both_sides() {
         return;
     };
     let paths = ["/index.html", "/large.txt", "/missing", "/index.html"];
-    let client = Command::new("python3")
-        .arg(script("paced_get.py"))
-        .args([&port.to_string(), "0.3"])
-        .args(paths)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (client_pid, out) = run_client(
+        Command::new("python3")
+            .arg(script("paced_get.py"))
+            .args([&port.to_string(), "0.3"])
+            .args(paths),
+    );
     let (records, stats) = live.stop();
     let workers = children(ngx.0.id());
     drop(ngx);
     let _ = std::fs::remove_dir_all(&dir);
-    let printed: Vec<(i32, u64)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once(' ').unwrap();
-            (a.parse().unwrap(), b.parse().unwrap())
-        })
-        .collect();
+    let printed = status_lines(&out);
     assert_eq!(printed.len(), paths.len());
     let side = |client: bool| -> Vec<&L7Record> {
         records
@@ -1016,13 +953,12 @@ fn dns_over_udp_from_dig_and_an_unconnected_socket_both_sides() {
     ];
     let mut sent = Vec::new();
     for (id, name, v6) in unconnected {
-        let out = Command::new("python3")
-            .arg(script("dns_sendto.py"))
-            .args([&port.to_string(), name, &id.to_string()])
-            .args(if v6 { &["6"][..] } else { &[] })
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (_, text) = run_client(
+            Command::new("python3")
+                .arg(script("dns_sendto.py"))
+                .args([&port.to_string(), name, &id.to_string()])
+                .args(if v6 { &["6"][..] } else { &[] }),
+        );
         let f: Vec<String> = text.split(' ').map(|w| w.trim().to_string()).collect();
         assert_eq!(f.len(), 5, "{text}");
         sent.push((name, v6, f));
@@ -1293,20 +1229,16 @@ fn grpc_business_id_plugin_on_live_grpcio_calls_both_sides() {
     let Some(live) = Live::start_with(config(&[port]), Some(host.clone())) else {
         return;
     };
-    let client = Command::new(py)
-        .arg(script("grpc_order.py"))
-        .args(["client", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (client_pid, out) = run_client(
+        Command::new(py)
+            .arg(script("grpc_order.py"))
+            .args(["client", &port.to_string()]),
+    );
     let (records, stats) = live.stop();
     let server_pid = server.0.id();
     drop(server);
     // "business_id status_code reply_msg_or_details" per call.
-    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed = out;
     let calls: Vec<(&str, i32, &str)> = printed
         .lines()
         .map(|l| {

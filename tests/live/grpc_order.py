@@ -35,26 +35,24 @@ def encode(fields):
     return out
 
 
+def read_varint(buf, i):
+    """The varint at buf[i:] and the index after it."""
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
 def decode(buf):
     """protobuf bytes of length-delimited fields -> {field number: text}."""
     fields, i = {}, 0
     while i < len(buf):
-        key = shift = 0
-        while True:
-            b = buf[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        n = shift = 0
-        while True:
-            b = buf[i]
-            i += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, i = read_varint(buf, i)
+        n, i = read_varint(buf, i)
         fields[key >> 3] = buf[i : i + n].decode()
         i += n
     return fields
