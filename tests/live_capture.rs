@@ -1,6 +1,6 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response; also over IPv6, and with sendfile); Python's http.server + curl; nginx + nghttp
-//! (cleartext HTTP/2, multiplexed streams); a keep-alive connection opened before the capture
+//! (cleartext HTTP/2, multiplexed streams) and nginx + curl over HTTPS with HTTP/2; a keep-alive connection opened before the capture
 //! started; HTTPS through OpenSSL (plaintext via uprobes) from
 //! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
 //! mariadb client + MariaDB; mosquitto + its clients (MQTT); a grpcio client and server with
@@ -175,6 +175,8 @@ enum Listen {
     Http6,
     /// HTTP with `sendfile on` (static files leave through sendfile(2): never copied).
     HttpSendfile,
+    /// HTTP/2 over TLS (ALPN h2), with a fresh self-signed certificate.
+    H2Tls,
 }
 
 /// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
@@ -202,7 +204,7 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
             1,
         );
     }
-    if listen == Listen::Https {
+    if listen == Listen::Https || listen == Listen::H2Tls {
         let st = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -218,8 +220,9 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
         conf = conf.replacen(
             &format!("listen 127.0.0.1:{port};"),
             &format!(
-                "listen 127.0.0.1:{port} ssl; ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;",
-                dir.display()
+                "listen 127.0.0.1:{port} ssl{1}; ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;",
+                dir.display(),
+                if listen == Listen::H2Tls { " http2" } else { "" }
             ),
             1,
         );
@@ -397,7 +400,13 @@ fn http_both_sides(name: &str, port: u16, tls: bool) {
             "{stats:?}"
         );
         assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+        // The handshake, before OpenSSL's first read or write, is counted as ciphertext on
+        // both sides and never parsed (nginx's peek at the first byte is not reported).
+        assert!(stats.get("bpf_tls_ciphertext_bytes") > 0, "{stats:?}");
+        assert!(stats.get("bpf_peeked_receives") > 0, "{stats:?}");
     }
+    assert_eq!(stats.get("drop_unparsed_bytes"), 0, "{stats:?}");
+    assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
 }
 
 #[test]
@@ -578,6 +587,75 @@ fn h2c_multiplexed_streams_from_nghttp_both_sides() {
 #[test]
 fn https_plaintext_through_openssl_uprobes() {
     http_both_sides("https", 18380, true);
+}
+
+/// HTTP/2 over TLS (ALPN h2: nginx and curl, the usual browser-to-server setup): plaintext
+/// records from the OpenSSL probes on both sides; the handshake is counted as ciphertext and
+/// nothing else is parsed or dropped.
+#[test]
+fn https_with_http2_both_sides() {
+    if !programs(&["nginx", "curl", "openssl"]) {
+        return;
+    }
+    let port = 19480u16;
+    let (ngx, dir) = nginx("h2tls", port, Listen::H2Tls);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/missing", "/api/order"];
+    let mut cmd = Command::new("curl");
+    for (i, p) in paths.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-sk", "--http2", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{http_version} %{num_connects}\\n")
+            .arg(format!("https://127.0.0.1:{port}{p}"));
+    }
+    let (curl_pid, out) = run_client(&mut cmd);
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let log = nginx_log(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    // curl: "<status> <http version> <connects>".
+    let printed: Vec<Vec<String>> = out
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(printed.len(), paths.len());
+    assert!(printed.iter().all(|p| p[1] == "2"), "{printed:?}");
+    assert_eq!(
+        printed.iter().filter(|p| p[2] == "1").count(),
+        1,
+        "one connection"
+    );
+    for (side, pids) in [("curl", vec![curl_pid]), ("nginx", workers)] {
+        let mine = of_pids(&records, &pids);
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let at = format!("{side} {}", paths[i]);
+            assert_eq!(r.protocol, Protocol::Http2, "{at}");
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
+            assert_eq!(s(&r.request_domain), log[i]["host"], "{at}");
+            assert_eq!(
+                r.response_code.map(|c| c.to_string()),
+                Some(printed[i][0].clone()),
+                "{at}"
+            );
+            assert_eq!(r.resp_len, log[i]["body_bytes_sent"].as_u64(), "{at}");
+            assert!(!r.unpaired && !r.truncated && r.rrt_ns > 0, "{at}: {r:?}");
+        }
+    }
+    assert!(stats.get("bpf_tls_ciphertext_bytes") > 0, "{stats:?}");
+    assert_eq!(stats.get("drop_unparsed_bytes"), 0, "{stats:?}");
+    assert_eq!(stats.get("parse_errors_http2"), 0, "{stats:?}");
+    assert_eq!(
+        stats.get("flows_created"),
+        2,
+        "the two plaintext streams: {stats:?}"
+    );
 }
 
 /// HTTPS from Debian's Python (its ssl module calls OpenSSL's SSL_write_ex/SSL_read_ex, the

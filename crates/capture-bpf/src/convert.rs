@@ -25,6 +25,23 @@ pub struct ConvertStats {
     pub evicted: u64,
     /// Connections closed by close() or process exit.
     pub closed: u64,
+    /// Bytes of TLS seen encrypted (a stream that starts with a TLS handshake record: the
+    /// handshake before OpenSSL's first read or write, or a TLS library l7tap does not probe):
+    /// not parsed, counted here.
+    pub tls_ciphertext_bytes: u64,
+}
+
+/// True when `b`, the first bytes of a stream, are a TLS handshake record carrying a
+/// ClientHello or ServerHello (RFC 8446 5.1: type 22, legacy version 3.x, a length within
+/// the record limit; 4.: handshake type 1 or 2). No plaintext protocol starts this way.
+fn starts_tls(b: &[u8]) -> bool {
+    match b {
+        [0x16, 0x03, minor, hi, lo, kind, ..] => {
+            let len = usize::from(*hi) << 8 | usize::from(*lo);
+            *minor <= 4 && (4..=16384 + 2048).contains(&len) && matches!(kind, 1 | 2)
+        }
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
@@ -34,6 +51,16 @@ struct Conn {
     /// Next expected offset per event direction (0 egress, 1 ingress).
     next: [u64; 2],
     process: ProcessInfo,
+    /// The stream is TLS ciphertext (see [`starts_tls`]): its bytes are counted, not parsed.
+    ciphertext: bool,
+}
+
+impl Conn {
+    /// The segment that ends this connection's flow; none for a ciphertext stream, which
+    /// never gave the engine a flow.
+    fn close(&self, ts: u64) -> Option<Segment> {
+        (!self.ciphertext).then(|| Segment::close(self.flow, ts))
+    }
 }
 
 /// Turns events into segments; holds one entry per live connection (bounded).
@@ -136,7 +163,7 @@ impl Converter {
         for k in keys {
             if let Some(c) = self.conns.remove(&k) {
                 self.stats.closed += 1;
-                out.push(Segment::close(c.flow, ts));
+                out.extend(c.close(ts));
             }
         }
     }
@@ -156,7 +183,7 @@ impl Converter {
             if let Some(k) = self.conns.keys().next().copied() {
                 if let Some(c) = self.conns.remove(&k) {
                     self.stats.evicted += 1;
-                    out.push(Segment::close(c.flow, self.epoch(ev.ts_mono_ns)));
+                    out.extend(c.close(self.epoch(ev.ts_mono_ns)));
                 }
             }
         }
@@ -190,6 +217,7 @@ impl Converter {
                     tid: ev.tid,
                     comm: Bytes::copy_from_slice(ev.comm),
                 },
+                ciphertext: false,
             },
         );
         key
@@ -217,7 +245,7 @@ impl Converter {
             // without a close we saw: a new stream.
             self.stats.restarted += 1;
             if let Some(c) = self.conns.remove(&key) {
-                out.push(Segment::close(c.flow, ts));
+                out.extend(c.close(ts));
             }
         }
         if !self.conns.contains_key(&key) {
@@ -240,6 +268,14 @@ impl Converter {
         };
         // The bytes the syscall moved; the event carries the first `payload.len()` of them.
         let moved = u64::from(ev.total_len).max(ev.payload.len() as u64);
+        if !udp && !tls && !c.ciphertext && ev.offset == 0 && c.next == [0, 0] {
+            c.ciphertext = starts_tls(ev.payload);
+        }
+        if c.ciphertext {
+            c.next[dir_ix] = c.next[dir_ix].max(ev.offset + moved);
+            self.stats.tls_ciphertext_bytes += moved;
+            return;
+        }
         let (offset, gap, tail) = if udp {
             (0, 0, 0)
         } else {
@@ -367,6 +403,61 @@ mod tests {
         assert_eq!((out[2].offset, out[2].gap_before), (100, 0));
         assert_eq!((out[3].offset, out[3].gap_before), (203, 100));
         assert_eq!(c.stats().gap_bytes, 190);
+    }
+
+    #[test]
+    fn a_stream_that_starts_with_a_tls_handshake_is_counted_not_parsed() {
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        // A ClientHello record header (TLS 1.2 legacy version, 512-byte record).
+        let hello = [
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
+        feed(&mut c, &data(9, 0, 0, 1, &hello), &mut out);
+        feed(
+            &mut c,
+            &data(9, 0, 1, 1, &[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02]),
+            &mut out,
+        );
+        feed(
+            &mut c,
+            &data(9, 11, 0, 1, &[0x17, 0x03, 0x03, 0x00, 0x20]),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(c.stats().tls_ciphertext_bytes, 11 + 6 + 5);
+        // Its plaintext (from the OpenSSL probes) is a stream of its own, parsed as usual.
+        let plain = EventBuilder {
+            sock_id: 9,
+            kind: 1,
+            sotype: 1,
+            role: 1,
+            flags: flags::TLS,
+            local: ([127, 0, 0, 1], 40000),
+            remote: ([127, 0, 0, 1], 443),
+            ..Default::default()
+        };
+        feed(&mut c, &plain.bytes(b"GET / HTTP/1.1\r\n\r\n"), &mut out);
+        assert_eq!(
+            out.iter().filter(|s| !s.payload.is_empty()).count(),
+            1,
+            "{out:?}"
+        );
+        // Plaintext protocols are not taken for TLS, nor is a 0x16 0x03 prefix later in a
+        // stream or without a hello.
+        for b in [
+            &b"GET / HTTP/1.1"[..],
+            b"*1\r\n$4\r\nPING\r\n",
+            &[0x16, 0x03, 0x01, 0x00, 0x10, 0x0b],
+        ] {
+            assert!(!starts_tls(b), "{b:?}");
+        }
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        feed(&mut c, &data(5, 0, 0, 1, b"PING"), &mut out);
+        feed(&mut c, &data(5, 4, 0, 1, &hello), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(c.stats().tls_ciphertext_bytes, 0);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub enum Role {
 pub const DIR_EGRESS: u8 = 0;
 
 /// Names of the kernel's per-CPU counters, in `enum l7tap_stat` order.
-pub const STAT_NAMES: [&str; 15] = [
+pub const STAT_NAMES: [&str; 16] = [
     "bpf_events",
     "bpf_payload_bytes",
     "bpf_ring_full_events",
@@ -63,6 +63,7 @@ pub const STAT_NAMES: [&str; 15] = [
     "bpf_tls_no_socket",
     "bpf_mmsg_messages_cut",
     "bpf_iovecs_cut",
+    "bpf_peeked_receives",
 ];
 
 /// One decoded event; `payload` borrows the record's bytes (as read from its ring).

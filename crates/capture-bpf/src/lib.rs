@@ -629,6 +629,7 @@ impl Source for BpfSource {
             ("bpf_connections_restarted".into(), c.restarted),
             ("bpf_connections_evicted".into(), c.evicted),
             ("bpf_connections_closed".into(), c.closed),
+            ("bpf_tls_ciphertext_bytes".into(), c.tls_ciphertext_bytes),
         ]));
         s
     }

@@ -27,6 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
 #define EINPROGRESS 115
+#define MSG_PEEK 2
 
 /* Hides a value from clang so that a following bound check or mask is kept: clang knows
  * the bound already and would drop it, the verifier does not and needs it. */
@@ -542,6 +543,15 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	struct sock *sk = inet_sock_of_fd(task, fd);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
+		return 0;
+	}
+	/* A receive with MSG_PEEK leaves the bytes queued: the next receive returns them again
+	 * (nginx peeks at a new connection's first byte to tell TLS from plain HTTP). Reporting
+	 * them would put them in the stream twice. Flags: recvfrom's and recvmmsg's 4th
+	 * argument (r10), recvmsg's 3rd (dx). */
+	__u64 rflags = sc == SC_RECVMSG ? regs->dx : regs->r10;
+	if ((sc == SC_RECVFROM || sc == SC_RECVMSG || sc == SC_RECVMMSG) && (rflags & MSG_PEEK)) {
+		stat_add(ST_PEEKED, 1);
 		return 0;
 	}
 	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in

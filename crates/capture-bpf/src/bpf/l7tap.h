@@ -59,6 +59,7 @@ enum l7tap_stat {
 	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found */
 	ST_MMSG_CUT,       /* messages past MAX_MMSG in one sendmmsg/recvmmsg */
 	ST_IOV_CUT,        /* iovecs past MAX_IOV */
+	ST_PEEKED,         /* receives with MSG_PEEK: the bytes are read again, reported then */
 	ST__COUNT,
 };
 
