@@ -1144,7 +1144,9 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
         return;
     };
     let p = port.to_string();
-    let sub = Command::new("mosquitto_sub")
+    // (stdbuf: line-buffered output through the pipe, so "Subscribed" arrives when printed.)
+    let mut sub = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
         .args([
             "-h",
             "127.0.0.1",
@@ -1155,13 +1157,25 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
             "-t",
             "plant/+/temp",
         ])
-        .args(["-q", "1", "-v", "-C", "3", "-W", "10"])
+        // -d: debug lines ("Client l7tap-sub received SUBACK", "Subscribed (mid: 1): 1")
+        // around the messages; -W 10 bounds its life.
+        .args(["-q", "1", "-v", "-d", "-C", "3", "-W", "10"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let sub_pid = sub.id();
-    // Until the broker has the subscription (bounded): its SUBSCRIBE is on the wire.
-    sleep(Duration::from_millis(700));
+    let mut sub_out = std::io::BufReader::new(sub.stdout.take().unwrap());
+    // Publish once the broker has the subscription (it said so; bounded by -W).
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut sub_out, &mut line).unwrap() > 0
+        && !line.starts_with("Subscribed")
+    {
+        line.clear();
+    }
+    assert!(
+        line.starts_with("Subscribed"),
+        "mosquitto_sub never subscribed"
+    );
     // (client id, topic, QoS, payload, MQTT 5?)
     let pubs = [
         ("l7tap-pub-a", "plant/a/temp", "0", "21.5", false),
@@ -1192,12 +1206,16 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
         pub_pids.push(child.id());
         assert!(child.wait_with_output().unwrap().status.success());
     }
-    let printed = String::from_utf8(sub.wait_with_output().unwrap().stdout).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut sub_out, &mut rest).unwrap();
+    let st = sub.wait().unwrap();
+    assert!(st.success(), "mosquitto_sub: {st:?}: {rest}");
     let (records, stats) = live.stop();
     let broker_pid = broker.0.id();
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
-    let printed: Vec<&str> = printed.lines().collect();
+    // The messages: the lines that are not debug output.
+    let printed: Vec<&str> = rest.lines().filter(|l| !l.starts_with("Client ")).collect();
     assert_eq!(
         printed,
         pubs.map(|(_, t, _, m, _)| format!("{t} {m}")),
