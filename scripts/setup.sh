@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Installs what building and testing l7tap needs on Debian 12 (as root; otherwise it only checks).
+# Installs what building l7tap needs on Debian 12 (as root; otherwise it only checks); with
+# --tests, also what the test suite needs.
+#     bash scripts/setup.sh [--tests]
 set -euo pipefail
 # gcc for -sys crates; Debian's rustc + wasm32 std for Rust plugins; clang/lld/wasi-libc for C plugins;
-# clang + libelf/zlib + make for the eBPF program and the libbpf that libbpf-sys builds;
-# real servers and clients for the live-capture tests (nginx, curl, openssl, redis, postgresql,
-# mariadb, mosquitto, dnsmasq, dig, nghttp, python3 with grpcio).
+# clang + libelf/zlib + make for the eBPF program and the libbpf that libbpf-sys builds.
 pkgs=(ca-certificates gcc libc6-dev pkg-config make rustc libstd-rust-dev-wasm32 clang-14 lld-14
-      wasi-libc libclang-rt-14-dev-wasm32 libelf-dev zlib1g-dev
-      nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base bind9-dnsutils
-      nghttp2-client mosquitto mosquitto-clients mariadb-server mariadb-client python3 python3-grpcio
-      valgrind golang-go)
+      wasi-libc libclang-rt-14-dev-wasm32 libelf-dev zlib1g-dev)
+tests=0
+if [ "${1:-}" = --tests ]; then
+    tests=1
+    # The real servers and clients of the live-capture tests (nginx, curl, openssl, redis,
+    # postgresql, mariadb, mosquitto, dnsmasq, dig, nghttp, python3 with grpcio); valgrind and
+    # Go for the C ABI consumers' tests.
+    pkgs+=(nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base bind9-dnsutils
+           nghttp2-client mosquitto mosquitto-clients mariadb-server mariadb-client python3
+           python3-grpcio valgrind golang-go)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +41,6 @@ if [ "$(printf '%s\n1.85.0\n' "$ver" | sort -V | head -1)" != "1.85.0" ]; then
     exit 1
 fi
 # The OTLP export test decodes what l7tap sends with the official protobuf definitions.
-if ! python3 -c "import opentelemetry.proto.collector.logs.v1.logs_service_pb2" 2>/dev/null; then
+if [ "$tests" = 1 ] && ! python3 -c "import opentelemetry.proto.collector.logs.v1.logs_service_pb2" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "opentelemetry-proto==1.45.2" 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
 fi

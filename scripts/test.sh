@@ -2,7 +2,7 @@
 # Sets up and runs the whole l7tap test suite: formatting, lints, then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 bash scripts/build-plugins.sh
 # The guest SDK's own unit tests, natively with the same Debian rustc 1.63 it is built with.
 /usr/bin/rustc --edition 2021 --test sdk/rust/src/lib.rs -o target/plugins/sdk-tests
