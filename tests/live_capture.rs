@@ -1,12 +1,13 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
-//! nginx + curl (keep-alive, a large response; also over IPv6, and with sendfile); Python's http.server + curl; nginx + nghttp
-//! (cleartext HTTP/2, multiplexed streams) and nginx + curl over HTTPS with HTTP/2; a keep-alive connection opened before the capture
-//! started; HTTPS through OpenSSL (plaintext via uprobes) from
-//! curl and from Python (the `_ex` calls); redis-server + redis-cli; psql + PostgreSQL; the
-//! mariadb client + MariaDB; mosquitto + its clients (MQTT); a grpcio client and server with
-//! the gRPC business-id plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4
-//! and IPv6); the port and pid filters; and a deliberately overflowed ring. Expected values
-//! come from what the clients printed and from the servers' own logs.
+//! nginx + curl (keep-alive, a large response; also over IPv6, and with sendfile); Python's
+//! http.server + curl; nginx + nghttp (cleartext HTTP/2, multiplexed streams) and nginx + curl
+//! over HTTPS with HTTP/2; a keep-alive connection opened before the capture started; HTTPS
+//! through OpenSSL (plaintext via uprobes) from curl and from Python (the `_ex` calls);
+//! redis-server + redis-cli, also pub/sub; psql + PostgreSQL; the mariadb client + MariaDB;
+//! mosquitto + its clients (MQTT); a grpcio client and server with the gRPC business-id
+//! plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4 and IPv6); the port
+//! and pid filters; and a deliberately overflowed ring. Expected values come from what the
+//! clients printed and from the servers' own logs.
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF and syscall tracepoints. Where
 //! those or the programs are missing the tests print why and skip, unless
@@ -1661,6 +1662,89 @@ fn psql_against_postgresql_both_sides() {
     );
     assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// Redis pub/sub: a subscriber (RESP spoken by a small Python client) and redis-cli
+/// publishing. Each message the server pushes is a record of its own (kind `message`, the
+/// channel as resource) on both sides, not an unpaired response; the SUBSCRIBE pairs with its
+/// confirmation. Expected values are what the subscriber printed.
+#[test]
+fn redis_pubsub_pushes_are_records_of_their_own_both_sides() {
+    if !programs(&["redis-server", "redis-cli", "python3"]) {
+        return;
+    }
+    let port = 16480u16;
+    let server = Proc(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    wait_port(port);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let mut sub = Proc(
+        Command::new("python3")
+            .arg(script("redis_subscribe.py"))
+            .args([&port.to_string(), "news", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let sub_pid = sub.0.id();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(sub.0.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "subscribed");
+    for word in ["hello", "world"] {
+        let (_, out) = run_client(Command::new("redis-cli").args([
+            "-p",
+            &port.to_string(),
+            "PUBLISH",
+            "news",
+            word,
+        ]));
+        assert_eq!(out.trim(), "1", "one subscriber received it");
+    }
+    let printed: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(sub.0.wait().unwrap().success());
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    assert_eq!(printed, ["message news hello", "message news world"]);
+    // The subscriber's connection, as either side saw it (the server has the publishers' too).
+    let sub_client = records
+        .iter()
+        .find(|r| pid(r) == sub_pid)
+        .map(|r| r.flow.client)
+        .unwrap_or_else(|| panic!("no subscriber record: {records:#?}"));
+    for (side, p) in [("subscriber", sub_pid), ("redis-server", server_pid)] {
+        let mine: Vec<&L7Record> = of_pids(&records, &[p])
+            .into_iter()
+            .filter(|r| r.flow.client == sub_client)
+            .collect();
+        let subscribe: Vec<&&L7Record> = mine
+            .iter()
+            .filter(|r| s(&r.request_type) == "SUBSCRIBE")
+            .collect();
+        assert_eq!(subscribe.len(), 1, "{side}: {mine:#?}");
+        assert!(!subscribe[0].unpaired && subscribe[0].rrt_ns > 0, "{side}");
+        let pushes: Vec<(String, String, bool)> = mine
+            .iter()
+            .filter(|r| s(&r.request_type) == "message")
+            .map(|r| (s(&r.request_resource), s(&r.response_result), r.unpaired))
+            .collect();
+        assert_eq!(
+            pushes,
+            [
+                ("news".into(), "Array".into(), false),
+                ("news".into(), "Array".into(), false)
+            ],
+            "{side}: {mine:#?}"
+        );
+    }
+    assert_eq!(stats.get("records_unpaired"), 0, "{records:#?}\n{stats:?}");
 }
 
 #[test]

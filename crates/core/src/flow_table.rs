@@ -678,6 +678,7 @@ fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
     // Request-side values win; the response fills what the request did not carry.
     or_take(&mut r.version, s.version);
     or_take(&mut r.request_type, s.request_type);
+    or_take(&mut r.request_resource, s.request_resource);
     or_take(&mut r.endpoint, s.endpoint);
     or_take(&mut r.trace_id, s.trace_id);
     or_take(&mut r.span_id, s.span_id);

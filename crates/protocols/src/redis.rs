@@ -51,6 +51,41 @@ fn int(s: &[u8]) -> Result<i64, ParseError> {
     Ok(if neg { -v } else { v })
 }
 
+/// The bulk string at `i`, and the index after it.
+fn bulk_at(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'$') {
+        return None;
+    }
+    let (l, start) = line(b, i + 1)?;
+    let n = usize::try_from(int(l).ok()?).ok()?;
+    let v = b.get(start..start.checked_add(n)?)?;
+    Some((v, start + n + 2))
+}
+
+/// A pub/sub message the server pushes to a subscriber (a RESP2 array or RESP3 push whose
+/// first element is `message`, `pmessage` or `smessage`): its kind and channel (for
+/// `pmessage`, the channel after the pattern).
+fn pubsub_push(b: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
+    if !matches!(b.get(at), Some(b'*' | b'>')) {
+        return None;
+    }
+    let (count, first) = line(b, at + 1)?;
+    let (kind, next) = bulk_at(b, first)?;
+    let want = match kind {
+        b"message" | b"smessage" => 3,
+        b"pmessage" => 4,
+        _ => return None,
+    };
+    if int(count).ok()? != want {
+        return None;
+    }
+    let (mut channel, after) = bulk_at(b, next)?;
+    if kind == b"pmessage" {
+        channel = bulk_at(b, after)?.0;
+    }
+    Some((kind, channel))
+}
+
 /// Where the RESP value starting at `i` ends: `Ok(None)` when more input is needed.
 fn value_end(b: &[u8], i: usize, depth: usize) -> Result<Option<usize>, ParseError> {
     if depth > MAX_DEPTH {
@@ -388,6 +423,12 @@ impl RedisParser {
             body_len: Some(end as u64),
             ..Default::default()
         };
+        if let Some((kind, channel)) = pubsub_push(&input[..end], at) {
+            // A message the server pushes to a subscriber: not the answer to a request.
+            m.one_way = true;
+            m.request_type = Cow::Borrowed(kind);
+            m.request_resource = Cow::Borrowed(channel);
+        }
         match t {
             b'-' => {
                 if let Some((l, _)) = line(input, at) {
@@ -516,6 +557,49 @@ impl Parser for RedisParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pushes to a subscriber (RESP2 arrays, as redis-server sends them; a RESP3 push) are
+    /// one-way messages with their kind and channel; a reply that merely looks alike is not.
+    #[test]
+    fn pubsub_pushes_are_one_way_messages() {
+        // (reply, Some((kind, channel)) for a push)
+        type Case<'a> = (&'a [u8], Option<(&'a str, &'a str)>);
+        let cases: [Case<'_>; 5] = [
+            (
+                b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n",
+                Some(("message", "news")),
+            ),
+            (
+                b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$1\r\nx\r\n",
+                Some(("pmessage", "news")),
+            ),
+            (
+                b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\ny\r\n",
+                Some(("message", "ch")),
+            ),
+            // The confirmation of SUBSCRIBE answers the command: not a push.
+            (b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n", None),
+            // LRANGE of a list holding "message": an ordinary reply (two elements).
+            (b"*2\r\n$7\r\nmessage\r\n$1\r\nz\r\n", None),
+        ];
+        for (input, want) in cases {
+            let Ok(Parsed::Message(m)) = run(input, Direction::ServerToClient) else {
+                panic!("{input:?}");
+            };
+            assert_eq!(m.len, input.len());
+            let got = m.one_way.then(|| {
+                (
+                    String::from_utf8_lossy(&m.request_type).into_owned(),
+                    String::from_utf8_lossy(&m.request_resource).into_owned(),
+                )
+            });
+            assert_eq!(
+                got,
+                want.map(|(k, c)| (k.to_string(), c.to_string())),
+                "{input:?}"
+            );
+        }
+    }
 
     fn run<'a>(input: &'a [u8], dir: Direction) -> Result<Parsed<'a>, ParseError> {
         let p = RedisParser;
