@@ -895,12 +895,8 @@ fn nginx_with_sendfile_both_sides() {
     assert!(stats.get("bpf_stream_gap_bytes") > 0, "{stats:?}");
 }
 
-#[test]
-fn redis_cli_against_redis_server_both_sides() {
-    if !programs(&["redis-server", "redis-cli"]) {
-        return;
-    }
-    let port = 16479u16;
+/// A redis-server on `port` (no persistence), accepting connections.
+fn redis_server(port: u16) -> Proc {
     let server = Proc(
         Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -910,6 +906,16 @@ fn redis_cli_against_redis_server_both_sides() {
             .expect("redis-server starts"),
     );
     wait_port(port);
+    server
+}
+
+#[test]
+fn redis_cli_against_redis_server_both_sides() {
+    if !programs(&["redis-server", "redis-cli"]) {
+        return;
+    }
+    let port = 16479u16;
+    let server = redis_server(port);
     let Some(live) = Live::start(config(&[port])) else {
         return;
     };
@@ -1674,15 +1680,7 @@ fn redis_pubsub_pushes_are_records_of_their_own_both_sides() {
         return;
     }
     let port = 16480u16;
-    let server = Proc(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts"),
-    );
-    wait_port(port);
+    let server = redis_server(port);
     let Some(live) = Live::start(config(&[port])) else {
         return;
     };
