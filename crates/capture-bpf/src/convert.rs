@@ -271,46 +271,41 @@ impl Converter {
         if !udp && !tls && !c.ciphertext && ev.offset == 0 && c.next == [0, 0] {
             c.ciphertext = starts_tls(ev.payload);
         }
+        // (Saturating: offsets come from the kernel, but a garbled event must not panic.)
+        let end = ev.offset.saturating_add(moved);
         if c.ciphertext {
-            c.next[dir_ix] = c.next[dir_ix].max(ev.offset + moved);
+            c.next[dir_ix] = c.next[dir_ix].max(end);
             self.stats.tls_ciphertext_bytes += moved;
             return;
         }
-        let (offset, gap, tail) = if udp {
-            (0, 0, 0)
+        let (gap, tail) = if udp {
+            (0, 0)
         } else {
             let gap = ev.offset.saturating_sub(c.next[dir_ix]);
-            c.next[dir_ix] = ev.offset + moved;
-            (ev.offset, gap, moved - ev.payload.len() as u64)
+            c.next[dir_ix] = end;
+            (gap, moved - ev.payload.len() as u64)
         };
         self.stats.gap_bytes += gap + tail;
+        let segment = |payload: Bytes, offset: u64, gap_before: u64| Segment {
+            flow: c.flow,
+            direction,
+            ts_ns: ts,
+            payload,
+            offset,
+            gap_before,
+            end_of_flow: false,
+            process: Some(c.process.clone()),
+        };
         if !ev.payload.is_empty() {
-            out.push(Segment {
-                flow: c.flow,
-                direction,
-                ts_ns: ts,
-                payload: record.slice_ref(ev.payload),
-                offset,
-                gap_before: gap,
-                end_of_flow: false,
-                process: Some(c.process.clone()),
-            });
+            let offset = if udp { 0 } else { ev.offset };
+            out.push(segment(record.slice_ref(ev.payload), offset, gap));
         }
         // Bytes moved but not carried (sendfile, the snaplen cut, a read fault): a gap now,
         // at this syscall's time, so that a message they end is complete when it was sent,
         // not when the connection next carries bytes (or closes).
         let unseen = tail + if ev.payload.is_empty() { gap } else { 0 };
         if unseen > 0 {
-            out.push(Segment {
-                flow: c.flow,
-                direction,
-                ts_ns: ts,
-                payload: Bytes::new(),
-                offset: ev.offset + moved,
-                gap_before: unseen,
-                end_of_flow: false,
-                process: Some(c.process.clone()),
-            });
+            out.push(segment(Bytes::new(), end, unseen));
         }
     }
 }

@@ -549,10 +549,12 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	 * (nginx peeks at a new connection's first byte to tell TLS from plain HTTP). Reporting
 	 * them would put them in the stream twice. Flags: recvfrom's and recvmmsg's 4th
 	 * argument (r10), recvmsg's 3rd (dx). */
-	__u64 rflags = sc == SC_RECVMSG ? regs->dx : regs->r10;
-	if ((sc == SC_RECVFROM || sc == SC_RECVMSG || sc == SC_RECVMMSG) && (rflags & MSG_PEEK)) {
-		stat_add(ST_PEEKED, 1);
-		return 0;
+	if (sc == SC_RECVFROM || sc == SC_RECVMSG || sc == SC_RECVMMSG) {
+		__u64 rflags = sc == SC_RECVMSG ? regs->dx : regs->r10;
+		if (rflags & MSG_PEEK) {
+			stat_add(ST_PEEKED, 1);
+			return 0;
+		}
 	}
 	/* Port filter first: it is what rejects most syscalls. Unconnected UDP: the peer is in
 	 * the call, not in the socket: the destination of sendto/sendmsg, the source of
