@@ -189,7 +189,7 @@ const char *l7tap_last_error(void);
 // Creates an engine. `config_json` (may be NULL or "" for defaults): {"workers": 1,
 // "max_message_bytes": 65536, "queue_capacity": 1024, "channel_capacity": 4096,
 // "protocols": ["http1", ...], "backpressure": "block"|"drop", "plugin_instructions": N,
-// "plugin_memory_mib": N}. With `callback` non-NULL, records go to it (from l7tap's worker
+// "plugin_memory_mib": N, "plugin_call_ms": N}. With `callback` non-NULL, records go to it (from l7tap's worker
 // threads; `user_data` is passed back) instead of to `l7tap_engine_poll`.
 //
 // # Safety

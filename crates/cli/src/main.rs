@@ -103,6 +103,9 @@ struct EngineArgs {
     /// Linear-memory cap per plugin instance, MiB.
     #[arg(long, default_value_t = 128, value_name = "MIB")]
     plugin_memory_mib: u64,
+    /// Wall-clock time one plugin hook call may take, ms (a call past it is stopped).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    plugin_call_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -283,6 +286,7 @@ fn build_engine(
     let limits = l7tap::PluginLimits {
         instructions_per_call: args.plugin_instructions,
         max_memory_bytes: args.plugin_memory_mib.saturating_mul(1 << 20),
+        max_call_time: std::time::Duration::from_millis(args.plugin_call_ms),
         ..Default::default()
     };
     let plugins = load_plugins(&args.plugins, limits)?;

@@ -407,6 +407,7 @@ struct Conf {
     drop_when_full: bool,
     plugin_instructions: Option<u64>,
     plugin_memory_mib: Option<u64>,
+    plugin_call_ms: Option<u64>,
 }
 
 fn parse_conf(json: &str) -> Result<Conf, String> {
@@ -429,6 +430,7 @@ fn parse_conf(json: &str) -> Result<Conf, String> {
             "channel_capacity" => c.channel_capacity = Some(num()? as usize),
             "plugin_instructions" => c.plugin_instructions = Some(num()?),
             "plugin_memory_mib" => c.plugin_memory_mib = Some(num()?),
+            "plugin_call_ms" => c.plugin_call_ms = Some(num()?),
             "backpressure" => {
                 c.drop_when_full = match val.as_str() {
                     Some("block") => false,
@@ -481,6 +483,10 @@ fn new_engine(conf: &str, cb: Option<Callback>) -> Result<Handle, L7tapStatus> {
             .plugin_memory_mib
             .map(|m| m.saturating_mul(1 << 20))
             .unwrap_or(PluginLimits::default().max_memory_bytes),
+        max_call_time: c
+            .plugin_call_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(PluginLimits::default().max_call_time),
         ..Default::default()
     };
     let host = PluginHost::new(limits, l7tap::wasm::stderr_log());
@@ -599,7 +605,7 @@ pub extern "C" fn l7tap_last_error() -> *const c_char {
 /// Creates an engine. `config_json` (may be NULL or "" for defaults): {"workers": 1,
 /// "max_message_bytes": 65536, "queue_capacity": 1024, "channel_capacity": 4096,
 /// "protocols": ["http1", ...], "backpressure": "block"|"drop", "plugin_instructions": N,
-/// "plugin_memory_mib": N}. With `callback` non-NULL, records go to it (from l7tap's worker
+/// "plugin_memory_mib": N, "plugin_call_ms": N}. With `callback` non-NULL, records go to it (from l7tap's worker
 /// threads; `user_data` is passed back) instead of to `l7tap_engine_poll`.
 ///
 /// # Safety

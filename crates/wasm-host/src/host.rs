@@ -9,15 +9,17 @@ use crate::imports::{
 use crate::limits::{engine, PluginLimits};
 use crate::metrics::{clock, CallStats, FailureKind, Hook, PluginMetrics};
 use crate::result::BlobArena;
+use crate::watchdog::{BudgetPtr, CallWatch};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 use wasmer::{
-    Engine, FunctionEnv, Global, Instance, Memory, Module, RuntimeError, Store, TypedFunction,
-    Value,
+    AsStoreMut, Engine, FunctionEnv, Global, Instance, Memory, Module, RuntimeError, Store,
+    TypedFunction, Value,
 };
 
 /// Why a plugin could not be loaded.
@@ -119,12 +121,13 @@ impl Plugin {
 
 /// A plugin instantiated in one thread's store.
 struct Instantiated {
+    /// First, so it is dropped (and leaves the watchdog) before the store that owns its global.
+    budget: Budget,
     store: Store,
     instance: Instance,
     env: FunctionEnv<Env>,
     memory: Memory,
     funcs: [Option<TypedFunction<(), i32>>; 5],
-    budget: Budget,
     /// This instance's share of the plugin's call counters (only this thread writes it).
     stats: Arc<CallStats>,
     /// Calls until the memory-size gauge is read again (reading it costs as much as a
@@ -137,14 +140,22 @@ struct Instantiated {
 const MEM_GAUGE_EVERY: u32 = 16;
 
 /// The metering middleware's two globals, looked up once per instance (the middleware's own
-/// helpers look them up by name on every call and panic if they are missing).
+/// helpers look them up by name on every call and panic if they are missing), and the
+/// instance's entry with the deadline watchdog. The remaining budget is set and read through
+/// its address: wasmer's `Global` API costs ~120 instructions per call for the pair.
 struct Budget {
-    remaining: Global,
+    remaining: BudgetPtr,
     exhausted: Global,
+    watch: Arc<CallWatch>,
 }
 
 impl Budget {
-    fn of(instance: &Instance) -> Result<Budget, LoadError> {
+    #[allow(unsafe_code)]
+    fn of(
+        instance: &Instance,
+        store: &mut Store,
+        limits: &PluginLimits,
+    ) -> Result<Budget, LoadError> {
         let g = |n: &'static str| {
             instance
                 .exports
@@ -155,29 +166,78 @@ impl Budget {
                     reason: e.to_string(),
                 })
         };
+        let remaining = g("wasmer_metering_remaining_points")?;
+        let exhausted = g("wasmer_metering_points_exhausted")?;
+        let at = global_address(store, &remaining).ok_or_else(|| {
+            LoadError::Instantiate("the metering budget global cannot be located".into())
+        })?;
+        // SAFETY: `at` is the value of the instance's i64 global, owned by `store`; every
+        // `Instantiated` and `instantiate` drops its `Budget` (which calls `forget`) before
+        // the store.
+        let remaining = unsafe { BudgetPtr::new(at) };
+        let watch = CallWatch::new(remaining, limits.max_call_time.min(limits.max_start_time))
+            .map_err(LoadError::Instantiate)?;
         Ok(Budget {
-            remaining: g("wasmer_metering_remaining_points")?,
-            exhausted: g("wasmer_metering_points_exhausted")?,
+            remaining,
+            exhausted,
+            watch,
         })
     }
 
-    /// Gives the instance `points` for its next call. The exhausted flag needs no reset: an
-    /// instance whose budget ran out trapped and is replaced by a fresh one.
-    fn set(&self, store: &mut Store, points: u64) {
-        let _ = self.remaining.set(store, Value::I64(points as i64));
+    /// Starts a guest call with `points` and `limit_ticks` of wall-clock time; returns its
+    /// start tick. The exhausted flag needs no reset: an instance whose budget ran out trapped
+    /// and is replaced by a fresh one.
+    fn begin(&self, points: u64, limit_ticks: u64) -> u64 {
+        self.watch.begin(&self.remaining, points, limit_ticks)
+    }
+
+    /// Ends the call; true when the watchdog stopped it at its deadline.
+    fn end(&self) -> bool {
+        self.watch.end()
     }
 
     /// Points left of the last budget.
-    fn remaining(&self, store: &mut Store) -> u64 {
-        match self.remaining.get(store) {
-            Value::I64(v) => v as u64,
-            _ => 0,
-        }
+    fn remaining(&self) -> u64 {
+        self.remaining.get()
     }
 
     fn is_exhausted(&self, store: &mut Store) -> bool {
         matches!(self.exhausted.get(store), Value::I32(v) if v > 0)
     }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        self.watch.forget();
+    }
+}
+
+/// The address of the value of the i64 global `g`. wasmer has no public accessor for it, so
+/// `g` is given a value no other global of the store holds and the store's globals are
+/// searched for it; exactly one must match, and a write through the address must read back
+/// through `g`.
+#[allow(unsafe_code)]
+fn global_address(store: &mut Store, g: &Global) -> Option<std::ptr::NonNull<u64>> {
+    const MARK: i64 = 0x6c37_7461_705f_6d74; // "l7tap_mt"
+    g.set(store, Value::I64(MARK)).ok()?;
+    let mut found = None;
+    let mut matches = 0;
+    for vg in store.objects_mut().as_sys().iter_globals() {
+        if vg.ty().ty != wasmer::Type::I64 {
+            continue;
+        }
+        let p = vg.vmglobal();
+        // SAFETY: the store owns the global and no guest code runs; an I64 global's value
+        // is the union's `i64` field.
+        if unsafe { p.as_ref().val.i64 } == MARK {
+            matches += 1;
+            found = Some(p.cast::<u64>());
+        }
+    }
+    let p = found.filter(|_| matches == 1)?;
+    // SAFETY: as above; the union's first 8 bytes are the i64 value.
+    unsafe { p.as_ptr().write(!(MARK as u64)) };
+    (g.get(store) == Value::I64(!MARK)).then_some(p)
 }
 
 fn hook_index(h: Hook) -> usize {
@@ -244,16 +304,23 @@ fn instantiate(
             name: "_start",
             reason: e.to_string(),
         })?;
-    let budget = Budget::of(&instance)?;
-    budget.set(&mut store, limits.instructions_at_start);
-    if let Err(e) = start.call(&mut store) {
+    let budget = Budget::of(&instance, &mut store, limits)?;
+    budget.begin(
+        limits.instructions_at_start,
+        ticks_of(limits.max_start_time),
+    );
+    let started = start.call(&mut store);
+    let late = budget.end();
+    if let Err(e) = started {
         // Go's wasip1 runtime ends `_start` with proc_exit(0): a normal start. The import
         // records the code in the environment (the trap's payload does not survive the
         // unwinding as a typed error).
         let exit0 = env.as_ref(&store).exit_code == Some(0)
             || e.clone().downcast::<ProcExit>().is_ok_and(|p| p.0 == 0);
         if !exit0 {
-            let why = if budget.is_exhausted(&mut store) {
+            let why = if late {
+                format!("ran past its deadline of {:?}", limits.max_start_time)
+            } else if budget.is_exhausted(&mut store) {
                 "instruction budget exhausted".to_string()
             } else {
                 e.message()
@@ -278,6 +345,7 @@ fn read_export_ptr(
     inst: &mut Instantiated,
     export: &'static str,
     n: usize,
+    limit: Duration,
 ) -> Result<Option<Vec<u8>>, LoadError> {
     let Ok(f) = inst
         .instance
@@ -286,9 +354,17 @@ fn read_export_ptr(
     else {
         return Ok(None);
     };
-    let ptr = f
-        .call(&mut inst.store)
-        .map_err(|e| LoadError::Start(format!("{export}: {}", e.message())))?;
+    inst.budget.begin(inst.budget.remaining(), ticks_of(limit));
+    let called = f.call(&mut inst.store);
+    let late = inst.budget.end();
+    let ptr = called.map_err(|e| {
+        let why = if late {
+            format!("ran past its deadline of {limit:?}")
+        } else {
+            e.message()
+        };
+        LoadError::Start(format!("{export}: {why}"))
+    })?;
     if ptr == 0 {
         return Ok(None);
     }
@@ -301,6 +377,11 @@ fn read_export_ptr(
     view.read(p, &mut buf)
         .map_err(|_| LoadError::BadPointer(export))?;
     Ok(Some(buf))
+}
+
+/// A duration in clock ticks (for deadlines).
+fn ticks_of(d: Duration) -> u64 {
+    clock::from_ns(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
@@ -339,6 +420,8 @@ fn compiled(wasm: &[u8], limits: &PluginLimits) -> Result<(Engine, Module), Load
 struct HostInner {
     id: u64,
     limits: PluginLimits,
+    /// `limits.max_call_time` in clock ticks.
+    call_ticks: u64,
     log: LogSink,
     plugins: RwLock<Arc<Vec<Arc<Plugin>>>>,
     generation: AtomicU64,
@@ -417,6 +500,7 @@ impl PluginHost {
         PluginHost {
             inner: Arc::new(HostInner {
                 id: NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed),
+                call_ticks: ticks_of(limits.max_call_time),
                 limits,
                 log,
                 plugins: RwLock::new(Arc::new(Vec::new())),
@@ -445,11 +529,16 @@ impl PluginHost {
         let name: Arc<str> = Arc::from(name);
         let metrics = Arc::new(PluginMetrics::default());
         let mut inst = instantiate(&name, &engine, &module, limits, &self.inner.log, &metrics)?;
-        let hooks = read_export_ptr(&mut inst, "get_hook_bitmap", 16)?
+        let hooks = read_export_ptr(&mut inst, "get_hook_bitmap", 16, limits.max_start_time)?
             .map(|b| u128::from_be_bytes(b.try_into().unwrap_or([0; 16])))
             .unwrap_or(0);
-        let custom_hook = read_export_ptr(&mut inst, "get_custom_message_hook", 8)?
-            .map(|b| CustomHook::from_word(u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))));
+        let custom_hook = read_export_ptr(
+            &mut inst,
+            "get_custom_message_hook",
+            8,
+            limits.max_start_time,
+        )?
+        .map(|b| CustomHook::from_word(u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))));
         let has_custom_export = inst.funcs[hook_index(Hook::CustomMessage)].is_some();
         Ok(Arc::new(Plugin {
             name,
@@ -695,12 +784,13 @@ fn call_one(
     }
     // The context moves into the instance for the call and back out after it.
     std::mem::swap(&mut inst.env.as_mut(&mut inst.store).ctx, ctx);
-    inst.budget
-        .set(&mut inst.store, inner.limits.instructions_per_call);
-    let t0 = clock::now();
+    let t0 = inst
+        .budget
+        .begin(inner.limits.instructions_per_call, inner.call_ticks);
     let r: Result<i32, RuntimeError> = func.call(&mut inst.store);
     let ticks = clock::now().wrapping_sub(t0);
-    let left = inst.budget.remaining(&mut inst.store);
+    let late = inst.budget.end();
+    let left = inst.budget.remaining();
     inst.stats.record(
         hook,
         ticks,
@@ -731,7 +821,9 @@ fn call_one(
         }
         Err(e) => {
             let mem = memory_size();
-            let kind = if inst.budget.is_exhausted(&mut inst.store) {
+            let kind = if late {
+                FailureKind::Deadline
+            } else if inst.budget.is_exhausted(&mut inst.store) {
                 FailureKind::Budget
             } else if mem + 65536 > inner.limits.max_memory_bytes {
                 FailureKind::Memory

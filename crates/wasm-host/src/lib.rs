@@ -7,6 +7,7 @@ pub mod imports;
 pub mod limits;
 pub mod metrics;
 pub mod result;
+mod watchdog;
 
 pub use host::{stderr_log, LoadError, Plugin, PluginHost};
 pub use imports::{LogLevel, LogSink};

@@ -1,9 +1,12 @@
 //! Resource limits DeepFlow lacks: a linear-memory cap (enforced by the engine's tunables, so
-//! `memory.grow` past it returns -1 inside the guest) and an instruction budget per call
-//! (wasmer metering; an exhausted budget traps and is told apart by the remaining points).
+//! `memory.grow` past it returns -1 inside the guest), an instruction budget per call
+//! (wasmer metering; an exhausted budget traps and is told apart by the exhausted flag) and a
+//! wall-clock deadline per call (the watchdog, `crate::watchdog`: one bulk-memory operator
+//! counts as one instruction however many bytes it moves).
 
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmer::sys::vm::{
     MemoryError, MemoryStyle, TableStyle, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition,
 };
@@ -18,6 +21,13 @@ pub struct PluginLimits {
     pub instructions_per_call: u64,
     /// Instructions `_start` may execute at load.
     pub instructions_at_start: u64,
+    /// Wall-clock time one hook call may take; a call past it is stopped (within one bulk
+    /// memory operation and a quarter of this, at most 25 ms) and counted as a `deadline`
+    /// failure. Also bounds a loop of `memory.fill`/`memory.copy`, which the instruction
+    /// budget counts one per operation whatever its length.
+    pub max_call_time: Duration,
+    /// Wall-clock time `_start` and the hook-table exports may take when an instance is made.
+    pub max_start_time: Duration,
     /// Largest linear memory, bytes (rounded down to 64 KiB pages).
     pub max_memory_bytes: u64,
     /// Largest module accepted, bytes.
@@ -35,6 +45,8 @@ impl Default for PluginLimits {
         PluginLimits {
             instructions_per_call: 20_000_000,
             instructions_at_start: 200_000_000,
+            max_call_time: Duration::from_millis(100),
+            max_start_time: Duration::from_secs(5),
             max_memory_bytes: 128 << 20,
             max_module_bytes: 32 << 20,
             max_consecutive_failures: 16,

@@ -52,6 +52,8 @@ pub enum FailureKind {
     Trap,
     /// The per-call instruction budget ran out (an endless loop).
     Budget,
+    /// The call ran past its wall-clock deadline (`PluginLimits::max_call_time`).
+    Deadline,
     /// The guest hit the linear-memory cap.
     Memory,
     /// The hook returned a code the ABI does not define.
@@ -62,9 +64,10 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in counter order.
-    pub const ALL: [FailureKind; 5] = [
+    pub const ALL: [FailureKind; 6] = [
         FailureKind::Trap,
         FailureKind::Budget,
+        FailureKind::Deadline,
         FailureKind::Memory,
         FailureKind::BadReturn,
         FailureKind::Instantiate,
@@ -75,6 +78,7 @@ impl FailureKind {
         match self {
             FailureKind::Trap => "trap",
             FailureKind::Budget => "budget",
+            FailureKind::Deadline => "deadline",
             FailureKind::Memory => "memory",
             FailureKind::BadReturn => "bad_return",
             FailureKind::Instantiate => "instantiate",
@@ -135,7 +139,7 @@ impl CallStats {
 /// Counters of one plugin, shared by every worker's instance of it.
 #[derive(Debug, Default)]
 pub struct PluginMetrics {
-    failures: [AtomicU64; 5],
+    failures: [AtomicU64; FailureKind::ALL.len()],
     /// Results the host rejected as malformed (blob or string that does not decode).
     pub bad_results: AtomicU64,
     /// Guest pointers out of its memory passed to an import (answered with 0).
@@ -276,6 +280,15 @@ pub mod clock {
     #[inline]
     pub fn now() -> u64 {
         raw()
+    }
+
+    /// ns as ticks (at the rate measured at the first use: for deadlines, not metrics).
+    pub fn from_ns(ns: u64) -> u64 {
+        let (_, _, first) = *start();
+        if cfg!(not(target_arch = "x86_64")) {
+            return ns;
+        }
+        (ns as f64 / first) as u64
     }
 
     /// Ticks as ns.

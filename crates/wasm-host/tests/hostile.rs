@@ -21,7 +21,7 @@ fn module(imports: &str, resp_body: &str, extra: &str) -> Vec<u8> {
   (func (export "check_payload") (result i32) i32.const 0)
   (func (export "parse_payload") (result i32) i32.const 0)
   (func (export "on_http_req") (result i32) i32.const 0)
-  (func (export "on_http_resp") (result i32) {resp_body})
+  (func (export "on_http_resp") (result i32) (local i32) {resp_body})
   {extra}
 )"#
     );
@@ -384,4 +384,69 @@ fn each_thread_has_its_own_instances() {
         t.join().unwrap();
     }
     assert_eq!(p.metrics.calls(Hook::HttpResp), 30);
+}
+
+/// A hook body that grows memory to 64 MiB and fills all of it, forever: a handful of
+/// operators per 64 MiB written, so the instruction budget alone would let one call run for
+/// hours (100 rounds took 450 ms here and counted 1 208 operators).
+const FILL_FOREVER: &str = "(drop (memory.grow (i32.const 1023))) \
+    (loop $l (memory.fill (i32.const 0) (local.get 0) (i32.const 67108864)) \
+    (local.set 0 (i32.add (local.get 0) (i32.const 1))) br $l) i32.const 0";
+
+#[test]
+fn a_bulk_memory_loop_is_stopped_by_the_deadline() {
+    let limits = PluginLimits {
+        max_call_time: std::time::Duration::from_millis(30),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let (b, h, logs) = run_bad(module("", FILL_FOREVER, ""), 3, limits);
+    // Three stopped calls: each within its deadline, a watchdog period and one 64 MiB fill;
+    // 2 s for all three leaves room for a loaded machine.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(b.metrics.failures(FailureKind::Deadline), 3);
+    assert_eq!(b.metrics.failures(FailureKind::Budget), 0);
+    assert_eq!(b.metrics.failures(FailureKind::Trap), 0);
+    assert_eq!(b.metrics.calls(Hook::HttpResp), 3);
+    assert!(b.metrics.max_ns() >= 30_000_000, "{}", b.metrics.max_ns());
+    assert!(logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("deadline failure")));
+    // The fresh instance that replaces a stopped one gets a whole budget again.
+    let p = h.plugins();
+    assert_eq!(p.len(), 2);
+}
+
+#[test]
+fn a_bulk_memory_loop_in_start_is_a_load_error_within_its_deadline() {
+    let (h, _) = host(PluginLimits {
+        max_start_time: std::time::Duration::from_millis(30),
+        ..Default::default()
+    });
+    let src = format!(
+        r#"(module (memory (export "memory") 1)
+        (func (export "_start") (local i32) {})
+        (func (export "get_hook_bitmap") (result i32) i32.const 0) (func (export "check_payload") (result i32) i32.const 0)
+        (func (export "parse_payload") (result i32) i32.const 0) (func (export "on_http_req") (result i32) i32.const 0)
+        (func (export "on_http_resp") (result i32) i32.const 0))"#,
+        FILL_FOREVER.trim_end_matches("i32.const 0")
+    );
+    let t = std::time::Instant::now();
+    let err = h
+        .load("slow_start", &wat::parse_str(&src).unwrap())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(err.contains("deadline"), "{err}");
 }
