@@ -6,7 +6,7 @@ use crate::abi::{self, CustomHook};
 use crate::imports::{
     imports_for, CallCtx, Env, HookResult, LinkError, LogLevel, LogSink, ProcExit,
 };
-use crate::limits::{engine, PluginLimits};
+use crate::limits::{engine, PluginLimits, MAX_TABLES};
 use crate::metrics::{clock, CallStats, FailureKind, Hook, PluginMetrics};
 use crate::result::BlobArena;
 use crate::watchdog::{BudgetPtr, CallWatch};
@@ -262,6 +262,7 @@ fn instantiate(
             log: Arc::clone(log),
             metrics: Arc::clone(metrics),
             max_result_bytes: limits.max_result_bytes,
+            log_per_sec: limits.max_log_lines_per_sec,
             exit_code: None,
             blobs: BlobArena::default(),
         },
@@ -388,7 +389,7 @@ static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Compiled modules by content and limits, so loading the same plugin again (another engine,
 /// a reload, a test) does not compile it again. Bounded; cleared when full.
-type ModuleCache = HashMap<(u64, u64, u64), (Arc<[u8]>, Engine, Module)>;
+type ModuleCache = HashMap<(u64, u64, u64, u32), (Arc<[u8]>, Engine, Module)>;
 static MODULE_CACHE: Mutex<Option<ModuleCache>> = Mutex::new(None);
 const MODULE_CACHE_ENTRIES: usize = 64;
 
@@ -400,6 +401,7 @@ fn compiled(wasm: &[u8], limits: &PluginLimits) -> Result<(Engine, Module), Load
         h.finish(),
         limits.instructions_per_call,
         limits.max_memory_bytes,
+        limits.max_table_elements,
     );
     let mut cache = MODULE_CACHE.lock();
     let map = cache.get_or_insert_with(HashMap::new);
@@ -410,6 +412,19 @@ fn compiled(wasm: &[u8], limits: &PluginLimits) -> Result<(Engine, Module), Load
     }
     let e = engine(limits);
     let m = Module::new(&e, wasm).map_err(|err| LoadError::Compile(err.to_string()))?;
+    let info = m.info();
+    if info.memories.len() > 1 {
+        return Err(LoadError::Compile(format!(
+            "the module defines {} linear memories; a plugin may have one (the memory cap is per memory)",
+            info.memories.len()
+        )));
+    }
+    if info.tables.len() > MAX_TABLES {
+        return Err(LoadError::Compile(format!(
+            "the module defines {} tables; a plugin may have at most {MAX_TABLES}",
+            info.tables.len()
+        )));
+    }
     if map.len() >= MODULE_CACHE_ENTRIES {
         map.clear();
     }
@@ -734,10 +749,13 @@ impl PluginHost {
 fn failed(inner: &HostInner, plugin: &Plugin, kind: FailureKind, why: &str) {
     plugin.metrics.fail(kind);
     let n = plugin.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-    (inner.log)(
+    let per_sec = inner.limits.max_log_lines_per_sec;
+    plugin.metrics.log(
+        &inner.log,
         &plugin.name,
         LogLevel::Error,
         &format!("{} failure: {why}", kind.name()),
+        per_sec,
     );
     if n >= inner.limits.max_consecutive_failures && !plugin.disabled.swap(true, Ordering::Relaxed)
     {
@@ -745,6 +763,7 @@ fn failed(inner: &HostInner, plugin: &Plugin, kind: FailureKind, why: &str) {
             "disabled after {n} consecutive failures; last: {} ({why})",
             kind.name()
         );
+        // Always logged: once per plugin, and the reason the operator needs.
         (inner.log)(&plugin.name, LogLevel::Error, &reason);
         *plugin.reason.lock() = Some(reason);
     }

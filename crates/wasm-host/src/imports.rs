@@ -143,10 +143,20 @@ pub struct Env {
     pub metrics: Arc<PluginMetrics>,
     /// Largest result blob accepted.
     pub max_result_bytes: u32,
+    /// Log lines per second (`PluginLimits::max_log_lines_per_sec`).
+    pub log_per_sec: u32,
     /// Set by `proc_exit`: the exit code.
     pub exit_code: Option<i32>,
     /// Where result blobs are copied (their records' fields are slices of the copies).
     pub blobs: BlobArena,
+}
+
+impl Env {
+    /// Logs a line of this plugin, within its rate limit.
+    pub fn log(&self, level: LogLevel, msg: &str) {
+        self.metrics
+            .log(&self.log, &self.plugin, level, msg, self.log_per_sec);
+    }
 }
 
 /// The exit of `proc_exit`, carried through the trap.
@@ -235,12 +245,8 @@ fn wasm_log(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i32, level: i32) {
         _ => LogLevel::Warn,
     };
     match std::str::from_utf8(&msg) {
-        Ok(s) => (d.log)(&d.plugin, level, s),
-        Err(_) => (d.log)(
-            &d.plugin,
-            LogLevel::Error,
-            "wasm_log: message is not UTF-8 (dropped)",
-        ),
+        Ok(s) => d.log(level, s),
+        Err(_) => d.log(LogLevel::Error, "wasm_log: message is not UTF-8 (dropped)"),
     }
 }
 
@@ -353,8 +359,7 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
         None => 0, // a bad pointer, counted
         Some(None) => {
             d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
-            (d.log)(
-                &d.plugin,
+            d.log(
                 LogLevel::Error,
                 "check_payload stored an L7 result; it must store a string",
             );
@@ -366,7 +371,7 @@ fn host_read_l7_protocol_info(mut env: FunctionEnvMut<'_, Env>, ptr: i32, len: i
         }
         Some(Some(Err(e))) => {
             d.metrics.bad_results.fetch_add(1, Ordering::Relaxed);
-            (d.log)(&d.plugin, LogLevel::Error, &e.to_string());
+            d.log(LogLevel::Error, &e.to_string());
             0
         }
     }
@@ -488,8 +493,7 @@ fn fd_write(
     let text = String::from_utf8_lossy(&out);
     let text = text.trim_end_matches('\n');
     if !text.is_empty() {
-        (d.log)(
-            &d.plugin,
+        d.log(
             if fd == 1 {
                 LogLevel::Info
             } else {

@@ -28,8 +28,12 @@ pub struct PluginLimits {
     pub max_call_time: Duration,
     /// Wall-clock time `_start` and the hook-table exports may take when an instance is made.
     pub max_start_time: Duration,
-    /// Largest linear memory, bytes (rounded down to 64 KiB pages).
+    /// Largest linear memory, bytes (rounded down to 64 KiB pages). A plugin has one linear
+    /// memory: a module that defines more (multi-memory) is refused, or each would get the cap.
     pub max_memory_bytes: u64,
+    /// Largest table, elements (8 bytes each): `table.grow` past it returns -1 in the guest,
+    /// a larger initial size is a load error. Without it one `table.grow` took 400 MB.
+    pub max_table_elements: u32,
     /// Largest module accepted, bytes.
     pub max_module_bytes: usize,
     /// Consecutive failed calls after which a plugin is disabled.
@@ -38,6 +42,9 @@ pub struct PluginLimits {
     pub payload_bytes: u16,
     /// Largest result blob accepted from a plugin.
     pub max_result_bytes: u32,
+    /// Log lines per plugin per second (its own output and the host's lines about it, such
+    /// as failures); more are dropped and counted (`log_dropped`).
+    pub max_log_lines_per_sec: u32,
 }
 
 impl Default for PluginLimits {
@@ -48,18 +55,25 @@ impl Default for PluginLimits {
             max_call_time: Duration::from_millis(100),
             max_start_time: Duration::from_secs(5),
             max_memory_bytes: 128 << 20,
+            max_table_elements: 1 << 17,
             max_module_bytes: 32 << 20,
             max_consecutive_failures: 16,
             payload_bytes: u16::MAX,
             max_result_bytes: 64 * 1024,
+            max_log_lines_per_sec: 50,
         }
     }
 }
 
-/// Base tunables with every memory's maximum lowered to the cap.
+/// Tables a module may define (the toolchains we know emit one; each is capped at
+/// `max_table_elements`).
+pub const MAX_TABLES: usize = 8;
+
+/// Base tunables with every memory's and table's maximum lowered to the caps.
 struct CappedTunables {
     base: BaseTunables,
     max_pages: Pages,
+    max_elements: u32,
 }
 
 impl CappedTunables {
@@ -67,6 +81,21 @@ impl CappedTunables {
         let mut t = *ty;
         t.maximum = Some(t.maximum.map_or(self.max_pages, |m| m.min(self.max_pages)));
         t
+    }
+
+    fn adjust_table(&self, ty: &TableType) -> Result<TableType, String> {
+        if ty.minimum > self.max_elements {
+            return Err(format!(
+                "the module needs a table of {} elements at start; the cap is {}",
+                ty.minimum, self.max_elements
+            ));
+        }
+        let mut t = *ty;
+        t.maximum = Some(
+            t.maximum
+                .map_or(self.max_elements, |m| m.min(self.max_elements)),
+        );
+        Ok(t)
     }
 
     fn check(&self, ty: &MemoryType) -> Result<(), MemoryError> {
@@ -115,7 +144,7 @@ impl Tunables for CappedTunables {
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        self.base.create_host_table(&self.adjust_table(ty)?, style)
     }
 
     #[allow(unsafe_code)]
@@ -125,8 +154,13 @@ impl Tunables for CappedTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        // SAFETY: passed on unchanged to the base implementation.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        let ty = self.adjust_table(ty)?;
+        // SAFETY: the caller's guarantee on `vm_definition_location` is passed on unchanged;
+        // only the table's maximum is lowered.
+        unsafe {
+            self.base
+                .create_vm_table(&ty, style, vm_definition_location)
+        }
     }
 }
 
@@ -141,6 +175,7 @@ pub fn engine(limits: &PluginLimits) -> Engine {
     engine.set_tunables(CappedTunables {
         base: BaseTunables::new(),
         max_pages,
+        max_elements: limits.max_table_elements,
     });
     engine.into()
 }

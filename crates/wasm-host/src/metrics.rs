@@ -1,5 +1,6 @@
 //! Per-plugin metrics.
 
+use crate::imports::{LogLevel, LogSink};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -148,6 +149,13 @@ pub struct PluginMetrics {
     pub records_modified: AtomicU64,
     /// Linear memory size after the last call, bytes.
     pub memory_bytes: AtomicU64,
+    /// Log lines about this plugin (its own, and the host's) dropped by the rate limit
+    /// (`PluginLimits::max_log_lines_per_sec`).
+    pub log_dropped: AtomicU64,
+    /// The rate limit's window: the second it counts, the lines passed and dropped in it.
+    log_second: AtomicU64,
+    log_passed: AtomicU64,
+    log_window_dropped: AtomicU64,
     /// Calls, time and operators: one set per live instance (its thread writes it alone)...
     shards: Mutex<Vec<Arc<CallStats>>>,
     /// ...and the sum of those whose instance is gone. At most one shard per live instance
@@ -198,6 +206,49 @@ impl PluginMetrics {
         self.sum(|s| &s.instructions)
     }
 
+    /// Hands `msg` to `sink` unless `per_sec` lines of this plugin were logged this second
+    /// already (then it is counted in `log_dropped`). The first line of the next second that
+    /// passes is preceded by one saying how many were dropped. A plugin that logs on every
+    /// record, or fails on every other one (never disabled), cannot flood the host's log.
+    pub(crate) fn log(
+        &self,
+        sink: &LogSink,
+        plugin: &str,
+        level: LogLevel,
+        msg: &str,
+        per_sec: u32,
+    ) {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let second = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs()
+            + 1;
+        let seen = self.log_second.load(Ordering::Relaxed);
+        if seen != second
+            && self
+                .log_second
+                .compare_exchange(seen, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.log_passed.store(0, Ordering::Relaxed);
+            let dropped = self.log_window_dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                sink(
+                    plugin,
+                    LogLevel::Warn,
+                    &format!("{dropped} log lines dropped (limit: {per_sec} per second)"),
+                );
+            }
+        }
+        if self.log_passed.fetch_add(1, Ordering::Relaxed) < u64::from(per_sec) {
+            sink(plugin, level, msg);
+        } else {
+            self.log_window_dropped.fetch_add(1, Ordering::Relaxed);
+            self.log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn fail(&self, kind: FailureKind) {
         self.failures[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -229,6 +280,7 @@ impl PluginMetrics {
         v.push(("max_ns".into(), self.max_ns()));
         v.push(("instructions".into(), self.instructions()));
         v.push(("memory_bytes".into(), ld(&self.memory_bytes)));
+        v.push(("log_dropped".into(), ld(&self.log_dropped)));
         v
     }
 }

@@ -450,3 +450,74 @@ fn a_bulk_memory_loop_in_start_is_a_load_error_within_its_deadline() {
     );
     assert!(err.contains("deadline"), "{err}");
 }
+
+#[test]
+fn table_grow_bomb_hits_the_cap() {
+    // One table.grow of 50 M elements took 400 MB of the host before tables had a cap. Here
+    // the guest reports the refusal as the unknown return code 7 (so the test sees that the
+    // guest observed -1), and growing within the cap still works.
+    let body = "(if (i32.ne (table.grow $t (ref.null func) (i32.const 50000000)) (i32.const -1)) \
+        (then (return (i32.const 0)))) \
+        (if (i32.eq (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1)) \
+        (then (return (i32.const 0)))) i32.const 7";
+    let (b, _, _) = run_bad(
+        module("", body, "(table $t 1 funcref)"),
+        2,
+        PluginLimits::default(),
+    );
+    assert_eq!(b.metrics.failures(FailureKind::BadReturn), 2);
+}
+
+#[test]
+fn huge_tables_and_extra_memories_are_load_errors() {
+    let (h, _) = host(PluginLimits::default());
+    let err = |extra: &str| {
+        h.load("x", &module("", "i32.const 0", extra))
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let e = err("(table 50000000 funcref)");
+    assert!(e.contains("table of 50000000 elements"), "{e}");
+    // Each memory would get the whole memory cap: four of them held 500 MB.
+    let e = err("(memory $m2 1) (memory $m3 1)");
+    assert!(e.contains("defines 3 linear memories"), "{e}");
+    let e = err(&"(table 1 funcref) ".repeat(9));
+    assert!(e.contains("defines 9 tables"), "{e}");
+    // One more table within the caps is fine.
+    h.load("ok", &module("", "i32.const 0", "(table 1000 funcref)"))
+        .unwrap();
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_rate_limit_and_counted() {
+    // 10 000 lines in one call: the log gets at most the limit per second (the call may
+    // straddle a second: then twice the limit and one "dropped" summary line), the rest is
+    // counted, and the host's own failure lines are held to the same limit.
+    let limits = PluginLimits {
+        max_log_lines_per_sec: 20,
+        ..Default::default()
+    };
+    let body = "(local.set 0 (i32.const 10000)) \
+        (loop $l (call $log (i32.const 100) (i32.const 5) (i32.const 0)) \
+        (local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br_if $l (local.get 0))) i32.const 0";
+    let wasm = module(
+        r#"(import "deepflow" "wasm_log" (func $log (param i32 i32 i32)))"#,
+        body,
+        r#"(data (i32.const 100) "flood")"#,
+    );
+    let (h, logs) = host(limits);
+    let p = h.load("flood", &wasm).unwrap();
+    let mut r = record();
+    h.on_http_record(&mut r);
+    let lines = logs.lock().unwrap();
+    let floods = lines.iter().filter(|l| l.ends_with("flood")).count() as u64;
+    let dropped = p
+        .metrics
+        .log_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(floods + dropped, 10_000);
+    assert!(floods == 20 || floods == 40, "{floods} lines passed");
+    assert!(lines.len() <= 41, "{}", lines.len());
+    assert_eq!(p.metrics.calls(Hook::HttpResp), 1);
+}
