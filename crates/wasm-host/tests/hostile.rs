@@ -521,3 +521,22 @@ fn a_log_flood_is_cut_to_the_rate_limit_and_counted() {
     assert!(lines.len() <= 41, "{}", lines.len());
     assert_eq!(p.metrics.calls(Hook::HttpResp), 1);
 }
+
+#[test]
+fn endless_recursion_is_a_contained_trap() {
+    // The guest's stack overflows (wasmer's guard page on the Wasm stack) long before the
+    // budget runs out: a trap like any other, on a stack that is not the host's.
+    let wasm = module(
+        "",
+        "call $deep i32.const 0",
+        "(func $deep (local i64 i64 i64 i64 i64 i64 i64 i64) call $deep)",
+    );
+    let (b, _, logs) = run_bad(wasm, 3, PluginLimits::default());
+    assert_eq!(b.metrics.failures(FailureKind::Trap), 3);
+    assert_eq!(b.metrics.failures(FailureKind::Budget), 0);
+    assert!(logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("trap failure") && l.contains("stack")));
+}
