@@ -324,21 +324,36 @@ fn deliver(sink: &Sink, counters: &Counters, rec: L7Record) {
     }
 }
 
+/// Runs `f` on the processor; a panic in it (a bug in l7tap or in a parser or callback given
+/// to the engine: the default hook has printed it on stderr) is contained: the worker
+/// forgets its flows, counts it (`internal_errors`, `drop_flows_reset_after_panic`) and goes
+/// on with the next segment, instead of its thread dying and its flows going silent.
+fn contained(
+    proc: &mut FlowProcessor,
+    emit: &mut dyn FnMut(L7Record),
+    f: impl FnOnce(&mut FlowProcessor, &mut dyn FnMut(L7Record)),
+) {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *proc, &mut *emit)));
+    if run.is_err() {
+        proc.reset_after_panic();
+    }
+}
+
 fn worker_loop(rx: Receiver<Work>, proc: &mut FlowProcessor, emit: &mut dyn FnMut(L7Record)) {
     for work in rx.iter() {
         match work {
             Work::Batch(segs) => {
                 for s in segs {
-                    proc.process(s, emit);
+                    contained(proc, emit, |p, e| p.process(s, e));
                 }
             }
             Work::Flush(ack) => {
-                proc.flush_all(emit);
+                contained(proc, emit, |p, e| p.flush_all(e));
                 let _ = ack.send(());
             }
         }
     }
-    proc.flush_all(emit);
+    contained(proc, emit, |p, e| p.flush_all(e));
 }
 
 /// Segments per batch handed to a worker by [`Engine::run`].

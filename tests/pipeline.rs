@@ -401,3 +401,110 @@ fn bad_configuration_is_an_error() {
         .build()
         .is_err());
 }
+
+/// HTTP/1 that panics on a request for `/boom`: a stand-in for a bug in a parser (ours, or
+/// one an embedding program adds with `EngineBuilder::parser`).
+struct PanickyHttp(l7tap::protocols::Http1Parser);
+
+impl l7tap::Parser for PanickyHttp {
+    fn protocol(&self) -> l7tap::Protocol {
+        self.0.protocol()
+    }
+    fn supports(&self, l4: l7tap::L4) -> bool {
+        self.0.supports(l4)
+    }
+    fn check(&self, payload: &[u8], direction: Direction) -> Option<l7tap::core::Inference> {
+        self.0.check(payload, direction)
+    }
+    fn resync(&self, payload: &[u8], direction: Direction) -> bool {
+        self.0.resync(payload, direction)
+    }
+    fn pairing(&self) -> l7tap::core::PairingMode {
+        self.0.pairing()
+    }
+    fn new_state(&self) -> Box<dyn std::any::Any + Send> {
+        self.0.new_state()
+    }
+    fn parse<'a>(
+        &self,
+        input: &'a [u8],
+        ctx: &mut l7tap::core::ParseCtx<'_>,
+    ) -> Result<l7tap::core::Parsed<'a>, l7tap::core::ParseError> {
+        if input.starts_with(b"GET /boom ") {
+            panic!("parser bug (on purpose, for the test)");
+        }
+        self.0.parse(input, ctx)
+    }
+}
+
+#[test]
+fn a_panicking_parser_is_contained_and_counted() {
+    // The worker survives the panic, forgets the flows it held (counted), and the flows after
+    // it are parsed as usual: a record for /after, none for /boom, no silent stop.
+    let engine = Engine::builder()
+        .workers(1)
+        .protocols(&[l7tap::Protocol::Redis])
+        .parser(std::sync::Arc::new(PanickyHttp(Default::default())))
+        .build()
+        .expect("engine");
+    let rx = engine.records().expect("channel");
+    let client = |port: u16| {
+        FlowKey::tcp(
+            format!("192.0.2.1:{port}").parse().expect("addr"),
+            "192.0.2.2:8080".parse().expect("addr"),
+        )
+    };
+    let exchange = |port: u16, path: &str, t: u64| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        vec![
+            Segment::data(
+                client(port),
+                Direction::ClientToServer,
+                t,
+                0,
+                Bytes::from(req),
+            ),
+            Segment::data(
+                client(port),
+                Direction::ServerToClient,
+                t + 1000,
+                0,
+                Bytes::from_static(resp),
+            ),
+        ]
+    };
+    // A request waiting on another flow when the panic comes: its flow is forgotten too.
+    let waiting = Segment::data(
+        client(40002),
+        Direction::ClientToServer,
+        1,
+        0,
+        Bytes::from_static(b"GET /waiting HTTP/1.1\r\nHost: h\r\n\r\n"),
+    );
+    engine.feed(waiting);
+    for s in exchange(40000, "/boom", 10_000)
+        .into_iter()
+        .chain(exchange(40001, "/after", 20_000))
+    {
+        engine.feed(s);
+    }
+    let stats = engine.finish();
+    let records: Vec<L7Record> = rx.iter().collect();
+    let seen: Vec<(String, bool)> = records
+        .iter()
+        .map(|r| (s(&r.request_resource), r.unpaired))
+        .collect();
+    // /boom's response reaches a flow that starts afresh: an unpaired response, as for any
+    // response whose request l7tap did not see.
+    assert_eq!(
+        seen,
+        vec![(String::new(), true), ("/after".to_string(), false)]
+    );
+    assert_eq!(stats.get("internal_errors"), 1);
+    assert_eq!(
+        stats.get("drop_flows_reset_after_panic"),
+        2,
+        "/boom's and /waiting's"
+    );
+}

@@ -29,11 +29,15 @@ pub enum DropReason {
     InferenceCacheFull = 9,
     /// Bytes of a message still incomplete when its flow closed.
     IncompleteAtClose = 10,
+    /// Flows forgotten after an internal error: a panic caught in the worker (a bug in l7tap
+    /// or in a parser given to the engine, reported on stderr) leaves their state in doubt, so
+    /// the worker starts afresh.
+    FlowsResetAfterPanic = 11,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::InputQueueFull,
         DropReason::OutputQueueFull,
         DropReason::FlowTableFull,
@@ -45,6 +49,7 @@ impl DropReason {
         DropReason::ParseErrorBytes,
         DropReason::InferenceCacheFull,
         DropReason::IncompleteAtClose,
+        DropReason::FlowsResetAfterPanic,
     ];
 
     /// The counter's name.
@@ -61,6 +66,7 @@ impl DropReason {
             DropReason::ParseErrorBytes => "drop_parse_error_bytes",
             DropReason::InferenceCacheFull => "drop_inference_cache_full",
             DropReason::IncompleteAtClose => "drop_incomplete_at_close_bytes",
+            DropReason::FlowsResetAfterPanic => "drop_flows_reset_after_panic",
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct Counters {
     pub flows_swapped: AtomicU64,
     /// Gaps reported by the source.
     pub gaps: AtomicU64,
+    /// Panics caught while processing (bugs; see [`DropReason::FlowsResetAfterPanic`]).
+    pub internal_errors: AtomicU64,
     /// Parse errors per protocol slot (see the parser registry order).
     pub parse_errors: [AtomicU64; MAX_PROTOCOL_COUNTERS],
     /// Drops by reason (index: position in [`DropReason::ALL`]).
@@ -132,6 +140,7 @@ impl Default for Counters {
             inference_cache_hits: AtomicU64::new(0),
             flows_swapped: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            internal_errors: AtomicU64::new(0),
             parse_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -192,6 +201,7 @@ impl Counters {
                 ld(&self.inference_cache_hits),
             ),
             ("gaps".into(), ld(&self.gaps)),
+            ("internal_errors".into(), ld(&self.internal_errors)),
         ];
         for (i, name) in protocol_names
             .iter()

@@ -137,6 +137,24 @@ impl FlowProcessor {
         self.table.len()
     }
 
+    /// Starts afresh after a panic was caught in [`process`](Self::process) or
+    /// [`flush_all`](Self::flush_all): the state of every flow (and of the inference cache)
+    /// may be half updated, so all of it is forgotten, counted as `internal_errors` and the
+    /// flows as [`DropReason::FlowsResetAfterPanic`]. Their next bytes start new flows.
+    pub fn reset_after_panic(&mut self) {
+        let flows = self.table.len() as u64;
+        // Taken out before dropping: a flow's drop must not run while the table is borrowed.
+        let old = std::mem::take(&mut self.table);
+        drop(old);
+        self.ctx.inference_cache.clear();
+        self.ctx.events.clear();
+        self.scratch.clear();
+        bump(&self.ctx.counters.internal_errors, 1);
+        self.ctx
+            .counters
+            .count_drop(DropReason::FlowsResetAfterPanic, flows);
+    }
+
     /// Processes one segment; records complete because of it are passed to `emit`.
     pub fn process(&mut self, seg: Segment, emit: &mut dyn FnMut(L7Record)) {
         let c = &self.ctx.counters;
