@@ -57,15 +57,43 @@ pub fn parsers_for(protocols: &[Protocol]) -> Result<Vec<Arc<dyn Parser>>, Strin
         .collect()
 }
 
-/// Names of the protocols with a built-in parser.
-pub fn builtin_protocol_names() -> Vec<&'static str> {
-    vec![
-        "http1",
-        "http2",
-        "grpc",
-        "redis",
-        "mqtt",
-        "postgresql",
-        "dns",
-    ]
+/// Names of the protocols with a built-in parser (gRPC is HTTP/2's), as `--protocol` takes
+/// them.
+pub fn builtin_protocol_names() -> Vec<String> {
+    let mut v: Vec<String> = default_parsers()
+        .iter()
+        .map(|p| p.protocol().name().to_string())
+        .collect();
+    if let Some(i) = v.iter().position(|n| n == "http2") {
+        v.insert(i + 1, "grpc".into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod names {
+    #[test]
+    fn every_builtin_parser_is_named_and_each_name_parses() {
+        let names = super::builtin_protocol_names();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                "dns",
+                "grpc",
+                "http1",
+                "http2",
+                "kafka",
+                "mqtt",
+                "mysql",
+                "postgresql",
+                "redis"
+            ]
+        );
+        for n in &names {
+            let p = l7tap_core::Protocol::from_name(n).expect(n);
+            assert!(super::parsers_for(&[p]).is_ok(), "{n}");
+        }
+    }
 }
