@@ -13,7 +13,7 @@ if [ "${1:-}" = --tests ]; then
     # The real servers and clients of the live-capture tests (nginx, curl, openssl, redis,
     # postgresql, mariadb, mosquitto, dnsmasq, dig, nghttp, python3 with grpcio); valgrind and
     # Go for the C ABI consumers' tests.
-    pkgs+=(nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base bind9-dnsutils
+    pkgs+=(nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base iproute2 bind9-dnsutils
            nghttp2-client mosquitto mosquitto-clients mariadb-server mariadb-client python3
            python3-grpcio valgrind golang-go)
 fi

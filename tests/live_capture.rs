@@ -5,7 +5,8 @@
 //! through OpenSSL (plaintext via uprobes) from curl and from Python (the `_ex` calls);
 //! redis-server + redis-cli, also pub/sub; psql + PostgreSQL; the mariadb client + MariaDB;
 //! mosquitto + its clients (MQTT); a grpcio client and server with the gRPC business-id
-//! plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4 and IPv6); the port
+//! plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4 and IPv6); glibc's
+//! resolver (`getent`, `sendmmsg`) against dnsmasq in a network namespace; the port
 //! and pid filters; and a deliberately overflowed ring. Expected values come from what the
 //! clients printed and from the servers' own logs.
 //!
@@ -1118,6 +1119,150 @@ fn dns_over_udp_from_dig_and_an_unconnected_socket_both_sides() {
         }
     }
     assert_eq!(stats.get("records_unpaired"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A network namespace of the test's own, with loopback up and, for `ip netns exec`, its own
+/// `/etc/resolv.conf` (`/etc/netns/NAME/resolv.conf`); removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn create(name: &str, resolv_conf: &str) -> Option<Netns> {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+        if !ok(Command::new("ip").args(["netns", "add", name]))
+            || !ok(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))
+        {
+            skip("cannot create a network namespace (`ip netns add` needs root)");
+            return None;
+        }
+        let ns = Netns(name.to_string());
+        let dir = PathBuf::from("/etc/netns").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), resolv_conf).unwrap();
+        Some(ns)
+    }
+
+    /// `cmd args...` inside the namespace.
+    fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, cmd]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+        let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&self.0));
+    }
+}
+
+/// The C library's own resolver: `getent ahosts` asks for A and AAAA at once with one
+/// `sendmmsg` of two datagrams on a connected socket (glibc's default; seen with strace) and
+/// reads the answers with `recvfrom`. dnsmasq answers on port 53 of a network namespace made
+/// for the test, whose resolv.conf points at it. Expectation: the addresses getent printed,
+/// and "not found" (its exit code 2) for a name dnsmasq does not know.
+#[test]
+fn glibc_resolver_sendmmsg_in_a_network_namespace_both_sides() {
+    if !programs(&["dnsmasq", "getent", "ip"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(
+        "l7tap-resolver",
+        "nameserver 127.0.0.1\noptions attempts:1\n",
+    ) else {
+        return;
+    };
+    let server = Proc(
+        ns.command("dnsmasq")
+            .args(["--no-daemon", "--port=53", "--listen-address=127.0.0.1"])
+            .args(["--bind-interfaces", "--no-resolv", "--no-hosts"])
+            .args([
+                "--local=/l7tap.test/",
+                "--host-record=shop.l7tap.test,10.1.2.3,fd00::3",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts"),
+    );
+    // Ready when it answers (inside the namespace: the host's port checks cannot see it).
+    let lookup = |name: &str| {
+        ns.command("getent")
+            .args(["ahosts", name])
+            .output()
+            .unwrap()
+    };
+    let t = Instant::now();
+    while !lookup("shop.l7tap.test").status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "dnsmasq did not answer"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let Some(live) = Live::start(config(&[53])) else {
+        return;
+    };
+    let found = lookup("shop.l7tap.test");
+    let missing = lookup("missing.l7tap.test");
+    let (records, stats) = live.stop();
+    let dnsmasq = children(server.0.id())
+        .into_iter()
+        .chain([server.0.id()])
+        .collect::<Vec<_>>();
+    drop(server);
+    // What getent printed: each address with its socket types; exit 2 is "not found".
+    let printed: std::collections::BTreeSet<String> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(missing.status.code(), Some(2), "getent: not found");
+    let dns: Vec<&L7Record> = records
+        .iter()
+        .filter(|r| r.protocol == Protocol::Dns && r.flow.server.port() == 53)
+        .filter(|r| comm(r) == "getent" || dnsmasq.contains(&pid(r)))
+        .collect();
+    for (name, qtype, code) in [
+        ("shop.l7tap.test", "A", 0),
+        ("shop.l7tap.test", "AAAA", 0),
+        ("missing.l7tap.test", "A", 3),
+        ("missing.l7tap.test", "AAAA", 3),
+    ] {
+        let of: Vec<&&L7Record> = dns
+            .iter()
+            .filter(|r| s(&r.request_resource) == name && s(&r.request_type) == qtype)
+            .collect();
+        assert_eq!(
+            of.len(),
+            2,
+            "{name} {qtype}: one record per side\n{dns:#?}\n{stats:?}"
+        );
+        let sides: Vec<String> = of.iter().map(|r| comm(r)).collect();
+        assert!(sides.contains(&"getent".to_string()), "{sides:?}");
+        assert!(sides.contains(&"dnsmasq".to_string()), "{sides:?}");
+        assert_eq!(
+            of[0].request_id, of[1].request_id,
+            "the same query on both sides"
+        );
+        for r in of {
+            assert!(!r.unpaired && r.rrt_ns > 0, "{r:?}");
+            assert_eq!(r.response_code, Some(code), "{r:?}");
+            if code == 0 {
+                // "A=10.1.2.3 TTL=0": the address is one getent printed.
+                let answer = s(&r.response_result);
+                let addr = answer
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.split_once('='))
+                    .map(|(_, a)| a.to_string())
+                    .unwrap_or_default();
+                assert!(printed.contains(&addr), "{answer} not in {printed:?}");
+            }
+        }
+    }
+    assert_eq!(printed.len(), 2, "{printed:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
