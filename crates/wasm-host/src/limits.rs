@@ -26,7 +26,9 @@ pub struct PluginLimits {
     /// failure. Also bounds a loop of `memory.fill`/`memory.copy`, which the instruction
     /// budget counts one per operation whatever its length.
     pub max_call_time: Duration,
-    /// Wall-clock time `_start` and the hook-table exports may take when an instance is made.
+    /// Wall-clock time `_start` and the hook-table exports may take when an instance is made
+    /// (at load, and on a worker again after each failed call: a plugin that fails every call
+    /// can hold a worker for at most `max_consecutive_failures` of these before it is disabled).
     pub max_start_time: Duration,
     /// Largest linear memory, bytes (rounded down to 64 KiB pages). A plugin has one linear
     /// memory: a module that defines more (multi-memory) is refused, or each would get the cap.
@@ -53,7 +55,7 @@ impl Default for PluginLimits {
             instructions_per_call: 20_000_000,
             instructions_at_start: 200_000_000,
             max_call_time: Duration::from_millis(100),
-            max_start_time: Duration::from_secs(5),
+            max_start_time: Duration::from_secs(1),
             max_memory_bytes: 128 << 20,
             max_table_elements: 1 << 17,
             max_module_bytes: 32 << 20,
