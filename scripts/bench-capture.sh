@@ -16,15 +16,9 @@ if [ "${PIN:-0}" = 1 ]; then
     app=(taskset -c 0)
     agent=(taskset -c 1)
 fi
-work="$(mktemp -d)"
-chmod 755 "$work"
-mkdir -p "$work/www"
-sed -e "s#NGINX_DIR#$work#g" -e "s#NGINX_PORT#$port#g" -e "s#BACKEND_PORT#$((port + 1))#g" \
-    tests/captures/nginx.conf > "$work/nginx.conf"
+. scripts/nginx-work.sh
 # One worker, no access log: the web server is the same in both runs.
-sed -i -e 's#access_log NGINX_DIR/access.log l7;##' -e "s#access_log $work/access.log l7;##" "$work/nginx.conf"
-printf '<html><body>hello l7tap</body></html>\n' > "$work/www/index.html"
-chmod -R 755 "$work"
+work="$(nginx_work "$port" -e 's#access_log [^ ]*access.log l7;##')"
 "${app[@]}" nginx -c "$work/nginx.conf" & ngx=$!
 trap 'kill $ngx 2>/dev/null || true; cp "$work/capture.err" /tmp/last-capture.err 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

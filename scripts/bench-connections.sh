@@ -12,13 +12,8 @@ close="${2:-}"
 port=18790
 cargo build --release -q -p l7tap-cli
 bin=target/release/l7tap
-work="$(mktemp -d)"
-chmod 755 "$work"
-mkdir -p "$work/www"
-sed -e "s#NGINX_DIR#$work#g" -e "s#NGINX_PORT#$port#g" -e "s#BACKEND_PORT#$((port + 1))#g" \
-    -e "s/worker_connections 64/worker_connections 4096/" tests/captures/nginx.conf > "$work/nginx.conf"
-printf '<html><body>hello l7tap</body></html>\n' > "$work/www/index.html"
-chmod -R 755 "$work"
+. scripts/nginx-work.sh
+work="$(nginx_work "$port" -e "s/worker_connections 64/worker_connections 4096/")"
 ulimit -n 8192 2>/dev/null || true
 nginx -c "$work/nginx.conf" & ngx=$!
 trap 'kill $ngx 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then cp "$work"/access.log "$work"/records.jsonl "$KEEP"/; fi; rm -rf "$work"' EXIT

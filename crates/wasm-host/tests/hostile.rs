@@ -92,6 +92,11 @@ fn host(limits: PluginLimits) -> (PluginHost, Arc<Mutex<Vec<String>>>) {
     (PluginHost::new(limits, sink), logs)
 }
 
+/// Whether some log line satisfies `f`.
+fn logged(logs: &Mutex<Vec<String>>, f: impl Fn(&str) -> bool) -> bool {
+    logs.lock().unwrap().iter().any(|l| f(l))
+}
+
 fn assert_good_plugin_works(h: &PluginHost) {
     let mut r = record();
     assert!(h.on_http_record(&mut r));
@@ -153,11 +158,7 @@ fn endless_loop_is_stopped_by_the_budget() {
     let (b, _, logs) = run_bad(module("", "(loop $l br $l) i32.const 0", ""), 3, limits);
     assert_eq!(b.metrics.failures(FailureKind::Budget), 3);
     assert_eq!(b.metrics.failures(FailureKind::Trap), 0);
-    assert!(logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("budget failure")));
+    assert!(logged(&logs, |l| l.contains("budget failure")));
 }
 
 #[test]
@@ -251,11 +252,7 @@ fn trap_in_every_hook_and_disable_after_repeated_failures() {
         .disabled_reason()
         .unwrap()
         .contains("4 consecutive failures"));
-    assert!(logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("disabled after 4")));
+    assert!(logged(&logs, |l| l.contains("disabled after 4")));
     assert!(h.get("good").is_some_and(|g| !g.is_disabled()));
 }
 
@@ -413,11 +410,7 @@ fn a_bulk_memory_loop_is_stopped_by_the_deadline() {
     assert_eq!(b.metrics.failures(FailureKind::Trap), 0);
     assert_eq!(b.metrics.calls(Hook::HttpResp), 3);
     assert!(b.metrics.max_ns() >= 30_000_000, "{}", b.metrics.max_ns());
-    assert!(logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("deadline failure")));
+    assert!(logged(&logs, |l| l.contains("deadline failure")));
     // The fresh instance that replaces a stopped one gets a whole budget again.
     let p = h.plugins();
     assert_eq!(p.len(), 2);
@@ -534,9 +527,5 @@ fn endless_recursion_is_a_contained_trap() {
     let (b, _, logs) = run_bad(wasm, 3, PluginLimits::default());
     assert_eq!(b.metrics.failures(FailureKind::Trap), 3);
     assert_eq!(b.metrics.failures(FailureKind::Budget), 0);
-    assert!(logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("trap failure") && l.contains("stack")));
+    assert!(logged(&logs, |l| l.contains("trap failure") && l.contains("stack")));
 }
