@@ -17,7 +17,7 @@ pub struct ConvertStats {
     pub decode_errors: u64,
     /// Segments produced.
     pub segments: u64,
-    /// Bytes known missing in a stream (ring full, snaplen, sendfile): the parsers resync.
+    /// Bytes known missing in a stream (ring full, snaplen, sendfile, splice): the parsers resync.
     pub gap_bytes: u64,
     /// Connections the kernel restarted (offsets back to 0) while we still tracked them.
     pub restarted: u64,
@@ -300,7 +300,7 @@ impl Converter {
             let offset = if udp { 0 } else { ev.offset };
             out.push(segment(record.slice_ref(ev.payload), offset, gap));
         }
-        // Bytes moved but not carried (sendfile, the snaplen cut, a read fault): a gap now,
+        // Bytes moved but not carried (sendfile, splice, the snaplen cut, a read fault): a gap now,
         // at this syscall's time, so that a message they end is complete when it was sent,
         // not when the connection next carries bytes (or closes).
         let unseen = tail + if ev.payload.is_empty() { gap } else { 0 };

@@ -28,7 +28,7 @@ pub mod flags {
     pub const NEW_STATE: u8 = 4;
     /// The payload could not be read from user memory.
     pub const READ_FAULT: u8 = 8;
-    /// sendfile: the bytes never were in user memory.
+    /// sendfile, splice: the bytes never were in user memory.
     pub const NOT_COPIED: u8 = 16;
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The kernel side (`src/bpf/l7tap.bpf.c`, compiled by clang in `build.rs`, CO-RE against the
 //! checked-in `vmlinux.h`) hooks syscall tracepoints (this kernel has no kprobes) for
-//! write/writev/sendto/sendmsg/sendmmsg/sendfile, read/readv/recvfrom/recvmsg/recvmmsg,
+//! write/writev/sendto/sendmsg/sendmmsg/sendfile/splice, read/readv/recvfrom/recvmsg/recvmmsg,
 //! connect/accept/accept4/close and process exit, and OpenSSL's SSL_write/SSL_read(_ex) with
 //! uprobes for TLS plaintext. Non-socket I/O, filtered pids and ports are dropped in the
 //! kernel; what passes goes through a ring buffer per CPU. User space ([`BpfSource`]) merges

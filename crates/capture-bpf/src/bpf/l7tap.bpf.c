@@ -540,7 +540,22 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	/* recvfrom with a NULL addrlen (6th argument) leaves src_addr unwritten. */
 	if (sc == SC_RECVFROM && !regs->r9)
 		addr = 0;
-	struct sock *sk = inet_sock_of_fd(task, fd);
+	struct sock *sk = NULL;
+	if (sc == SC_SPLICE) {
+		/* splice(fd_in, off_in, fd_out, off_out, len, flags): one end is a pipe. Into a
+		 * socket it is a send, out of one a receive; either way the bytes never were in
+		 * user memory: reported as moved, not copied (a gap the parsers skip by length,
+		 * at this syscall's time), so the stream's offsets stay true. */
+		sk = inet_sock_of_fd(task, (__u32)regs->dx);
+		if (sk) {
+			fd = regs->dx;
+			dir = DIR_EGRESS;
+		} else {
+			dir = DIR_INGRESS;
+		}
+	}
+	if (!sk)
+		sk = inet_sock_of_fd(task, fd);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
 		return 0;
@@ -651,6 +666,7 @@ DATA_PROG(sendto, K_BUF, DIR_EGRESS, SC_SENDTO)
 DATA_PROG(sendmsg, K_MSG, DIR_EGRESS, SC_SENDMSG)
 DATA_PROG(sendmmsg, K_MMSG, DIR_EGRESS, SC_SENDMMSG)
 DATA_PROG(sendfile64, K_NONE, DIR_EGRESS, SC_SENDFILE)
+DATA_PROG(splice, K_NONE, DIR_EGRESS, SC_SPLICE) /* direction: the socket's end, see data_exit */
 DATA_PROG(read, K_BUF, DIR_INGRESS, SC_READ)
 DATA_PROG(readv, K_IOV, DIR_INGRESS, SC_READV)
 DATA_PROG(recvfrom, K_BUF, DIR_INGRESS, SC_RECVFROM)
