@@ -6,7 +6,8 @@
 //! redis-server + redis-cli, also pub/sub; psql + PostgreSQL; the mariadb client + MariaDB;
 //! mosquitto + its clients (MQTT); a grpcio client and server with the gRPC business-id
 //! plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4 and IPv6); glibc's
-//! resolver (`getent`, `sendmmsg`) against dnsmasq in a network namespace; the port
+//! resolver (`getent`, `sendmmsg`) against dnsmasq in a network namespace; a recvmmsg/sendmmsg
+//! DNS server and parallel dig clients; the port
 //! and pid filters; and a deliberately overflowed ring. Expected values come from what the
 //! clients printed and from the servers' own logs.
 //!
@@ -1345,6 +1346,100 @@ fn glibc_resolver_sendmmsg_in_a_network_namespace_both_sides() {
         }
     }
     assert_eq!(printed.len(), 2, "{printed:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A DNS server that reads with recvmmsg(2) and answers with sendmmsg(2) on one unconnected
+/// socket (as NSD and Knot do; built from tests/live/mmsg_dns.c with gcc), queried by six
+/// dig processes at once: each message of a batch has its own peer (`msg_name`), and each
+/// record must carry it. Expectations: what dig printed (id, status) and what the server
+/// printed (id, client port) per answer.
+#[test]
+fn recvmmsg_and_sendmmsg_server_with_parallel_dig_clients_both_sides() {
+    if !programs(&["gcc", "dig"]) {
+        return;
+    }
+    let port = 15356u16;
+    let bin = scratch_dir("mmsg").join("mmsg_dns");
+    let built = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(common::root().join("tests/live/mmsg_dns.c"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "mmsg_dns.c builds");
+    let names: Vec<String> = (0..6).map(|i| format!("q{i}.l7tap.test")).collect();
+    let mut server = Proc(
+        Command::new(&bin)
+            .args([&port.to_string(), &names.len().to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    sleep(Duration::from_millis(200)); // bound before any query (UDP: nothing to wait on)
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let digs: Vec<(String, Child)> = names
+        .iter()
+        .map(|n| {
+            let child = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &port.to_string(), "+noall", "+comments"])
+                .args(["+tries=1", "+time=5", n, "A"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n.clone(), child)
+        })
+        .collect();
+    let mut asked = Vec::new();
+    for (name, child) in digs {
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "dig {name}");
+        asked.push((
+            name,
+            pid,
+            DigAnswer::parse(&String::from_utf8_lossy(&out.stdout)),
+        ));
+    }
+    let server_pid = server.0.id();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    let _ = server.0.wait();
+    let (records, stats) = live.stop();
+    // "id client_port" per answer, as the server printed them.
+    let answered: std::collections::HashMap<u64, u16> = printed
+        .lines()
+        .map(|l| {
+            let (id, port) = l.split_once(' ').unwrap();
+            (id.parse().unwrap(), port.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(answered.len(), names.len(), "{printed}");
+    for (name, dig_pid, dig) in &asked {
+        assert_eq!(dig.status, "NXDOMAIN", "{name}");
+        let client_port = answered[&dig.id];
+        for want_pid in [server_pid, *dig_pid] {
+            let mine: Vec<&L7Record> = of_pids(&records, &[want_pid])
+                .into_iter()
+                .filter(|r| r.request_id == Some(dig.id))
+                .collect();
+            assert_eq!(
+                mine.len(),
+                1,
+                "{name} pid {want_pid}: {records:#?}\n{stats:?}"
+            );
+            let r = mine[0];
+            assert_eq!(r.protocol, Protocol::Dns);
+            assert_eq!(s(&r.request_resource), *name);
+            assert_eq!(s(&r.request_type), "A");
+            assert_eq!(r.response_code, Some(3), "{name}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{r:?}");
+            assert_eq!(r.flow.server.port(), port);
+            assert_eq!(r.flow.client.port(), client_port, "the message's own peer");
+        }
+    }
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
