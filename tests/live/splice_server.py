@@ -1,6 +1,7 @@
 """HTTP server of tests/live_capture.rs that moves bodies with splice(2), as proxies do
 (HAProxy's TCP mode): a request body goes from the socket into a pipe, a response body from a
-pipe into the socket, so neither is ever in this process's memory. Headers go by recv/send.
+pipe into the socket, so neither is ever in this process's memory. Heads go by readv/writev
+(two buffers each).
 Serves keep-alive connections on 127.0.0.1:PORT; the response body is BODY_BYTES of 'x' for
 GET and the request's own body for POST. Prints one line per request: method, path, the
 request body's length, the response body's length."""
@@ -31,7 +32,10 @@ def serve(c):
         if end < 0:
             c.recv(len(head))
             continue
-        head = c.recv(end + 4)
+        # readv(2) into two buffers: the capture must join a vector read's pieces.
+        first, rest = bytearray(min(10, end + 4)), bytearray(end + 4 - min(10, end + 4))
+        got = os.readv(c.fileno(), [first, rest])
+        head = bytes(first + rest)[:got]
         lines = head.decode().split("\r\n")
         method, path, _ = lines[0].split(" ")
         length = 0
@@ -44,7 +48,8 @@ def serve(c):
             splice_all(c.fileno(), w, n)
             body += os.read(r, n)
         out = body if method == "POST" else b"x" * body_bytes
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out))
+        # The head by writev(2), in two pieces.
+        os.writev(c.fileno(), [b"HTTP/1.1 200 OK\r\n", b"Content-Length: %d\r\n\r\n" % len(out)])
         for at in range(0, len(out), CHUNK):  # pipe -> socket
             piece = out[at:at + CHUNK]
             os.write(w, piece)
