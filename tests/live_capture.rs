@@ -501,11 +501,11 @@ fn python_http_server_and_curl_both_sides() {
 }
 
 /// A server that moves bodies with splice(2) (socket -> pipe for the request body, pipe ->
-/// socket for the response body; heads by readv/writev, two buffers each), and curl on one keep-alive
-/// connection. The spliced bytes are never in user memory: the server's records must still
-/// see each exchange whole and in order (before the splice hook, the bytes did not count in
-/// the stream, so the next head was read as the missing body). Expectations: what curl
-/// printed and what the server printed.
+/// socket for the response body; heads by readv/writev, two buffers each), and curl on one
+/// keep-alive connection. The spliced bytes are never in user memory: the server's records
+/// must still see each exchange whole and in order (before the splice hook, the bytes did
+/// not count in the stream, so the next head was read as the missing body). Expectations:
+/// what curl printed and what the server printed.
 #[test]
 fn http_bodies_moved_by_splice_both_sides() {
     if !programs(&["python3", "curl"]) {
