@@ -3,7 +3,7 @@
 //! Pure user-space logic, tested without root.
 
 use crate::event::{flags, Kind, RawEvent, Role};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use l7tap_core::{Direction, FlowKey, ProcessInfo, Segment, L4};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,11 +119,12 @@ impl Converter {
         (i128::from(mono) + self.epoch_offset_ns).clamp(0, i128::from(u64::MAX)) as u64
     }
 
-    /// Decodes one ring buffer record and appends what it means to `out`. Segment payloads
-    /// are slices of `record` (no copy).
-    pub fn push(&mut self, record: &Bytes, out: &mut Vec<Segment>) {
+    /// Decodes one ring buffer record and appends what it means to `out`. A data segment's
+    /// payload is `record` itself, narrowed to the payload (no copy, and no reference-count
+    /// change on the buffer it shares with other records).
+    pub fn push(&mut self, mut record: Bytes, out: &mut Vec<Segment>) {
         self.stats.events += 1;
-        let ev = match RawEvent::decode(record) {
+        let ev = match RawEvent::decode(&record) {
             Ok(ev) => ev,
             Err(_) => {
                 self.stats.decode_errors += 1;
@@ -132,7 +133,18 @@ impl Converter {
         };
         let before = out.len();
         match ev.kind {
-            Kind::Data => self.data(record, &ev, out),
+            Kind::Data => {
+                // Where the payload sits in the record (the event borrows it until here).
+                let at = ev.payload.as_ptr() as usize - record.as_ptr() as usize;
+                let len = ev.payload.len();
+                if let Some(i) = self.data(&ev, out) {
+                    record.advance(at);
+                    record.truncate(len);
+                    if let Some(seg) = out.get_mut(i) {
+                        seg.payload = record;
+                    }
+                }
+            }
             Kind::Open => self.open(&ev, out),
             Kind::Close => {
                 let ts = self.epoch(ev.ts_mono_ns);
@@ -215,7 +227,7 @@ impl Converter {
                 process: ProcessInfo {
                     pid: ev.pid,
                     tid: ev.tid,
-                    comm: Bytes::copy_from_slice(ev.comm),
+                    comm: comm_bytes(ev.comm),
                 },
                 ciphertext: false,
             },
@@ -223,7 +235,9 @@ impl Converter {
         key
     }
 
-    fn data(&mut self, record: &Bytes, ev: &RawEvent<'_>, out: &mut Vec<Segment>) {
+    /// The segments of a data event; returns the index in `out` of the one that carries the
+    /// event's payload (left empty here: the caller moves the record into it).
+    fn data(&mut self, ev: &RawEvent<'_>, out: &mut Vec<Segment>) -> Option<usize> {
         let tls = ev.has(flags::TLS);
         let id = if tls { tls_id(ev.sock_id) } else { ev.sock_id };
         let ts = self.epoch(ev.ts_mono_ns);
@@ -236,11 +250,12 @@ impl Converter {
         }
         let key = ConnKey(id, ev.remote);
         let dir_ix = usize::from(!ev.egress);
-        let restart = match self.conns.get(&key) {
-            Some(c) => !udp && ev.offset < c.next[dir_ix],
-            None => false,
-        };
-        if restart {
+        // (None: not tracked yet. One lookup here and one below on the common path.)
+        let restart = self
+            .conns
+            .get(&key)
+            .map(|c| !udp && ev.offset < c.next[dir_ix]);
+        if restart == Some(true) {
             // The kernel's state for this socket was recreated (LRU) or the socket reused
             // without a close we saw: a new stream.
             self.stats.restarted += 1;
@@ -248,15 +263,13 @@ impl Converter {
                 out.extend(c.close(ts));
             }
         }
-        if !self.conns.contains_key(&key) {
+        if restart != Some(false) {
             self.insert(ev, id, out);
         }
-        let Some(c) = self.conns.get_mut(&key) else {
-            return;
-        };
+        let c = self.conns.get_mut(&key)?;
         if c.process.pid != ev.pid || c.process.tid != ev.tid {
             if c.process.pid != ev.pid {
-                c.process.comm = Bytes::copy_from_slice(ev.comm);
+                c.process.comm = comm_bytes(ev.comm);
             }
             c.process.pid = ev.pid;
             c.process.tid = ev.tid;
@@ -276,7 +289,7 @@ impl Converter {
         if c.ciphertext {
             c.next[dir_ix] = c.next[dir_ix].max(end);
             self.stats.tls_ciphertext_bytes += moved;
-            return;
+            return None;
         }
         let (gap, tail) = if udp {
             (0, 0)
@@ -296,18 +309,47 @@ impl Converter {
             end_of_flow: false,
             process: Some(c.process.clone()),
         };
+        let mut carrier = None;
         if !ev.payload.is_empty() {
             let offset = if udp { 0 } else { ev.offset };
-            out.push(segment(record.slice_ref(ev.payload), offset, gap));
+            carrier = Some(out.len());
+            out.push(segment(Bytes::new(), offset, gap));
         }
-        // Bytes moved but not carried (sendfile, splice, the snaplen cut, a read fault): a gap now,
-        // at this syscall's time, so that a message they end is complete when it was sent,
-        // not when the connection next carries bytes (or closes).
+        // Bytes moved but not carried (sendfile, splice, the snaplen cut, a read fault): a
+        // gap now, at this syscall's time, so that a message they end is complete when it was
+        // sent, not when the connection next carries bytes (or closes).
         let unseen = tail + if ev.payload.is_empty() { gap } else { 0 };
         if unseen > 0 {
             out.push(segment(Bytes::new(), end, unseen));
         }
+        carrier
     }
+}
+
+/// Distinct process names kept for the life of the process (at most 16 bytes each, so 64
+/// KiB in all); past this, names get a reference-counted copy each.
+pub const COMMS_INTERNED: usize = 4096;
+
+/// A process name as `Bytes` whose clones cost nothing. Every segment and record carries its
+/// process's name: as a reference-counted `Bytes`, each of those clones and drops touched one
+/// count from both the reader thread (which makes segments) and the worker (which drops
+/// them), a cache line bouncing between cores per event. A name is therefore kept once, as a
+/// static slice (`Bytes::from_static`: cloning copies a pointer). Looked up only when a
+/// connection is first seen or changes process, never per event.
+fn comm_bytes(raw: &[u8]) -> Bytes {
+    type Names = HashMap<Box<[u8]>, &'static [u8]>;
+    static INTERNED: parking_lot::Mutex<Option<Names>> = parking_lot::Mutex::new(None);
+    let mut guard = INTERNED.lock();
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(s) = map.get(raw) {
+        return Bytes::from_static(s);
+    }
+    if map.len() >= COMMS_INTERNED {
+        return Bytes::copy_from_slice(raw);
+    }
+    let kept: &'static [u8] = Box::leak(Box::from(raw));
+    map.insert(Box::from(raw), kept);
+    Bytes::from_static(kept)
 }
 
 #[cfg(test)]
@@ -317,7 +359,7 @@ mod tests {
 
     /// Pushes a record as the reader does: in a `Bytes` of its own.
     fn feed(c: &mut Converter, record: &[u8], out: &mut Vec<Segment>) {
-        c.push(&Bytes::copy_from_slice(record), out);
+        c.push(Bytes::copy_from_slice(record), out);
     }
 
     fn data(sock: u64, off: u64, dir: u8, role: u8, payload: &[u8]) -> Vec<u8> {
@@ -336,6 +378,16 @@ mod tests {
             ..Default::default()
         }
         .bytes(payload)
+    }
+
+    #[test]
+    fn process_names_are_kept_once_and_cloned_for_free() {
+        let a = comm_bytes(b"l7tap-test-name");
+        let b = comm_bytes(b"l7tap-test-name");
+        assert_eq!(&a[..], b"l7tap-test-name");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one copy for the process");
+        assert_eq!(a.clone().as_ptr(), a.as_ptr());
+        assert_ne!(comm_bytes(b"other").as_ptr(), a.as_ptr());
     }
 
     #[test]

@@ -196,8 +196,7 @@ impl<'a> RawEvent<'a> {
     }
 }
 
-/// Builds a record in the kernel's layout (the converter's unit tests).
-#[cfg(test)]
+/// Builds a record in the kernel's layout, as the ring delivers it (for tests and benches).
 #[derive(Debug, Clone, Default)]
 pub struct EventBuilder {
     /// Header fields, in order; see [`RawEvent`].
@@ -228,7 +227,6 @@ pub struct EventBuilder {
     pub comm: &'static str,
 }
 
-#[cfg(test)]
 impl EventBuilder {
     /// The record bytes for `payload`.
     pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
