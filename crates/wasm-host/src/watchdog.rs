@@ -13,8 +13,9 @@
 //! budget set to 0, and the guest's next check traps as if the budget had run out (within one
 //! bulk operation: a `memory.fill` of the 128 MiB default cap takes ~10 ms here). So a call
 //! is stopped at most two periods and one bulk operation after its deadline.
-//! wasmer's own wall-clock interrupt (`experimental-host-interrupt`) registers every call in
-//! a shared map and doubles the cost of a call; this costs a call one store and one swap.
+//! wasmer's own wall-clock interrupt (`experimental-host-interrupt`) inserts every call into
+//! a process-wide map (a `DashMap` keyed by store) and removes it after, which the issue's
+//! prototype measured as doubling a call's cost; this costs a call one store and one swap.
 //!
 //! The handshake: the worker gives the instance its budget, then publishes the call's due
 //! tick ([`CallWatch::begin`]); the watchdog claims an overdue call by swapping its due tick
