@@ -135,13 +135,16 @@ impl Converter {
         match ev.kind {
             Kind::Data => {
                 // Where the payload sits in the record (the event borrows it until here).
-                let at = ev.payload.as_ptr() as usize - record.as_ptr() as usize;
+                let at = (ev.payload.as_ptr() as usize).wrapping_sub(record.as_ptr() as usize);
                 let len = ev.payload.len();
                 if let Some(i) = self.data(&ev, out) {
-                    record.advance(at);
-                    record.truncate(len);
-                    if let Some(seg) = out.get_mut(i) {
-                        seg.payload = record;
+                    // (The payload is a slice of the record: the check cannot fail.)
+                    if at.checked_add(len).is_some_and(|end| end <= record.len()) {
+                        record.advance(at);
+                        record.truncate(len);
+                        if let Some(seg) = out.get_mut(i) {
+                            seg.payload = record;
+                        }
                     }
                 }
             }
