@@ -291,7 +291,7 @@ impl Converter {
         let end = ev.offset.saturating_add(moved);
         if c.ciphertext {
             c.next[dir_ix] = c.next[dir_ix].max(end);
-            self.stats.tls_ciphertext_bytes += moved;
+            self.stats.tls_ciphertext_bytes = self.stats.tls_ciphertext_bytes.saturating_add(moved);
             return None;
         }
         let (gap, tail) = if udp {
@@ -301,7 +301,10 @@ impl Converter {
             c.next[dir_ix] = end;
             (gap, moved - ev.payload.len() as u64)
         };
-        self.stats.gap_bytes += gap + tail;
+        self.stats.gap_bytes = self
+            .stats
+            .gap_bytes
+            .saturating_add(gap.saturating_add(tail));
         let segment = |payload: Bytes, offset: u64, gap_before: u64| Segment {
             flow: c.flow,
             direction,
@@ -321,7 +324,7 @@ impl Converter {
         // Bytes moved but not carried (sendfile, splice, the snaplen cut, a read fault): a
         // gap now, at this syscall's time, so that a message they end is complete when it was
         // sent, not when the connection next carries bytes (or closes).
-        let unseen = tail + if ev.payload.is_empty() { gap } else { 0 };
+        let unseen = tail.saturating_add(if ev.payload.is_empty() { gap } else { 0 });
         if unseen > 0 {
             out.push(segment(Bytes::new(), end, unseen));
         }
@@ -544,6 +547,59 @@ mod tests {
         bad.truncate(bad.len() - 1); // cap_len says 3, 2 present
         feed(&mut c, &bad, &mut out);
         assert_eq!(c.stats().decode_errors, 2);
+    }
+
+    #[test]
+    fn random_and_damaged_events_never_panic_and_are_all_counted() {
+        // Events with every header field random (kinds, directions, flags, socket types,
+        // roles, offsets near u64::MAX, lengths that lie), and real events with bytes changed
+        // or cut: decoded or counted as undecodable, never a panic; payloads stay in bounds.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut c = Converter::new(64, -5);
+        let mut out = Vec::new();
+        let n = 20_000u64;
+        for i in 0..n {
+            let r = next();
+            let payload: Vec<u8> = (0..(r % 300) as usize).map(|_| next() as u8).collect();
+            let mut e = EventBuilder {
+                ts_mono_ns: next(),
+                sock_id: next() % 16,
+                offset: if i % 3 == 0 { next() } else { next() % 4096 },
+                pid: (next() % 4) as u32,
+                total_len: (next() % 70_000) as u32,
+                kind: (next() % 6) as u8,
+                dir: (next() % 3) as u8,
+                flags: next() as u8,
+                sotype: (next() % 4) as u8,
+                role: (next() % 4) as u8,
+                local: ([127, 0, 0, 1], next() as u16),
+                remote: ([127, 0, 0, 1], next() as u16),
+                comm: "fuzz",
+            }
+            .bytes(&payload);
+            match next() % 4 {
+                0 => {
+                    let at = (next() as usize) % e.len();
+                    e[at] = next() as u8;
+                }
+                1 => e.truncate((next() as usize) % (e.len() + 1)),
+                _ => {}
+            }
+            out.clear();
+            feed(&mut c, &e, &mut out);
+            for seg in &out {
+                assert!(seg.payload.len() <= payload.len().max(e.len()));
+            }
+        }
+        assert_eq!(c.stats().events, n);
+        assert!(c.stats().decode_errors > 0 && c.stats().segments > 0);
+        assert!(c.connections() <= 64);
     }
 
     #[test]
