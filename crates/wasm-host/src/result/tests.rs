@@ -283,3 +283,48 @@ fn the_arena_shares_chunks_and_keeps_what_it_handed_out() {
         decode_blob(&b, 1).unwrap()
     );
 }
+
+#[test]
+fn damaged_valid_blobs_never_panic() {
+    // Valid legacy and protobuf records with bytes changed, cut, inserted or length-like runs
+    // overwritten: decoded or rejected with an error, never a panic (a plugin controls every
+    // byte of its result).
+    let trace = [pb_str(1, b"tid"), pb_str(2, b"sid")].concat();
+    let mut pb = b"PB".to_vec();
+    pb.extend_from_slice(&[key(3, 0), 0x96, 0x01]);
+    pb.extend(pb_msg(11, &[key(1, 0), 3, key(2, 0), 7]));
+    pb.extend(pb_msg(12, &trace));
+    pb.extend(pb_str(13, b"pbproto"));
+    let seeds = [
+        legacy_resp(Some(b"myproto"), Some(9), &[(b"op_stat", b"FAILED")]),
+        legacy_resp(None, None, &[]),
+        pb,
+    ];
+    let mut x: u64 = 0x5eed_1234;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for n in 0..30_000usize {
+        let mut r = seeds[n % seeds.len()].clone();
+        for _ in 0..1 + next() % 3 {
+            if r.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % r.len();
+            match next() % 4 {
+                0 => r[at] = next() as u8,
+                1 => r.truncate(at),
+                2 => r.insert(at, next() as u8),
+                _ => {
+                    let end = (at + 2).min(r.len());
+                    r[at..end].fill(0xff);
+                }
+            }
+        }
+        let _ = decode_blob(&blob(&[r.clone()]), (n % 2) as u8);
+        let _ = decode_blob(&blob(&[seeds[0].clone(), r]), 1);
+    }
+}
