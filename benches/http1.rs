@@ -2,31 +2,18 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! against httparse (head only) on the same real messages. Run: `cargo bench --bench http1`.
 
+mod common;
+
 use bytes::Bytes;
+use common::payloads;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use l7tap::core::{ParseCtx, ParseMode, Parsed};
-use l7tap::pcap::PcapSource;
 use l7tap::protocols::Http1Parser;
-use l7tap::{Direction, Parser, Segment, Source};
+use l7tap::{Direction, Parser};
 use std::hint::black_box;
-use std::path::Path;
-
-/// The payloads of a capture's segments, in order.
-fn payloads(path: &Path) -> Vec<(Direction, Bytes)> {
-    let mut src = PcapSource::open(path).expect("capture");
-    let mut out = Vec::new();
-    src.run(&mut |s: Segment| {
-        if !s.payload.is_empty() {
-            out.push((s.direction, s.payload));
-        }
-        true
-    })
-    .expect("intact capture");
-    out
-}
 
 fn inputs() -> Vec<(&'static str, Bytes)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let v1 = payloads(&root.join("benches/data/httpv1.pcap"));
     let ka = payloads(&root.join("tests/captures/keepalive.pcap"));
     let sw8 = payloads(&root.join("benches/data/sw8.pcap"));

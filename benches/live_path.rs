@@ -13,16 +13,16 @@
 //! Run: `cargo bench --bench live_path`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
+mod common;
+
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 use l7tap::core::{Counters, FlowProcessor};
-use l7tap::pcap::PcapSource;
-use l7tap::{Config, Direction, Segment, Source};
+use l7tap::{Config, Direction, Segment};
 use l7tap_capture_bpf::convert::Converter;
 use l7tap_capture_bpf::event::EventBuilder;
 use l7tap_capture_bpf::reorder::Reorder;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 
 const CONNECTIONS: u16 = 8;
@@ -30,17 +30,7 @@ const ROUNDS: usize = 25;
 
 /// The keep-alive capture's payloads, in order (requests and responses).
 fn exchange_payloads() -> Vec<(Direction, Bytes)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut src = PcapSource::open(root.join("tests/captures/keepalive.pcap")).expect("capture");
-    let mut out = Vec::new();
-    src.run(&mut |s: Segment| {
-        if !s.payload.is_empty() {
-            out.push((s.direction, s.payload));
-        }
-        true
-    })
-    .expect("intact capture");
-    out
+    common::payloads(&common::root().join("tests/captures/keepalive.pcap"))
 }
 
 /// (ring, event bytes) in time order, and the number of requests.
