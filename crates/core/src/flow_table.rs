@@ -107,7 +107,13 @@ struct Ctx {
     counters: Arc<Counters>,
     /// Reused buffer of framing events.
     events: Vec<StreamEvent>,
+    /// Emptied message boxes, reused for the next messages framed (at most
+    /// [`SPARE_MESSAGE_BOXES`]): a message box per message was an allocation and a free.
+    spare: Vec<Box<FramedMessage>>,
 }
+
+/// Emptied message boxes a processor keeps for reuse.
+const SPARE_MESSAGE_BOXES: usize = 64;
 
 impl FlowProcessor {
     /// A processor using `parsers` (in inference priority order) and counting into `counters`.
@@ -120,6 +126,7 @@ impl FlowProcessor {
                 config,
                 counters,
                 events: Vec::new(),
+                spare: Vec::new(),
             },
             now_ns: 0,
             last_sweep_ns: 0,
@@ -148,6 +155,7 @@ impl FlowProcessor {
         drop(old);
         self.ctx.inference_cache.clear();
         self.ctx.events.clear();
+        self.ctx.spare.clear();
         self.scratch.clear();
         bump(&self.ctx.counters.internal_errors, 1);
         self.ctx
@@ -409,6 +417,7 @@ impl Ctx {
                 direction: dir,
                 max_message_bytes: self.config.max_message_bytes,
                 counters: &self.counters,
+                spare: &mut self.spare,
             };
             op(&mut flow.streams[dir.index()], &mut cx, &mut |e| {
                 events.push(e)
@@ -595,7 +604,7 @@ impl Ctx {
     }
 
     fn build(
-        &self,
+        &mut self,
         key: FlowKey,
         flow: &FlowState,
         slot: usize,
@@ -613,25 +622,29 @@ impl Ctx {
             protocol,
             ..Default::default()
         };
-        match (req, resp) {
+        match (&req, &resp) {
             (Some(q), Some(s)) => {
                 r.start_ns = q.start_ns;
                 r.end_ns = s.end_ns.max(q.end_ns);
                 r.rrt_ns = s.end_ns.saturating_sub(q.start_ns);
-                fill_request(&mut r, q);
-                fill_response(&mut r, s);
             }
-            (Some(q), None) => {
-                r.start_ns = q.start_ns;
-                r.end_ns = q.end_ns;
-                fill_request(&mut r, q);
-            }
-            (None, Some(s)) => {
-                r.start_ns = s.start_ns;
-                r.end_ns = s.end_ns;
-                fill_response(&mut r, s);
+            (Some(m), None) | (None, Some(m)) => {
+                r.start_ns = m.start_ns;
+                r.end_ns = m.end_ns;
             }
             (None, None) => {}
+        }
+        for (m, is_req) in [(req, true), (resp, false)] {
+            let Some(mut m) = m else { continue };
+            if is_req {
+                fill_request(&mut r, &mut m);
+            } else {
+                fill_response(&mut r, &mut m);
+            }
+            // Emptied: the next message is framed into this box (no allocation).
+            if self.spare.len() < SPARE_MESSAGE_BOXES {
+                self.spare.push(m);
+            }
         }
         r
     }
@@ -673,48 +686,50 @@ impl Ctx {
     }
 }
 
-fn fill_request(r: &mut L7Record, q: Box<FramedMessage>) {
-    let q = *q;
-    r.version = q.version;
-    r.request_type = q.request_type;
-    r.request_domain = q.request_domain;
-    r.request_resource = q.request_resource;
-    r.endpoint = q.endpoint;
+/// The request's fields into the record; the message is left empty (its box is reused).
+fn fill_request(r: &mut L7Record, q: &mut FramedMessage) {
+    use std::mem::take;
+    r.version = take(&mut q.version);
+    r.request_type = take(&mut q.request_type);
+    r.request_domain = take(&mut q.request_domain);
+    r.request_resource = take(&mut q.request_resource);
+    r.endpoint = take(&mut q.endpoint);
     r.request_id = q.request_id;
     r.req_len = q.body_len;
-    r.trace_id = q.trace_id;
-    r.span_id = q.span_id;
-    r.x_request_id = q.x_request_id;
-    r.content_type = q.content_type;
+    r.trace_id = take(&mut q.trace_id);
+    r.span_id = take(&mut q.span_id);
+    r.x_request_id = take(&mut q.x_request_id);
+    r.content_type = take(&mut q.content_type);
     r.truncated |= q.truncated;
-    r.request_body = q.body;
-    r.request_payload = q.raw;
+    r.request_body = take(&mut q.body);
+    r.request_payload = take(&mut q.raw);
 }
 
-fn fill_response(r: &mut L7Record, s: Box<FramedMessage>) {
-    let s = *s;
+/// The response's fields into the record; the message is left empty (its box is reused).
+fn fill_response(r: &mut L7Record, s: &mut FramedMessage) {
+    use std::mem::take;
     // Request-side values win; the response fills what the request did not carry.
-    or_take(&mut r.version, s.version);
-    or_take(&mut r.request_type, s.request_type);
-    or_take(&mut r.request_resource, s.request_resource);
-    or_take(&mut r.endpoint, s.endpoint);
-    or_take(&mut r.trace_id, s.trace_id);
-    or_take(&mut r.span_id, s.span_id);
-    or_take(&mut r.x_request_id, s.x_request_id);
+    or_take(&mut r.version, take(&mut s.version));
+    or_take(&mut r.request_type, take(&mut s.request_type));
+    or_take(&mut r.request_resource, take(&mut s.request_resource));
+    or_take(&mut r.endpoint, take(&mut s.endpoint));
+    or_take(&mut r.trace_id, take(&mut s.trace_id));
+    or_take(&mut r.span_id, take(&mut s.span_id));
+    or_take(&mut r.x_request_id, take(&mut s.x_request_id));
     if r.request_id.is_none() {
         r.request_id = s.request_id;
     }
     r.response_status = s.status;
     r.response_code = s.code;
-    r.response_exception = s.exception;
-    r.response_result = s.result;
+    r.response_exception = take(&mut s.exception);
+    r.response_result = take(&mut s.result);
     r.resp_len = s.body_len;
     if !s.content_type.is_empty() {
-        r.content_type = s.content_type;
+        r.content_type = take(&mut s.content_type);
     }
     r.truncated |= s.truncated;
-    r.response_body = s.body;
-    r.response_payload = s.raw;
+    r.response_body = take(&mut s.body);
+    r.response_payload = take(&mut s.raw);
 }
 
 fn or_take(dst: &mut Bytes, src: Bytes) {

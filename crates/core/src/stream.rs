@@ -124,6 +124,8 @@ pub struct FrameCtx<'p, 's> {
     pub max_message_bytes: usize,
     /// Where drops are counted.
     pub counters: &'p Counters,
+    /// Emptied message boxes the framer reuses before allocating new ones.
+    pub spare: &'s mut Vec<Box<FramedMessage>>,
 }
 
 impl StreamBuf {
@@ -218,12 +220,16 @@ impl StreamBuf {
                         if d.len <= data.len() && d.rest == Remaining::None =>
                     {
                         let bytes = data.split_to(d.len.max(1).min(data.len()));
-                        out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+                        out(StreamEvent::Message(
+                            d.attach(&bytes, ts_ns, ts_ns, cx.spare),
+                        ));
                     }
                     Ok(Detached::Batch(len, ds)) if len <= data.len() => {
                         let bytes = data.split_to(len.clamp(1, data.len()));
                         for d in ds {
-                            out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+                            out(StreamEvent::Message(
+                                d.attach(&bytes, ts_ns, ts_ns, cx.spare),
+                            ));
                         }
                     }
                     Ok(Detached::Message(_))
@@ -291,11 +297,15 @@ impl StreamBuf {
             Ok(Detached::Message(d)) => {
                 let n = d.len.min(data.len());
                 let bytes = data.slice(..n);
-                out(StreamEvent::Message(d.attach(&bytes, ts_ns, ts_ns)));
+                out(StreamEvent::Message(
+                    d.attach(&bytes, ts_ns, ts_ns, cx.spare),
+                ));
             }
             Ok(Detached::Batch(_, ds)) => {
                 for d in ds {
-                    out(StreamEvent::Message(d.attach(&data, ts_ns, ts_ns)));
+                    out(StreamEvent::Message(
+                        d.attach(&data, ts_ns, ts_ns, cx.spare),
+                    ));
                 }
             }
             Ok(Detached::Skip(_)) => {}
@@ -348,6 +358,7 @@ impl StreamBuf {
                             &bytes,
                             self.pending_start_ns,
                             ts_ns,
+                            cx.spare,
                         )));
                     }
                     self.pending_start_ns = ts_ns;
@@ -370,7 +381,7 @@ impl StreamBuf {
                             Remaining::UntilClose => self.skip = Skip::UntilClose,
                         }
                     }
-                    let mut m = d.attach(&bytes, self.pending_start_ns, ts_ns);
+                    let mut m = d.attach(&bytes, self.pending_start_ns, ts_ns, cx.spare);
                     m.truncated |= truncated;
                     out(StreamEvent::Message(m));
                     self.pending_start_ns = ts_ns;
@@ -643,9 +654,17 @@ fn detach_one(m: Message<'_>, base: &[u8]) -> DetachedMessage {
 }
 
 impl DetachedMessage {
-    fn attach(&self, bytes: &Bytes, start_ns: u64, end_ns: u64) -> Box<FramedMessage> {
+    /// The message as record fields (slices of `bytes`), in a box from `spare` when there
+    /// is one.
+    fn attach(
+        &self,
+        bytes: &Bytes,
+        start_ns: u64,
+        end_ns: u64,
+        spare: &mut Vec<Box<FramedMessage>>,
+    ) -> Box<FramedMessage> {
         let p = &self.pieces;
-        Box::new(FramedMessage {
+        let m = FramedMessage {
             role: self.role,
             start_ns,
             end_ns,
@@ -668,6 +687,13 @@ impl DetachedMessage {
             body: p[11].get(bytes),
             one_way: self.one_way,
             raw: bytes.clone(),
-        })
+        };
+        match spare.pop() {
+            Some(mut b) => {
+                *b = m;
+                b
+            }
+            None => Box::new(m),
+        }
     }
 }
