@@ -109,6 +109,8 @@ struct Ctx {
     events: Vec<StreamEvent>,
     /// Emptied message boxes, reused for the next messages framed (at most
     /// [`SPARE_MESSAGE_BOXES`]): a message box per message was an allocation and a free.
+    /// (Boxes on purpose: the boxes are what is reused.)
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<FramedMessage>>,
 }
 

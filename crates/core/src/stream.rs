@@ -656,6 +656,7 @@ fn detach_one(m: Message<'_>, base: &[u8]) -> DetachedMessage {
 impl DetachedMessage {
     /// The message as record fields (slices of `bytes`), in a box from `spare` when there
     /// is one.
+    #[allow(clippy::vec_box)] // the boxes are what is reused
     fn attach(
         &self,
         bytes: &Bytes,
