@@ -150,14 +150,16 @@ impl Lines {
 
 /// The writer thread's loop: writes chunks to `out` until [`Lines::finish`]. With `live`,
 /// what is buffered is also written whenever no chunk came for [`LIVE_FLUSH`]. After a write
-/// error (the reader went away) it keeps taking chunks until the end, counting their lines as
-/// lost, so no worker blocks on a full channel and no line goes uncounted; the error is
-/// returned at the end.
+/// error (the reader went away) it calls `failed_once` (a live capture stops there: nobody
+/// reads it any more) and keeps taking chunks until the end, counting their lines as lost, so
+/// no worker blocks on a full channel and no line goes uncounted; the error is returned at the
+/// end.
 pub(crate) fn write_all(
     lines: &Lines,
     rx: Receiver<Msg>,
     out: &mut dyn Write,
     live: bool,
+    failed_once: &dyn Fn(),
 ) -> std::io::Result<()> {
     let mut failed: Option<std::io::Error> = None;
     loop {
@@ -183,7 +185,10 @@ pub(crate) fn write_all(
                     .and_then(|()| if flush { out.flush() } else { Ok(()) });
             match written {
                 Ok(()) => continue,
-                Err(e) => failed = Some(e),
+                Err(e) => {
+                    failed = Some(e);
+                    failed_once();
+                }
             }
         }
         // Not written (this chunk may have gone out in part: counted whole).
@@ -220,7 +225,7 @@ mod tests {
         let l2 = std::sync::Arc::clone(&lines);
         let writer = std::thread::spawn(move || {
             let mut out = Vec::new();
-            write_all(&l2, rx, &mut out, false).map(|()| out)
+            write_all(&l2, rx, &mut out, false, &|| {}).map(|()| out)
         });
         (lines, writer)
     }
@@ -294,7 +299,7 @@ mod tests {
         }
         let writer = std::thread::spawn(move || {
             let mut p = Probe(Vec::new(), seen_tx);
-            write_all(&l2, rx, &mut p, true)
+            write_all(&l2, rx, &mut p, true, &|| {})
         });
         lines.push(&rec("/one"));
         // Written by the periodic flush, long before the 64 KiB chunk fills.
@@ -318,7 +323,7 @@ mod tests {
         let (lines, rx) = Lines::new(fmt);
         let lines = std::sync::Arc::new(lines);
         let l2 = std::sync::Arc::clone(&lines);
-        let writer = std::thread::spawn(move || write_all(&l2, rx, &mut Closed, false));
+        let writer = std::thread::spawn(move || write_all(&l2, rx, &mut Closed, false, &|| {}));
         // Far more than the channel holds (16 chunks of 64 KiB): a writer that stopped
         // reading would leave this loop blocked.
         for i in 0..200_000 {

@@ -330,7 +330,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         plugins.as_ref(),
         &mut source,
         &args.engine,
-        false,
+        None,
         printer,
     )
 }
@@ -372,24 +372,25 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
         plugins.as_ref(),
         &mut source,
         &args.engine,
-        true,
+        Some(stop),
         printer,
     )
 }
 
 /// Runs `source` through `engine`, printing records as they come and the counters at the end.
-/// `live_source`: a live capture (what is buffered is written at least every 100 ms).
+/// `live_stop`: the stop flag of a live capture (what is buffered is written at least every
+/// 100 ms, and the capture stops when its output is closed, like `l7tap capture | head`).
 fn run_and_print(
     mut engine: Engine,
     plugins: Option<&l7tap::PluginHost>,
     source: &mut dyn l7tap::core::Source,
     args: &EngineArgs,
-    live_source: bool,
+    live_stop: Option<Arc<std::sync::atomic::AtomicBool>>,
     printer: Printer,
 ) -> Result<ExitCode, String> {
     let format = args.format;
     // Records are shown promptly when someone watches or the traffic is live.
-    let live = live_source || std::io::stdout().is_terminal();
+    let live = live_stop.is_some() || std::io::stdout().is_terminal();
     let exporter = match args.output.strip_prefix("otlp=") {
         Some(endpoint) => Some(
             l7tap_export::OtlpExporter::start(l7tap_export::OtlpConfig {
@@ -456,7 +457,12 @@ fn run_and_print(
         if format == Format::Table {
             writeln!(out, "{}", table_header())?;
         }
-        lines::write_all(&l2, rx, &mut out, live)
+        let stop_capture = || {
+            if let Some(stop) = &live_stop {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        lines::write_all(&l2, rx, &mut out, live, &stop_capture)
     });
     let run = engine.run(source);
     let stats = engine.finish();

@@ -356,3 +356,95 @@ fn a_closed_output_ends_the_run_and_counts_the_records_not_written() {
         "{stderr}"
     );
 }
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `l7tap capture | head -1`: once the reader of its output is gone, a live capture stops at
+/// its next write (it would otherwise capture until Ctrl-C with nobody reading). Needs root;
+/// skipped with a reason elsewhere unless `L7TAP_REQUIRE_LIVE=1` (set by scripts/test.sh as
+/// root, so CI never skips).
+#[test]
+fn a_live_capture_stops_when_its_output_is_closed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let port = 19681u16;
+    let _server = KillOnDrop(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let get = || {
+        let _ = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .status();
+    };
+    let mut child = bin()
+        .args(["capture", "--port", &port.to_string(), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Wait for "capturing" (or the reason it cannot).
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    if !first.contains("capturing") {
+        let _ = child.wait();
+        let required = std::env::var("L7TAP_REQUIRE_LIVE").is_ok_and(|v| v == "1");
+        assert!(!required, "capture did not start: {first}");
+        eprintln!("SKIP: live capture unavailable here: {first}");
+        return;
+    }
+    let stderr_rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        rest
+    });
+    // One record read, then the reader goes away.
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        line
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "no record came");
+        get();
+    }
+    let line = reader.join().unwrap();
+    assert!(line.contains("\"server_port\":19681"), "{line}");
+    // More traffic: the next write fails, and the capture ends by itself.
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "l7tap kept capturing");
+        get();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let rest = stderr_rest.join().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("records not written: the output was closed"),
+        "{rest}"
+    );
+}
