@@ -153,13 +153,15 @@ impl Lines {
 /// error (the reader went away) it calls `failed_once` (a live capture stops there: nobody
 /// reads it any more) and keeps taking chunks until the end, counting their lines as lost, so
 /// no worker blocks on a full channel and no line goes uncounted; the error is returned at the
-/// end.
+/// end. A live view with nothing to write asks `closed` every [`LIVE_FLUSH`], so a reader
+/// that went away is noticed then, not at the next record (on a quiet host, much later).
 pub(crate) fn write_all(
     lines: &Lines,
     rx: Receiver<Msg>,
     out: &mut dyn Write,
     live: bool,
     failed_once: &dyn Fn(),
+    closed: &dyn Fn() -> bool,
 ) -> std::io::Result<()> {
     let mut failed: Option<std::io::Error> = None;
     loop {
@@ -177,6 +179,10 @@ pub(crate) fn write_all(
             }
         };
         if chunk.bytes.is_empty() {
+            if live && failed.is_none() && closed() {
+                failed = Some(std::io::ErrorKind::BrokenPipe.into());
+                failed_once();
+            }
             continue;
         }
         if failed.is_none() {
@@ -225,7 +231,7 @@ mod tests {
         let l2 = std::sync::Arc::clone(&lines);
         let writer = std::thread::spawn(move || {
             let mut out = Vec::new();
-            write_all(&l2, rx, &mut out, false, &|| {}).map(|()| out)
+            write_all(&l2, rx, &mut out, false, &|| {}, &|| false).map(|()| out)
         });
         (lines, writer)
     }
@@ -299,7 +305,7 @@ mod tests {
         }
         let writer = std::thread::spawn(move || {
             let mut p = Probe(Vec::new(), seen_tx);
-            write_all(&l2, rx, &mut p, true, &|| {})
+            write_all(&l2, rx, &mut p, true, &|| {}, &|| false)
         });
         lines.push(&rec("/one"));
         // Written by the periodic flush, long before the 64 KiB chunk fills.
@@ -323,7 +329,8 @@ mod tests {
         let (lines, rx) = Lines::new(fmt);
         let lines = std::sync::Arc::new(lines);
         let l2 = std::sync::Arc::clone(&lines);
-        let writer = std::thread::spawn(move || write_all(&l2, rx, &mut Closed, false, &|| {}));
+        let writer =
+            std::thread::spawn(move || write_all(&l2, rx, &mut Closed, false, &|| {}, &|| false));
         // Far more than the channel holds (16 chunks of 64 KiB): a writer that stopped
         // reading would leave this loop blocked.
         for i in 0..200_000 {

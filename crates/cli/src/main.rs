@@ -377,6 +377,20 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     )
 }
 
+/// Whether stdout's reader has gone: poll reports an error or hang-up on it (a pipe whose
+/// reader exited, a closed terminal). A file never does.
+#[allow(unsafe_code)]
+fn stdout_reader_gone() -> bool {
+    let mut p = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the call's duration, and a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// Runs `source` through `engine`, printing records as they come and the counters at the end.
 /// `live_stop`: the stop flag of a live capture (what is buffered is written at least every
 /// 100 ms, and the capture stops when its output is closed, like `l7tap capture | head`).
@@ -402,6 +416,7 @@ fn run_and_print(
         None => None,
     };
     // Where the printer writes: stdout, a file or a unix socket.
+    let to_stdout = args.output == "stdout";
     let sink: Box<dyn Write + Send> = match args.output.as_str() {
         _ if exporter.is_some() => Box::new(std::io::sink()),
         "stdout" => Box::new(std::io::stdout()),
@@ -462,7 +477,8 @@ fn run_and_print(
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         };
-        lines::write_all(&l2, rx, &mut out, live, &stop_capture)
+        let closed = || to_stdout && stdout_reader_gone();
+        lines::write_all(&l2, rx, &mut out, live, &stop_capture, &closed)
     });
     let run = engine.run(source);
     let stats = engine.finish();
