@@ -399,19 +399,22 @@ fn a_live_capture_stops_when_its_output_is_closed() {
     };
     // The server's side only: one record per request, so nothing is left to write once the
     // one line is read (what ends the capture is then the closed pipe alone).
-    let mut child = bin()
-        .args(["capture", "--port", &port.to_string(), "--format", "json"])
-        .args(["--pid", &server.0.id().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs");
+    // Killed if the test fails half-way (it would otherwise go on capturing).
+    let mut child = KillOnDrop(
+        bin()
+            .args(["capture", "--port", &port.to_string(), "--format", "json"])
+            .args(["--pid", &server.0.id().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs"),
+    );
     // Wait for "capturing" (or the reason it cannot).
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
     if !first.contains("capturing") {
-        let _ = child.wait();
+        let _ = child.0.wait();
         let required = std::env::var("L7TAP_REQUIRE_LIVE").is_ok_and(|v| v == "1");
         assert!(!required, "capture did not start: {first}");
         eprintln!("SKIP: live capture unavailable here: {first}");
@@ -423,7 +426,7 @@ fn a_live_capture_stops_when_its_output_is_closed() {
         rest
     });
     // One record read, then the reader goes away.
-    let out = child.stdout.take().unwrap();
+    let out = child.0.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut line = String::new();
         BufReader::new(out).read_line(&mut line).unwrap();
@@ -441,7 +444,7 @@ fn a_live_capture_stops_when_its_output_is_closed() {
     // ticks and ends by itself.
     let closed_at = std::time::Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(
