@@ -5,7 +5,7 @@
 use crate::event::{flags, Kind, RawEvent, Role};
 use bytes::{Buf, Bytes};
 use l7tap_core::{Direction, FlowKey, ProcessInfo, Segment, L4};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 /// Counters of the conversion (added to the source's stats).
@@ -343,18 +343,18 @@ pub const COMMS_INTERNED: usize = 4096;
 /// static slice (`Bytes::from_static`: cloning copies a pointer). Looked up only when a
 /// connection is first seen or changes process, never per event.
 fn comm_bytes(raw: &[u8]) -> Bytes {
-    type Names = HashMap<Box<[u8]>, &'static [u8]>;
-    static INTERNED: parking_lot::Mutex<Option<Names>> = parking_lot::Mutex::new(None);
+    static INTERNED: parking_lot::Mutex<Option<HashSet<&'static [u8]>>> =
+        parking_lot::Mutex::new(None);
     let mut guard = INTERNED.lock();
-    let map = guard.get_or_insert_with(HashMap::new);
-    if let Some(s) = map.get(raw) {
+    let names = guard.get_or_insert_with(HashSet::new);
+    if let Some(s) = names.get(raw) {
         return Bytes::from_static(s);
     }
-    if map.len() >= COMMS_INTERNED {
+    if names.len() >= COMMS_INTERNED {
         return Bytes::copy_from_slice(raw);
     }
     let kept: &'static [u8] = Box::leak(Box::from(raw));
-    map.insert(Box::from(raw), kept);
+    names.insert(kept);
     Bytes::from_static(kept)
 }
 

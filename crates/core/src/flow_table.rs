@@ -152,9 +152,7 @@ impl FlowProcessor {
     /// flows as [`DropReason::FlowsResetAfterPanic`]. Their next bytes start new flows.
     pub fn reset_after_panic(&mut self) {
         let flows = self.table.len() as u64;
-        // Taken out before dropping: a flow's drop must not run while the table is borrowed.
-        let old = std::mem::take(&mut self.table);
-        drop(old);
+        self.table = FlowTable::default();
         self.ctx.inference_cache.clear();
         self.ctx.events.clear();
         self.ctx.spare.clear();
@@ -636,19 +634,22 @@ impl Ctx {
             }
             (None, None) => {}
         }
-        for (m, is_req) in [(req, true), (resp, false)] {
-            let Some(mut m) = m else { continue };
-            if is_req {
-                fill_request(&mut r, &mut m);
-            } else {
-                fill_response(&mut r, &mut m);
-            }
-            // Emptied: the next message is framed into this box (no allocation).
-            if self.spare.len() < SPARE_MESSAGE_BOXES {
-                self.spare.push(m);
-            }
+        if let Some(mut q) = req {
+            fill_request(&mut r, &mut q);
+            self.recycle(q);
+        }
+        if let Some(mut s) = resp {
+            fill_response(&mut r, &mut s);
+            self.recycle(s);
         }
         r
+    }
+
+    /// Keeps an emptied message box: the next message is framed into it (no allocation).
+    fn recycle(&mut self, m: Box<FramedMessage>) {
+        if self.spare.len() < SPARE_MESSAGE_BOXES {
+            self.spare.push(m);
+        }
     }
 
     fn emit_record(&self, rec: L7Record, emit: &mut dyn FnMut(L7Record)) {
