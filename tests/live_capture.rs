@@ -1,7 +1,8 @@
 //! Live eBPF capture against real servers and clients on loopback, started by the tests:
 //! nginx + curl (keep-alive, a large response; also over IPv6, and with sendfile); Python's
-//! http.server + curl; a server that moves bodies with splice(2) + curl; nginx + nghttp (cleartext HTTP/2, multiplexed streams) and nginx + curl
-//! over HTTPS with HTTP/2; a keep-alive connection opened before the capture started; HTTPS
+//! http.server + curl; a server that moves bodies with splice(2) + curl; a server doing all
+//! its socket I/O through io_uring + curl; nginx + nghttp (cleartext HTTP/2, multiplexed
+//! streams) and nginx + curl over HTTPS with HTTP/2; a keep-alive connection opened before the capture started; HTTPS
 //! through OpenSSL (plaintext via uprobes) from curl and from Python (the `_ex` calls);
 //! redis-server + redis-cli, also pub/sub; psql + PostgreSQL; the mariadb client + MariaDB;
 //! mosquitto + its clients (MQTT); a grpcio client and server with the gRPC business-id
@@ -580,6 +581,132 @@ fn http_bodies_moved_by_splice_both_sides() {
         }
     }
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A server that does all its socket I/O through io_uring (tests/live/uring_http.c, built
+/// with gcc and liburing): accept, receive, send and close are io_uring requests, never
+/// syscalls on the socket. Its k-th request on a connection is received and answered with
+/// RECV + SEND, READ + WRITEV (a 40,000-byte body), RECVMSG + SENDMSG, then RECV into a
+/// buffer the kernel picks (provided buffers) + SEND_ZC; its second connection names a
+/// fixed file instead of an fd. curl asks five paths on each of two keep-alive connections.
+/// Expectations: what curl printed and what the server printed; the provided-buffer request
+/// is never in a buffer l7tap can name, so the server's side has no record for it, and the
+/// request after it must parse whole (the stream's offsets stayed true).
+#[test]
+fn io_uring_server_all_operations_both_sides() {
+    if !programs(&["gcc", "curl"]) {
+        return;
+    }
+    if !std::path::Path::new("/usr/include/liburing.h").exists() {
+        skip("liburing-dev is not installed");
+        return;
+    }
+    let port = 19680u16;
+    let bin = scratch_dir("uring").join("uring_http");
+    let built = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(script("uring_http.c"))
+        .arg("-luring")
+        .status()
+        .unwrap();
+    assert!(built.success(), "uring_http.c builds");
+    let mut server = Proc(
+        Command::new(&bin)
+            .args([&port.to_string(), "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(server.0.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let paths = [
+        ["/a0", "/b0", "/c0", "/d0", "/e0"],
+        ["/a1", "/b1", "/c1", "/d1", "/e1"],
+    ];
+    let clients: Vec<_> = paths.iter().map(|p| curl_paths(&base, p)).collect();
+    let server_pid = server.0.id();
+    let mut served = String::new();
+    std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut served).unwrap();
+    let _ = server.0.wait();
+    let (records, stats) = live.stop();
+    // "connection k method path body_bytes" per answer, as the server printed them.
+    let served: Vec<Vec<String>> = served
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(served.len(), 10, "{served:?}");
+    let server_side = of_pids(&records, &[server_pid]);
+    for (c, (curl_pid, printed)) in clients.iter().enumerate() {
+        assert_eq!(printed.len(), 5);
+        let mine = of_pids(&records, &[*curl_pid]);
+        assert_eq!(mine.len(), 5, "curl {c}: {records:#?}\n{stats:?}");
+        let answers = &served[c * 5..c * 5 + 5];
+        for (k, r) in mine.iter().enumerate() {
+            let (code, size, connects) = printed[k];
+            assert_eq!(connects, u32::from(k == 0), "one keep-alive connection");
+            assert_eq!(
+                answers[k][..4],
+                [
+                    c.to_string(),
+                    k.to_string(),
+                    "GET".into(),
+                    paths[c][k].into()
+                ]
+            );
+            assert_eq!(s(&r.request_resource), paths[c][k]);
+            assert_eq!(r.response_code, Some(i32::from(code)));
+            assert_eq!(r.resp_len, Some(size));
+            assert_eq!(size.to_string(), answers[k][4]);
+            assert!(!r.unpaired && r.rrt_ns > 0, "curl {c} {k}: {r:?}");
+        }
+        // The server's side: every request but the one received into a provided buffer.
+        for (k, path) in paths[c].iter().enumerate() {
+            let seen: Vec<&&L7Record> = server_side
+                .iter()
+                .filter(|r| s(&r.request_resource) == *path)
+                .collect();
+            if k == 3 {
+                // Its bytes were skipped by length: the answer is still seen, alone.
+                assert!(
+                    seen.is_empty(),
+                    "{path} was never in a named buffer: {seen:?}"
+                );
+                let alone: Vec<&&L7Record> = server_side
+                    .iter()
+                    .filter(|r| {
+                        r.request_resource.is_empty()
+                            && r.flow.client.port() == mine[0].flow.client.port()
+                    })
+                    .collect();
+                assert_eq!(alone.len(), 1, "{server_side:#?}");
+                assert!(alone[0].unpaired);
+                assert_eq!(alone[0].response_code, Some(i32::from(printed[k].0)));
+                assert_eq!(alone[0].resp_len, Some(printed[k].1));
+                continue;
+            }
+            assert_eq!(seen.len(), 1, "server {path}: {server_side:#?}\n{stats:?}");
+            let r = seen[0];
+            let (code, size, _) = printed[k];
+            assert_eq!(comm(r), "uring_http");
+            assert_eq!(s(&r.request_type), "GET");
+            assert_eq!(r.response_code, Some(i32::from(code)), "{path}");
+            assert_eq!(r.resp_len, Some(size), "{path}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{path}: {r:?}");
+            assert_eq!(r.flow.server.port(), port);
+            assert_eq!(r.flow.client.port(), mine[0].flow.client.port(), "{path}");
+        }
+    }
+    // One provided-buffer receive per connection; at least ten receives and ten sends.
+    assert_eq!(stats.get("bpf_io_uring_not_copied"), 2, "{stats:?}");
+    assert!(stats.get("bpf_io_uring_events") >= 20, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_read_faults"), 0, "{stats:?}");
 }
 
 /// Cleartext HTTP/2: nghttp multiplexes four streams on one connection (with a traceparent

@@ -47,7 +47,7 @@ pub enum Role {
 pub const DIR_EGRESS: u8 = 0;
 
 /// Names of the kernel's per-CPU counters, in `enum l7tap_stat` order.
-pub const STAT_NAMES: [&str; 16] = [
+pub const STAT_NAMES: [&str; 18] = [
     "bpf_events",
     "bpf_payload_bytes",
     "bpf_ring_full_events",
@@ -64,6 +64,8 @@ pub const STAT_NAMES: [&str; 16] = [
     "bpf_mmsg_messages_cut",
     "bpf_iovecs_cut",
     "bpf_peeked_receives",
+    "bpf_io_uring_events",
+    "bpf_io_uring_not_copied",
 ];
 
 /// One decoded event; `payload` borrows the record's bytes (as read from its ring).

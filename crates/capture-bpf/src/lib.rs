@@ -83,6 +83,10 @@ pub struct BpfConfig {
     pub poll_interval: Duration,
     /// Attach the OpenSSL uprobes (TLS plaintext).
     pub tls: bool,
+    /// See socket I/O done through io_uring (two BTF tracepoints on io_uring requests).
+    /// Where the kernel's io_uring differs from what the programs expect, capture goes on
+    /// without it and [`BpfSource::io_uring_status`] says why.
+    pub io_uring: bool,
     /// libssl to probe; `None`: the first of [`LIBSSL_CANDIDATES`] that exists.
     pub libssl: Option<PathBuf>,
     /// Connections tracked in user space at once (beyond: oldest closed, counted).
@@ -105,6 +109,7 @@ impl Default for BpfConfig {
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(20),
             tls: true,
+            io_uring: true,
             libssl: None,
             max_connections: 65_536,
             duration: None,
@@ -289,6 +294,7 @@ pub struct BpfSource {
     config: BpfConfig,
     converter: Converter,
     tls_status: String,
+    io_uring_status: String,
     ring_bytes: u32,
 }
 
@@ -297,6 +303,7 @@ impl std::fmt::Debug for BpfSource {
         f.debug_struct("BpfSource")
             .field("config", &self.config)
             .field("tls", &self.tls_status)
+            .field("io_uring", &self.io_uring_status)
             .finish_non_exhaustive()
     }
 }
@@ -323,9 +330,6 @@ impl BpfSource {
         system::check_privileges()?;
         system::ensure_tracefs()?;
 
-        let mut open = ObjectBuilder::default()
-            .open_memory(BPF_OBJECT)
-            .map_err(libbpf("opening the BPF object"))?;
         let cpus = libbpf_rs::num_possible_cpus()
             .map_err(libbpf("counting possible CPUs"))?
             .max(1) as u32;
@@ -342,18 +346,18 @@ impl BpfSource {
             .ok_or_else(|| {
                 BpfError::Config(format!("ring_bytes {} is too large", config.ring_bytes))
             })?;
-        for mut m in open.maps_mut() {
-            if m.name() == "rings" {
-                m.set_max_entries(cpus)
-                    .map_err(libbpf("sizing the per-CPU ring array"))?;
-            } else if m.name() == "scratch_map" {
-                m.set_max_entries(cpus)
-                    .map_err(libbpf("sizing the per-CPU scratch"))?;
+        // The io_uring programs read kernel-internal structures (CO-RE relocated) and attach
+        // to BTF tracepoints whose arguments changed across kernel versions: where they do
+        // not load, everything else still does.
+        let (object, io_uring_status) = match load_object(cpus, config.io_uring) {
+            Ok(object) if config.io_uring => (object, "attached".to_string()),
+            Ok(object) => (object, "off".to_string()),
+            Err(e) if config.io_uring => {
+                let object = load_object(cpus, false)?;
+                (object, format!("not attached: {e}"))
             }
-        }
-        let object = open.load().map_err(libbpf(
-            "loading the BPF programs (the kernel verifier's log is printed above)",
-        ))?;
+            Err(e) => return Err(e),
+        };
         let handle = |name: &str| -> Result<MapHandle, BpfError> {
             let m = object
                 .maps()
@@ -444,7 +448,9 @@ impl BpfSource {
         let mut links = Vec::new();
         for prog in object.progs_mut() {
             let section = prog.section().to_string_lossy().into_owned();
-            if let Some(tp) = section.strip_prefix("tracepoint/") {
+            let tracepoint = section.strip_prefix("tracepoint/");
+            let btf_tracepoint = section.strip_prefix("tp_btf/");
+            if let Some(tp) = tracepoint.or(btf_tracepoint.filter(|_| prog.autoload())) {
                 let link = prog.attach().map_err(|e| {
                     if e.kind() == libbpf_rs::ErrorKind::NotFound {
                         BpfError::KernelFeature(format!("tracepoint {tp} does not exist"))
@@ -469,6 +475,7 @@ impl BpfSource {
             config,
             converter,
             tls_status,
+            io_uring_status,
             ring_bytes,
         })
     }
@@ -481,6 +488,11 @@ impl BpfSource {
     /// "attached to <path>", "off", or why the OpenSSL probes are not attached.
     pub fn tls_status(&self) -> &str {
         &self.tls_status
+    }
+
+    /// "attached", "off", or why the io_uring programs are not attached.
+    pub fn io_uring_status(&self) -> &str {
+        &self.io_uring_status
     }
 
     /// The size of each CPU's ring buffer.
@@ -497,12 +509,41 @@ pub fn program_run_stats() -> Vec<(String, u64, u64)> {
     libbpf_rs::query::ProgInfoIter::default()
         .filter_map(|p| {
             let name = p.name.to_string_lossy().into_owned();
-            let ours = ["enter_", "exit_", "ssl_", "process_exit"]
+            let ours = ["enter_", "exit_", "ssl_", "process_exit", "uring_"]
                 .iter()
                 .any(|pre| name.starts_with(pre));
             ours.then_some((name, p.run_time_ns, p.run_cnt))
         })
         .collect()
+}
+
+/// Opens the BPF object, sizes its per-CPU maps and loads it, with or without the io_uring
+/// programs.
+fn load_object(cpus: u32, io_uring: bool) -> Result<libbpf_rs::Object, BpfError> {
+    let mut open = ObjectBuilder::default()
+        .open_memory(BPF_OBJECT)
+        .map_err(libbpf("opening the BPF object"))?;
+    for mut m in open.maps_mut() {
+        if m.name() == "rings" {
+            m.set_max_entries(cpus)
+                .map_err(libbpf("sizing the per-CPU ring array"))?;
+        } else if m.name() == "scratch_map" {
+            m.set_max_entries(cpus)
+                .map_err(libbpf("sizing the per-CPU scratch"))?;
+        }
+    }
+    for mut prog in open.progs_mut() {
+        if prog
+            .section()
+            .to_string_lossy()
+            .starts_with("tp_btf/io_uring")
+        {
+            prog.set_autoload(io_uring);
+        }
+    }
+    open.load().map_err(libbpf(
+        "loading the BPF programs (the kernel verifier's log is printed above)",
+    ))
 }
 
 /// Attaches the OpenSSL uprobes; a missing libssl is not fatal (plain traffic is still seen)

@@ -365,7 +365,11 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
     if !args.engine.no_stats {
-        eprintln!("l7tap: capturing (TLS: {})", source.tls_status());
+        eprintln!(
+            "l7tap: capturing (TLS: {}; io_uring: {})",
+            source.tls_status(),
+            source.io_uring_status()
+        );
     }
     run_and_print(
         engine,

@@ -190,17 +190,9 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
  * inlines) instead of a chain of bpf_probe_read_kernel helper calls: the task comes from
  * bpf_get_current_task_btf(), the file from one probe read of the fd array (a variable index
  * into a pointer array is not a BTF access), re-typed with bpf_core_cast. */
-static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __u32 fd)
+static __always_inline struct sock *inet_sock_of_file(struct file *fp)
 {
-	struct files_struct *files = task->files;
-	if (!files)
-		return NULL;
-	struct fdtable *fdt = files->fdt;
-	if (!fdt || fd >= fdt->max_fds)
-		return NULL;
-	struct file **fds = fdt->fd;
-	struct file *fp = NULL;
-	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
+	if (!fp)
 		return NULL;
 	struct file *f = bpf_core_cast(fp, struct file);
 	struct inode *ino = f->f_inode;
@@ -218,6 +210,21 @@ static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
 	return (struct sock *)(unsigned long)sk;
+}
+
+static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __u32 fd)
+{
+	struct files_struct *files = task->files;
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return NULL;
+	struct file **fds = fdt->fd;
+	struct file *fp = NULL;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
+		return NULL;
+	return inet_sock_of_file(fp);
 }
 
 static __always_inline void sk_ports(struct sock *skp, __u16 *lport, __u16 *rport)
@@ -377,9 +384,18 @@ static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
 	stat_add(ST_BYTES, s->hdr.cap_len);
 }
 
-static __always_inline void header_init(struct l7tap_event *e, __u64 sk, __u32 fd, __u8 kind)
+/* The process an event belongs to, when that is not the current task: an io_uring request
+ * may complete in one of the process's kernel workers (iou-wrk-*, iou-sqp-*); its submitter
+ * is reported. */
+struct who {
+	__u64 pid_tgid;
+	char comm[16];
+};
+
+static __always_inline void header_init(struct l7tap_event *e, __u64 sk, __u32 fd, __u8 kind,
+					struct who *who)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id = who ? who->pid_tgid : bpf_get_current_pid_tgid();
 	e->ts_ns = bpf_ktime_get_ns();
 	e->sock_id = sk;
 	e->offset = 0;
@@ -393,7 +409,10 @@ static __always_inline void header_init(struct l7tap_event *e, __u64 sk, __u32 f
 	e->syscall = 0;
 	e->flags = 0;
 	e->role = 0;
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	if (who)
+		__builtin_memcpy(e->comm, who->comm, sizeof(e->comm));
+	else
+		bpf_get_current_comm(&e->comm, sizeof(e->comm));
 }
 
 struct iov_walk {
@@ -446,10 +465,10 @@ static __always_inline __u32 copy_iov(__u64 iov_ptr, __u64 cnt, __u32 want)
 static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *s, __u64 sk,
 				      __u32 fd, __u8 dir, __u8 sc, __u8 kind, __u64 ptr, __u64 count,
 				      __u64 uaddr, struct user_peer *peer, __u64 total, __u32 snaplen,
-				      int tls, struct conn_state *st)
+				      int tls, struct conn_state *st, struct who *who)
 {
 	struct l7tap_event *e = &s->hdr;
-	header_init(e, sk, fd, EV_DATA);
+	header_init(e, sk, fd, EV_DATA, who);
 	e->dir = dir;
 	e->syscall = sc;
 	e->total_len = total;
@@ -629,7 +648,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 			return 0;
 		}
 		emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)m.msg_iov, m.msg_iovlen,
-			  msg_peer(&m), &peer, ret, snap, 0, known);
+			  msg_peer(&m), &peer, ret, snap, 0, known, NULL);
 		return 0;
 	}
 	if (kind == K_MMSG) {
@@ -643,13 +662,14 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 				break;
 			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
 				  h.msg_hdr.msg_iovlen, msg_peer(&h.msg_hdr), NULL, h.msg_len,
-				  snap, 0, known);
+				  snap, 0, known, NULL);
 		}
 		if (ret > MAX_MMSG)
 			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
 		return 0;
 	}
-	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, &peer, ret, snap, 0, known);
+	emit_data(cfg, s, skid, fd, dir, sc, kind, ptr, count, addr, &peer, ret, snap, 0, known,
+		  NULL);
 	return 0;
 }
 
@@ -689,7 +709,7 @@ static __always_inline int life_enter(__u32 fd, __u8 sc)
 }
 
 static __always_inline void announce(struct l7tap_config *cfg, struct sock *sk, __u32 fd,
-				     __u8 role, __u8 sc)
+				     __u8 role, __u8 sc, struct who *who)
 {
 	__u64 skid = (__u64)sk;
 	/* A reused socket address starts a new connection: fresh offsets. */
@@ -700,7 +720,7 @@ static __always_inline void announce(struct l7tap_config *cfg, struct sock *sk, 
 	struct scratch *s = scratch_get();
 	if (!s)
 		return;
-	header_init(&s->hdr, skid, fd, EV_OPEN);
+	header_init(&s->hdr, skid, fd, EV_OPEN, who);
 	s->hdr.role = role;
 	s->hdr.syscall = sc;
 	fill_addrs(&s->hdr, sk);
@@ -723,13 +743,13 @@ static __always_inline int life_exit(long ret)
 			return 0;
 		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
 		if (sk)
-			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT);
+			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT, NULL);
 	} else {
 		if (ret < 0)
 			return 0;
 		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)ret);
 		if (sk)
-			announce(cfg, sk, (__u32)ret, ROLE_SERVER, SC_ACCEPT);
+			announce(cfg, sk, (__u32)ret, ROLE_SERVER, SC_ACCEPT, NULL);
 	}
 	return 0;
 }
@@ -753,31 +773,37 @@ SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 { return life_exit(ctx->ret); }
 
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+/* The socket behind fd is being closed: forget its state and report the close, if it was
+ * ever reported. */
+static __always_inline void close_fd(__u32 fd)
 {
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
-		return 0;
+		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (pid_filtered(cfg, id >> 32))
-		return 0;
-	__u32 fd = ARG(0);
+		return;
 	struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), fd);
 	if (!sk)
-		return 0;
+		return;
 	__u64 skid = (__u64)sk;
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &skid);
 	if (!st)
-		return 0; /* never reported: nothing to close */
+		return; /* never reported: nothing to close */
 	bpf_map_delete_elem(&conns, &skid);
 	struct scratch *s = scratch_get();
 	if (!s)
-		return 0;
-	header_init(&s->hdr, skid, fd, EV_CLOSE);
+		return;
+	header_init(&s->hdr, skid, fd, EV_CLOSE, NULL);
 	s->hdr.syscall = SC_CLOSE;
 	fill_addrs(&s->hdr, sk);
 	submit(cfg, s);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	close_fd(ARG(0));
 	return 0;
 }
 
@@ -795,9 +821,239 @@ int process_exit(void *ctx)
 		return 0;
 	if (pid_filtered(cfg, id >> 32))
 		return 0;
-	header_init(&s->hdr, 0, 0, EV_EXIT);
+	header_init(&s->hdr, 0, 0, EV_EXIT, NULL);
 	s->hdr.family = 0;
 	submit(cfg, s);
+	return 0;
+}
+
+/* ---- io_uring --------------------------------------------------------------------- */
+
+/* A request on a socket moves its bytes without a data syscall: io_uring_enter submits it (or
+ * an SQPOLL thread picks it up) and the kernel, inline or in one of the process's workers,
+ * runs it. Two BTF tracepoints see it instead: io_uring_submit_req (the request as prepared
+ * from its SQE: opcode, fd, buffer) and io_uring_complete (its result), matched by the
+ * request's address. The buffer is read at completion, where it holds what was received or
+ * sent (an application may not reuse it before it reaps the completion). Requests whose
+ * buffer the kernel picks (provided buffers, multishot receives, zero-copy receive) are
+ * reported as moved but not copied, so the stream's offsets stay true. */
+
+#define UR_DATA 0
+#define UR_ACCEPT 1
+#define UR_CONNECT 2
+
+#define CQE_F_MORE 2 /* IORING_CQE_F_MORE: the request posts more completions */
+
+struct uring_call {
+	struct who who; /* the submitter */
+	__u64 sk;       /* the socket, when a plain fd named it at submit (0: a fixed file) */
+	__u64 ptr;      /* buffer, iovec array or user msghdr */
+	__u64 count;    /* iovecs of K_IOV */
+	__u32 fd;       /* fd, or the fixed-file index */
+	__u8 what;      /* UR_* */
+	__u8 kind;      /* K_BUF, K_IOV, K_MSG, K_NONE */
+	__u8 dir;
+	__u8 _pad;
+};
+/* request address -> call. LRU: requests whose completion is never posted (a ring torn down,
+ * IOSQE_CQE_SKIP_SUCCESS) cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct uring_call);
+} uring_calls SEC(".maps");
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(uring_submit, struct io_kiocb *req)
+{
+	__u8 op = req->opcode;
+	struct uring_call c = {};
+	switch (op) {
+	case IORING_OP_SEND:
+	case IORING_OP_SEND_ZC:
+	case IORING_OP_WRITE:
+	case IORING_OP_WRITE_FIXED:
+		c.kind = K_BUF;
+		c.dir = DIR_EGRESS;
+		break;
+	case IORING_OP_RECV:
+	case IORING_OP_READ:
+	case IORING_OP_READ_FIXED:
+		c.kind = K_BUF;
+		c.dir = DIR_INGRESS;
+		break;
+	case IORING_OP_SENDMSG:
+	case IORING_OP_SENDMSG_ZC:
+		c.kind = K_MSG;
+		c.dir = DIR_EGRESS;
+		break;
+	case IORING_OP_RECVMSG:
+		c.kind = K_MSG;
+		c.dir = DIR_INGRESS;
+		break;
+	case IORING_OP_WRITEV:
+	case IORING_OP_WRITEV_FIXED:
+		c.kind = K_IOV;
+		c.dir = DIR_EGRESS;
+		break;
+	case IORING_OP_READV:
+	case IORING_OP_READV_FIXED:
+		c.kind = K_IOV;
+		c.dir = DIR_INGRESS;
+		break;
+	case IORING_OP_READ_MULTISHOT:
+	case IORING_OP_RECV_ZC:
+		c.kind = K_NONE;
+		c.dir = DIR_INGRESS;
+		break;
+	case IORING_OP_ACCEPT:
+		c.what = UR_ACCEPT;
+		break;
+	case IORING_OP_CONNECT:
+		c.what = UR_CONNECT;
+		break;
+	case IORING_OP_CLOSE: {
+		/* Still open at submit: the socket can be found, as for close(2). */
+		struct io_close *cl = bpf_core_cast(req, struct io_close);
+		if (!cl->file_slot)
+			close_fd(cl->fd);
+		return 0;
+	}
+	default:
+		return 0;
+	}
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32)) {
+		if (c.what == UR_DATA)
+			stat_add(ST_FILTERED_PID, 1);
+		return 0;
+	}
+	__u64 rflags = req->flags;
+	c.fd = req->cqe.fd; /* the SQE's fd until the file is assigned at issue */
+	if (!(rflags & (1ULL << REQ_F_FIXED_FILE_BIT))) {
+		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
+		if (!sk) {
+			if (c.what == UR_DATA)
+				stat_add(ST_NOT_SOCKET, 1);
+			return 0;
+		}
+		if (c.what == UR_DATA && !snaplen_for(cfg, sk)) {
+			stat_add(ST_FILTERED_PORT, 1);
+			return 0;
+		}
+		c.sk = (__u64)sk;
+	}
+	if (c.what == UR_ACCEPT) {
+		/* Into a fixed-file slot: no fd to find the new socket by. Its data is still
+		 * seen, as a connection picked up on its first data. */
+		struct io_accept *a = bpf_core_cast(req, struct io_accept);
+		if (a->file_slot)
+			return 0;
+	} else if (c.what == UR_DATA) {
+		if (rflags & (1ULL << REQ_F_BUFFER_SELECT_BIT)) {
+			c.kind = K_NONE;
+		} else if (op == IORING_OP_SEND || op == IORING_OP_SEND_ZC || op == IORING_OP_RECV ||
+			   op == IORING_OP_SENDMSG || op == IORING_OP_SENDMSG_ZC ||
+			   op == IORING_OP_RECVMSG) {
+			struct io_sr_msg *sr = bpf_core_cast(req, struct io_sr_msg);
+			if (c.dir == DIR_INGRESS && (sr->msg_flags & MSG_PEEK)) {
+				stat_add(ST_PEEKED, 1);
+				return 0;
+			}
+			c.ptr = (__u64)sr->buf;
+		} else if (c.kind != K_NONE) {
+			struct io_rw *rw = bpf_core_cast(req, struct io_rw);
+			c.ptr = rw->addr;
+			c.count = rw->len;
+		}
+	}
+	c.who.pid_tgid = id;
+	bpf_get_current_comm(c.who.comm, sizeof(c.who.comm));
+	__u64 key = (__u64)req;
+	bpf_map_update_elem(&uring_calls, &key, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
+{
+	if (!req || !cqe)
+		return 0;
+	__u64 key = (__u64)req;
+	struct uring_call *cp = bpf_map_lookup_elem(&uring_calls, &key);
+	if (!cp)
+		return 0;
+	struct uring_call c = *cp;
+	__s32 res = cqe->res;
+	/* A multishot receive or accept posts more completions while F_MORE is set (a
+	 * zero-copy send's F_MORE announces its buffer notification, not more data). */
+	if (!((cqe->flags & CQE_F_MORE) && (c.kind == K_NONE || c.what == UR_ACCEPT)))
+		bpf_map_delete_elem(&uring_calls, &key);
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	if (c.what == UR_ACCEPT) {
+		if (res < 0)
+			return 0;
+		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)res);
+		if (sk)
+			announce(cfg, sk, (__u32)res, ROLE_SERVER, SC_ACCEPT, &c.who);
+		return 0;
+	}
+	struct sock *sk = (struct sock *)c.sk;
+	if (!sk) {
+		struct io_kiocb *r = bpf_core_cast(req, struct io_kiocb);
+		sk = inet_sock_of_file(r->file);
+		if (!sk) {
+			if (c.what == UR_DATA)
+				stat_add(ST_NOT_SOCKET, 1);
+			return 0;
+		}
+	}
+	if (c.what == UR_CONNECT) {
+		if (res == 0)
+			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT, &c.who);
+		return 0;
+	}
+	if (res <= 0)
+		return 0;
+	__u32 snap = snaplen_for(cfg, sk);
+	if (!snap) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return 0;
+	}
+	__u64 skid = (__u64)sk;
+	struct conn_state *known = bpf_map_lookup_elem(&conns, &skid);
+	if (known && known->tls) {
+		stat_add(ST_CIPHER_SUPPRESSED, 1);
+		return 0;
+	}
+	struct scratch *s = scratch_get();
+	if (!s)
+		return 0;
+	stat_add(ST_URING_EVENTS, 1);
+	__u8 kind = c.kind;
+	__u64 ptr = c.ptr, count = c.count, uaddr = 0;
+	if (kind == K_NONE) {
+		stat_add(ST_URING_NOT_COPIED, 1);
+	} else if (kind == K_MSG) {
+		/* A msghdr that cannot be read: the event still goes out (count 0), flagged as a
+		 * read fault, so the stream's offsets stay true. */
+		struct user_msghdr m = {};
+		kind = K_IOV;
+		count = 0;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)c.ptr) == 0) {
+			ptr = (__u64)m.msg_iov;
+			count = m.msg_iovlen;
+			uaddr = msg_peer(&m);
+		}
+	}
+	emit_data(cfg, s, skid, c.fd, c.dir, SC_IO_URING, kind, ptr, count, uaddr, NULL, res, snap,
+		  0, known, &c.who);
 	return 0;
 }
 
@@ -859,7 +1115,7 @@ static __always_inline int ssl_exit(long ret, int ex)
 		stat_add(ST_FILTERED_PORT, 1);
 		return 0;
 	}
-	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, NULL, n, snap, 1, NULL);
+	emit_data(cfg, s, sk, 0, c.dir, c.sc, K_BUF, c.buf, 0, 0, NULL, n, snap, 1, NULL, NULL);
 	return 0;
 }
 

@@ -40,6 +40,7 @@ enum l7tap_syscall {
 	SC_READ, SC_READV, SC_RECVFROM, SC_RECVMSG, SC_RECVMMSG,
 	SC_SENDFILE, SC_CONNECT, SC_ACCEPT, SC_CLOSE,
 	SC_SSL_WRITE, SC_SSL_READ, SC_SPLICE,
+	SC_IO_URING, /* a completed io_uring request (send, recv, read, write, ... on a socket) */
 };
 
 /* Per-CPU counters (stats map index); mirrored in src/event.rs STAT_NAMES. */
@@ -60,6 +61,9 @@ enum l7tap_stat {
 	ST_MMSG_CUT,       /* messages past MAX_MMSG in one sendmmsg/recvmmsg */
 	ST_IOV_CUT,        /* iovecs past MAX_IOV */
 	ST_PEEKED,         /* receives with MSG_PEEK: the bytes are read again, reported then */
+	ST_URING_EVENTS,   /* data events from io_uring completions */
+	ST_URING_NOT_COPIED, /* io_uring receives into buffers the kernel chose (provided
+			      * buffers, multishot, zero-copy): length reported, bytes not copied */
 	ST__COUNT,
 };
 
