@@ -585,13 +585,16 @@ fn http_bodies_moved_by_splice_both_sides() {
 
 /// A server that does all its socket I/O through io_uring (tests/live/uring_http.c, built
 /// with gcc and liburing): accept, receive, send and close are io_uring requests, never
-/// syscalls on the socket. Its k-th request on a connection is received and answered with
-/// RECV + SEND, READ + WRITEV (a 40,000-byte body), RECVMSG + SENDMSG, then RECV into a
-/// buffer the kernel picks (provided buffers) + SEND_ZC; its second connection names a
-/// fixed file instead of an fd. curl asks five paths on each of two keep-alive connections.
-/// Expectations: what curl printed and what the server printed; the provided-buffer request
-/// is never in a buffer l7tap can name, so the server's side has no record for it, and the
-/// request after it must parse whole (the stream's offsets stayed true).
+/// syscalls on the socket. On its first two connections the k-th request is received and
+/// answered with RECV + SEND, READ + WRITEV (a 40,000-byte body), RECVMSG + SENDMSG, RECV
+/// into a provided buffer the kernel picks + SEND_ZC, RECVMSG into a provided buffer + SEND;
+/// the second connection names a fixed file instead of an fd; the third is read by one
+/// multishot RECV over a registered buffer ring (its completions before the last come
+/// without their request). curl asks six, six and three paths, one keep-alive connection
+/// each. Expectations: what curl printed and what the server printed. A single-shot receive
+/// into a provided buffer names its buffer nowhere by the time it completes: the server's
+/// side has no record of those two requests, their answers are seen alone, and the request
+/// after them parses whole (the stream's offsets stayed true).
 #[test]
 fn io_uring_server_all_operations_both_sides() {
     if !programs(&["gcc", "curl"]) {
@@ -613,7 +616,7 @@ fn io_uring_server_all_operations_both_sides() {
     assert!(built.success(), "uring_http.c builds");
     let mut server = Proc(
         Command::new(&bin)
-            .args([&port.to_string(), "2"])
+            .args([&port.to_string(), "3"])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -625,11 +628,15 @@ fn io_uring_server_all_operations_both_sides() {
         return;
     };
     let base = format!("http://127.0.0.1:{port}");
-    let paths = [
-        ["/a0", "/b0", "/c0", "/d0", "/e0"],
-        ["/a1", "/b1", "/c1", "/d1", "/e1"],
-    ];
-    let clients: Vec<_> = paths.iter().map(|p| curl_paths(&base, p)).collect();
+    let paths: Vec<Vec<String>> = [6, 6, 3]
+        .iter()
+        .enumerate()
+        .map(|(c, n)| (0..*n).map(|k| format!("/c{c}/r{k}")).collect())
+        .collect();
+    let clients: Vec<_> = paths
+        .iter()
+        .map(|p| curl_paths(&base, &p.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
     let server_pid = server.0.id();
     let mut served = String::new();
     std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut served).unwrap();
@@ -640,71 +647,72 @@ fn io_uring_server_all_operations_both_sides() {
         .lines()
         .map(|l| l.split(' ').map(str::to_string).collect())
         .collect();
-    assert_eq!(served.len(), 10, "{served:?}");
+    assert_eq!(served.len(), 15, "{served:?}");
     let server_side = of_pids(&records, &[server_pid]);
+    let mut answered = served.iter();
     for (c, (curl_pid, printed)) in clients.iter().enumerate() {
-        assert_eq!(printed.len(), 5);
+        assert_eq!(printed.len(), paths[c].len());
         let mine = of_pids(&records, &[*curl_pid]);
-        assert_eq!(mine.len(), 5, "curl {c}: {records:#?}\n{stats:?}");
-        let answers = &served[c * 5..c * 5 + 5];
+        assert_eq!(
+            mine.len(),
+            paths[c].len(),
+            "curl {c}: {records:#?}\n{stats:?}"
+        );
         for (k, r) in mine.iter().enumerate() {
             let (code, size, connects) = printed[k];
+            let answer = answered.next().unwrap();
             assert_eq!(connects, u32::from(k == 0), "one keep-alive connection");
-            assert_eq!(
-                answers[k][..4],
-                [
-                    c.to_string(),
-                    k.to_string(),
-                    "GET".into(),
-                    paths[c][k].into()
-                ]
-            );
+            let want = [
+                c.to_string(),
+                k.to_string(),
+                "GET".into(),
+                paths[c][k].clone(),
+            ];
+            assert_eq!(answer[..4], want);
+            assert_eq!(size.to_string(), answer[4]);
             assert_eq!(s(&r.request_resource), paths[c][k]);
             assert_eq!(r.response_code, Some(i32::from(code)));
             assert_eq!(r.resp_len, Some(size));
-            assert_eq!(size.to_string(), answers[k][4]);
             assert!(!r.unpaired && r.rrt_ns > 0, "curl {c} {k}: {r:?}");
         }
-        // The server's side: every request but the one received into a provided buffer.
+        let client_port = mine[0].flow.client.port();
         for (k, path) in paths[c].iter().enumerate() {
             let seen: Vec<&&L7Record> = server_side
                 .iter()
                 .filter(|r| s(&r.request_resource) == *path)
                 .collect();
-            if k == 3 {
-                // Its bytes were skipped by length: the answer is still seen, alone.
-                assert!(
-                    seen.is_empty(),
-                    "{path} was never in a named buffer: {seen:?}"
-                );
+            let (code, size, _) = printed[k];
+            if c < 2 && (k == 3 || k == 4) {
+                // Into a provided buffer, single-shot: skipped by length, answers seen alone.
+                assert!(seen.is_empty(), "{path} was in no named buffer: {seen:?}");
                 let alone: Vec<&&L7Record> = server_side
                     .iter()
                     .filter(|r| {
-                        r.request_resource.is_empty()
-                            && r.flow.client.port() == mine[0].flow.client.port()
+                        r.request_resource.is_empty() && r.flow.client.port() == client_port
                     })
                     .collect();
-                assert_eq!(alone.len(), 1, "{server_side:#?}");
-                assert!(alone[0].unpaired);
-                assert_eq!(alone[0].response_code, Some(i32::from(printed[k].0)));
-                assert_eq!(alone[0].resp_len, Some(printed[k].1));
+                assert_eq!(alone.len(), 2, "{server_side:#?}");
+                let r = alone[k - 3];
+                assert!(r.unpaired);
+                assert_eq!(r.response_code, Some(i32::from(code)));
+                assert_eq!(r.resp_len, Some(size));
                 continue;
             }
             assert_eq!(seen.len(), 1, "server {path}: {server_side:#?}\n{stats:?}");
             let r = seen[0];
-            let (code, size, _) = printed[k];
             assert_eq!(comm(r), "uring_http");
             assert_eq!(s(&r.request_type), "GET");
             assert_eq!(r.response_code, Some(i32::from(code)), "{path}");
             assert_eq!(r.resp_len, Some(size), "{path}");
             assert!(!r.unpaired && r.rrt_ns > 0, "{path}: {r:?}");
             assert_eq!(r.flow.server.port(), port);
-            assert_eq!(r.flow.client.port(), mine[0].flow.client.port(), "{path}");
+            assert_eq!(r.flow.client.port(), client_port, "{path}");
         }
     }
-    // One provided-buffer receive per connection; at least ten receives and ten sends.
-    assert_eq!(stats.get("bpf_io_uring_not_copied"), 2, "{stats:?}");
-    assert!(stats.get("bpf_io_uring_events") >= 20, "{stats:?}");
+    // The four single-shot receives into provided buffers; every other receive and send was
+    // copied (15 of each at least), the multishot receive's included.
+    assert_eq!(stats.get("bpf_io_uring_not_copied"), 4, "{stats:?}");
+    assert!(stats.get("bpf_io_uring_events") >= 30, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_read_faults"), 0, "{stats:?}");
 }

@@ -86,6 +86,7 @@ struct {
 #define K_MSG 3
 #define K_MMSG 4
 #define K_NONE 5
+#define K_SELECT 6 /* io_uring: a buffer the kernel picks, named by the request at completion */
 
 struct conn_state {
 	__u64 off[2];     /* syscall byte stream, per direction */
@@ -834,9 +835,13 @@ int process_exit(void *ctx)
  * runs it. Two BTF tracepoints see it instead: io_uring_submit_req (the request as prepared
  * from its SQE: opcode, fd, buffer) and io_uring_complete (its result), matched by the
  * request's address. The buffer is read at completion, where it holds what was received or
- * sent (an application may not reuse it before it reaps the completion). Requests whose
- * buffer the kernel picks (provided buffers, multishot receives, zero-copy receive) are
- * reported as moved but not copied, so the stream's offsets stay true. */
+ * sent (an application may not reuse it before it reaps the completion). A multishot
+ * receive over provided buffers (the usual way to use them) names the buffer picked for each
+ * completion in its message header (see uring_complete); its completions before the last
+ * come without the request (the tracepoint's req is NULL) and are matched by (ring,
+ * user_data). Where no buffer can be named (a single-shot receive into a provided buffer,
+ * bundles, RECVMSG into provided buffers, zero-copy receive), the bytes are reported as moved
+ * but not copied, so the stream's offsets stay true. */
 
 #define UR_DATA 0
 #define UR_ACCEPT 1
@@ -851,7 +856,7 @@ struct uring_call {
 	__u64 count;    /* iovecs of K_IOV */
 	__u32 fd;       /* fd, or the fixed-file index */
 	__u8 what;      /* UR_* */
-	__u8 kind;      /* K_BUF, K_IOV, K_MSG, K_NONE */
+	__u8 kind;      /* K_BUF, K_IOV, K_MSG, K_SELECT, K_NONE */
 	__u8 dir;
 	__u8 _pad;
 };
@@ -863,6 +868,21 @@ struct {
 	__type(key, __u64);
 	__type(value, struct uring_call);
 } uring_calls SEC(".maps");
+
+/* (ring, user_data) -> request address, for requests that may complete more than once
+ * (provided-buffer receives, accept): their completions before the last come without it. */
+struct aux_key {
+	__u64 ring;
+	__u64 user_data;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct aux_key);
+	__type(value, __u64);
+} uring_aux SEC(".maps");
+
+#define RECVSEND_BUNDLE 16 /* IORING_RECVSEND_BUNDLE: several provided buffers at once */
 
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(uring_submit, struct io_kiocb *req)
@@ -955,7 +975,12 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 			return 0;
 	} else if (c.what == UR_DATA) {
 		if (rflags & (1ULL << REQ_F_BUFFER_SELECT_BIT)) {
-			c.kind = K_NONE;
+			/* A RECV of one buffer at a time may name it at completion (see there). */
+			struct io_sr_msg *sr = bpf_core_cast(req, struct io_sr_msg);
+			if (op == IORING_OP_RECV && !(sr->flags & RECVSEND_BUNDLE))
+				c.kind = K_SELECT;
+			else
+				c.kind = K_NONE;
 		} else if (op == IORING_OP_SEND || op == IORING_OP_SEND_ZC || op == IORING_OP_RECV ||
 			   op == IORING_OP_SENDMSG || op == IORING_OP_SENDMSG_ZC ||
 			   op == IORING_OP_RECVMSG) {
@@ -975,15 +1000,27 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 	bpf_get_current_comm(c.who.comm, sizeof(c.who.comm));
 	__u64 key = (__u64)req;
 	bpf_map_update_elem(&uring_calls, &key, &c, BPF_ANY);
+	if (c.kind == K_SELECT || c.kind == K_NONE || c.what == UR_ACCEPT) {
+		struct aux_key ak = { .ring = (__u64)req->ctx, .user_data = req->cqe.user_data };
+		bpf_map_update_elem(&uring_aux, &ak, &key, BPF_ANY);
+	}
 	return 0;
 }
 
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
 {
-	if (!req || !cqe)
+	if (!cqe)
 		return 0;
+	struct aux_key ak = { .ring = (__u64)ring, .user_data = cqe->user_data };
 	__u64 key = (__u64)req;
+	if (!key) {
+		/* A multishot request's completion before its last. */
+		__u64 *known = bpf_map_lookup_elem(&uring_aux, &ak);
+		if (!known)
+			return 0;
+		key = *known;
+	}
 	struct uring_call *cp = bpf_map_lookup_elem(&uring_calls, &key);
 	if (!cp)
 		return 0;
@@ -991,8 +1028,12 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	__s32 res = cqe->res;
 	/* A multishot receive or accept posts more completions while F_MORE is set (a
 	 * zero-copy send's F_MORE announces its buffer notification, not more data). */
-	if (!((cqe->flags & CQE_F_MORE) && (c.kind == K_NONE || c.what == UR_ACCEPT)))
+	int multi = c.kind == K_SELECT || c.kind == K_NONE || c.what == UR_ACCEPT;
+	if (!(multi && (cqe->flags & CQE_F_MORE))) {
 		bpf_map_delete_elem(&uring_calls, &key);
+		if (multi)
+			bpf_map_delete_elem(&uring_aux, &ak);
+	}
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
 		return 0;
@@ -1006,7 +1047,7 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	}
 	struct sock *sk = (struct sock *)c.sk;
 	if (!sk) {
-		struct io_kiocb *r = bpf_core_cast(req, struct io_kiocb);
+		struct io_kiocb *r = bpf_core_cast((void *)key, struct io_kiocb);
 		sk = inet_sock_of_file(r->file);
 		if (!sk) {
 			if (c.what == UR_DATA)
@@ -1040,6 +1081,23 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	__u64 ptr = c.ptr, count = c.count, uaddr = 0;
 	if (kind == K_NONE) {
 		stat_add(ST_URING_NOT_COPIED, 1);
+	} else if (kind == K_SELECT) {
+		/* A multishot receive keeps its message header until its last completion, and
+		 * posts each completion before it picks the next buffer: the one picked for this
+		 * completion is the base of the header's iterator (a user-buffer iterator moves
+		 * its offset, not its base). A single-shot receive has handed its header back by
+		 * the time its completion is posted (and clears io_sr_msg.buf): not copied. */
+		struct io_kiocb *r = bpf_core_cast((void *)key, struct io_kiocb);
+		struct io_async_msghdr *am = NULL;
+		if (r->flags & (1ULL << REQ_F_ASYNC_DATA_BIT))
+			am = bpf_core_cast(r->async_data, struct io_async_msghdr);
+		if (am && am->msg.msg_iter.iter_type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
+			kind = K_BUF;
+			ptr = (__u64)am->msg.msg_iter.ubuf;
+		} else {
+			kind = K_NONE;
+			stat_add(ST_URING_NOT_COPIED, 1);
+		}
 	} else if (kind == K_MSG) {
 		/* A msghdr that cannot be read: the event still goes out (count 0), flagged as a
 		 * read fault, so the stream's offsets stay true. */
