@@ -597,6 +597,17 @@ fn http_bodies_moved_by_splice_both_sides() {
 /// after them parses whole (the stream's offsets stayed true).
 #[test]
 fn io_uring_server_all_operations_both_sides() {
+    io_uring_server(19680, false);
+}
+
+/// The same server with its ring set up for SQPOLL: a kernel thread of the process
+/// (iou-sqp-PID) submits the requests, and the records must still name the process.
+#[test]
+fn io_uring_server_with_an_sq_thread_both_sides() {
+    io_uring_server(19690, true);
+}
+
+fn io_uring_server(port: u16, sqpoll: bool) {
     if !programs(&["gcc", "curl"]) {
         return;
     }
@@ -604,8 +615,7 @@ fn io_uring_server_all_operations_both_sides() {
         skip("liburing-dev is not installed");
         return;
     }
-    let port = 19680u16;
-    let bin = scratch_dir("uring").join("uring_http");
+    let bin = scratch_dir(&format!("uring{port}")).join("uring_http");
     let built = Command::new("gcc")
         .args(["-O2", "-o"])
         .arg(&bin)
@@ -617,6 +627,7 @@ fn io_uring_server_all_operations_both_sides() {
     let mut server = Proc(
         Command::new(&bin)
             .args([&port.to_string(), "3"])
+            .args(sqpoll.then_some("sqpoll"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),

@@ -2,8 +2,9 @@
  * accept, receive, send and close are io_uring requests, never syscalls on the socket. Used
  * by tests/live_capture.rs to check that l7tap sees such traffic.
  *
- * Usage: uring_http PORT CONNECTIONS
- * Serves CONNECTIONS connections one after the other, then exits. Connection c:
+ * Usage: uring_http PORT CONNECTIONS [sqpoll]
+ * Serves CONNECTIONS connections one after the other, then exits; with "sqpoll", the ring is
+ * set up with IORING_SETUP_SQPOLL (a kernel thread of the process submits). Connection c:
  *   c % 3 == 0: plain fds; the k-th request is received and answered with
  *     k % 5 == 0: RECV + SEND
  *     k % 5 == 1: READ + WRITEV (head and a 40,000-byte body, two iovecs)
@@ -102,6 +103,17 @@ static void provide(int bid)
 		die("provide buffers", r);
 }
 
+/* Copies what a receive put in the provided buffer its completion names, and gives the
+ * buffer back. */
+static void take_provided(unsigned cqe_flags, char *at, int r)
+{
+	if (r <= 0)
+		return;
+	int bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+	memcpy(at, provided[bid], (size_t)r);
+	provide(bid);
+}
+
 /* Receives more of a request into buf[*len..], with the k-th request's operation. 0: the
  * peer closed. */
 static int receive(int fd, int fixed, int k, char *buf, size_t *len)
@@ -139,11 +151,7 @@ static int receive(int fd, int fixed, int k, char *buf, size_t *len)
 		sqe->flags |= IOSQE_BUFFER_SELECT | (fixed ? IOSQE_FIXED_FILE : 0);
 		sqe->buf_group = BGID;
 		r = run(&flags);
-		if (r > 0) {
-			int bid = flags >> IORING_CQE_BUFFER_SHIFT;
-			memcpy(at, provided[bid], (size_t)r);
-			provide(bid);
-		}
+		take_provided(flags, at, r);
 		break;
 	default: {
 		/* One iovec of the buffer's size: the kernel puts the provided buffer in it. */
@@ -154,11 +162,7 @@ static int receive(int fd, int fixed, int k, char *buf, size_t *len)
 		sqe->flags |= IOSQE_BUFFER_SELECT | (fixed ? IOSQE_FIXED_FILE : 0);
 		sqe->buf_group = BGID;
 		r = run(&flags);
-		if (r > 0) {
-			int bid = flags >> IORING_CQE_BUFFER_SHIFT;
-			memcpy(at, provided[bid], (size_t)r);
-			provide(bid);
-		}
+		take_provided(flags, at, r);
 		break;
 	}
 	}
@@ -269,12 +273,13 @@ static void answer(int fd, int fixed, int k, const char *a, size_t alen, const c
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: uring_http PORT CONNECTIONS\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "sqpoll"))) {
+		fprintf(stderr, "usage: uring_http PORT CONNECTIONS [sqpoll]\n");
 		return 2;
 	}
 	int port = atoi(argv[1]), conns = atoi(argv[2]);
-	int r = io_uring_queue_init(8, &ring, 0);
+	struct io_uring_params params = { .flags = argc == 4 ? IORING_SETUP_SQPOLL : 0 };
+	int r = io_uring_queue_init_params(8, &ring, &params);
 	if (r < 0)
 		die("io_uring_queue_init", r);
 	int files[1] = { -1 };

@@ -848,6 +848,7 @@ int process_exit(void *ctx)
 #define UR_CONNECT 2
 
 #define CQE_F_MORE 2 /* IORING_CQE_F_MORE: the request posts more completions */
+#define PF_IO_WORKER 0x10 /* task->flags: an io_uring worker or SQ thread */
 
 struct uring_call {
 	struct who who; /* the submitter */
@@ -884,49 +885,38 @@ struct {
 
 #define RECVSEND_BUNDLE 16 /* IORING_RECVSEND_BUNDLE: several provided buffers at once */
 
+/* Data requests: opcode -> how the payload is described (K_*) and its direction; kind 0:
+ * not a data request. */
+#define URING_OPS 64
+struct uring_op {
+	__u8 kind;
+	__u8 dir;
+};
+static const struct uring_op uring_ops[URING_OPS] = {
+	[IORING_OP_SEND] = { K_BUF, DIR_EGRESS },
+	[IORING_OP_SEND_ZC] = { K_BUF, DIR_EGRESS },
+	[IORING_OP_WRITE] = { K_BUF, DIR_EGRESS },
+	[IORING_OP_WRITE_FIXED] = { K_BUF, DIR_EGRESS },
+	[IORING_OP_RECV] = { K_BUF, DIR_INGRESS },
+	[IORING_OP_READ] = { K_BUF, DIR_INGRESS },
+	[IORING_OP_READ_FIXED] = { K_BUF, DIR_INGRESS },
+	[IORING_OP_SENDMSG] = { K_MSG, DIR_EGRESS },
+	[IORING_OP_SENDMSG_ZC] = { K_MSG, DIR_EGRESS },
+	[IORING_OP_RECVMSG] = { K_MSG, DIR_INGRESS },
+	[IORING_OP_WRITEV] = { K_IOV, DIR_EGRESS },
+	[IORING_OP_WRITEV_FIXED] = { K_IOV, DIR_EGRESS },
+	[IORING_OP_READV] = { K_IOV, DIR_INGRESS },
+	[IORING_OP_READV_FIXED] = { K_IOV, DIR_INGRESS },
+	[IORING_OP_READ_MULTISHOT] = { K_NONE, DIR_INGRESS },
+	[IORING_OP_RECV_ZC] = { K_NONE, DIR_INGRESS },
+};
+
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(uring_submit, struct io_kiocb *req)
 {
 	__u8 op = req->opcode;
 	struct uring_call c = {};
 	switch (op) {
-	case IORING_OP_SEND:
-	case IORING_OP_SEND_ZC:
-	case IORING_OP_WRITE:
-	case IORING_OP_WRITE_FIXED:
-		c.kind = K_BUF;
-		c.dir = DIR_EGRESS;
-		break;
-	case IORING_OP_RECV:
-	case IORING_OP_READ:
-	case IORING_OP_READ_FIXED:
-		c.kind = K_BUF;
-		c.dir = DIR_INGRESS;
-		break;
-	case IORING_OP_SENDMSG:
-	case IORING_OP_SENDMSG_ZC:
-		c.kind = K_MSG;
-		c.dir = DIR_EGRESS;
-		break;
-	case IORING_OP_RECVMSG:
-		c.kind = K_MSG;
-		c.dir = DIR_INGRESS;
-		break;
-	case IORING_OP_WRITEV:
-	case IORING_OP_WRITEV_FIXED:
-		c.kind = K_IOV;
-		c.dir = DIR_EGRESS;
-		break;
-	case IORING_OP_READV:
-	case IORING_OP_READV_FIXED:
-		c.kind = K_IOV;
-		c.dir = DIR_INGRESS;
-		break;
-	case IORING_OP_READ_MULTISHOT:
-	case IORING_OP_RECV_ZC:
-		c.kind = K_NONE;
-		c.dir = DIR_INGRESS;
-		break;
 	case IORING_OP_ACCEPT:
 		c.what = UR_ACCEPT;
 		break;
@@ -940,8 +930,13 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 			close_fd(cl->fd);
 		return 0;
 	}
-	default:
-		return 0;
+	default: {
+		__u32 i = op & (URING_OPS - 1);
+		c.kind = uring_ops[i].kind;
+		c.dir = uring_ops[i].dir;
+		if (op >= URING_OPS || !c.kind)
+			return 0;
+	}
 	}
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
@@ -997,7 +992,13 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 		}
 	}
 	c.who.pid_tgid = id;
-	bpf_get_current_comm(c.who.comm, sizeof(c.who.comm));
+	/* Under IORING_SETUP_SQPOLL the process's SQ thread (iou-sqp-PID) submits: report the
+	 * process's name. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->flags & PF_IO_WORKER)
+		bpf_probe_read_kernel(c.who.comm, sizeof(c.who.comm), task->group_leader->comm);
+	else
+		bpf_get_current_comm(c.who.comm, sizeof(c.who.comm));
 	__u64 key = (__u64)req;
 	bpf_map_update_elem(&uring_calls, &key, &c, BPF_ANY);
 	if (c.kind == K_SELECT || c.kind == K_NONE || c.what == UR_ACCEPT) {
