@@ -911,6 +911,30 @@ static const struct uring_op uring_ops[URING_OPS] = {
 	[IORING_OP_RECV_ZC] = { K_NONE, DIR_INGRESS },
 };
 
+/* The socket behind a fixed-file slot, found through the ring's file table (6.13+ layout:
+ * resource nodes whose file_ptr keeps flags in its two low bits). 1 when the slot could be
+ * looked at (*sk: its socket, or NULL for anything else), 0 on kernels with another layout:
+ * the request's file is then looked at when it completes. Looking here keeps file I/O on
+ * registered files out of the request map. */
+#define FFS_MASK 3UL
+static __always_inline int fixed_file_sock(struct io_kiocb *req, __u32 slot, struct sock **sk)
+{
+	struct io_ring_ctx *ctx = req->ctx;
+	if (!bpf_core_field_exists(ctx->file_table.data.nodes) ||
+	    !bpf_core_field_exists(struct io_rsrc_node, file_ptr))
+		return 0;
+	*sk = NULL;
+	if (slot >= ctx->file_table.data.nr)
+		return 1;
+	struct io_rsrc_node **nodes = ctx->file_table.data.nodes;
+	struct io_rsrc_node *node = NULL;
+	if (bpf_probe_read_kernel(&node, sizeof(node), &nodes[slot]) || !node)
+		return 1;
+	unsigned long fp = bpf_core_cast(node, struct io_rsrc_node)->file_ptr;
+	*sk = inet_sock_of_file((struct file *)(fp & ~FFS_MASK));
+	return 1;
+}
+
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(uring_submit, struct io_kiocb *req)
 {
@@ -949,8 +973,16 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 	}
 	__u64 rflags = req->flags;
 	c.fd = req->cqe.fd; /* the SQE's fd until the file is assigned at issue */
-	if (!(rflags & (1ULL << REQ_F_FIXED_FILE_BIT))) {
-		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
+	int fixed = (rflags & (1ULL << REQ_F_FIXED_FILE_BIT)) != 0;
+	int known = 0;
+	struct sock *sk = NULL;
+	if (!fixed) {
+		sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
+		known = 1;
+	} else {
+		known = fixed_file_sock(req, c.fd, &sk);
+	}
+	if (known) {
 		if (!sk) {
 			if (c.what == UR_DATA)
 				stat_add(ST_NOT_SOCKET, 1);
