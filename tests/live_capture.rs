@@ -4,6 +4,7 @@
 //! its socket I/O through io_uring + curl; nginx + nghttp (cleartext HTTP/2, multiplexed
 //! streams) and nginx + curl over HTTPS with HTTP/2; a keep-alive connection opened before the capture started; HTTPS
 //! through OpenSSL (plaintext via uprobes) from curl and from Python (the `_ex` calls);
+//! HTTPS between Go programs (crypto/tls, probed in the Go binary);
 //! redis-server + redis-cli, also pub/sub; psql + PostgreSQL; the mariadb client + MariaDB;
 //! mosquitto + its clients (MQTT); a grpcio client and server with the gRPC business-id
 //! plugin; dnsmasq + dig and a client on an unconnected UDP socket (IPv4 and IPv6); glibc's
@@ -945,6 +946,139 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
         "{stats:?}"
     );
     assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// HTTPS between a Go server and a Go client (tests/live/go_tls.go, built with Debian's Go):
+/// crypto/tls is linked into the binary, so neither OpenSSL probe sees it. The server runs
+/// before the capture starts, which finds its binary among the running processes and probes
+/// crypto/tls.(*Conn).Write and Read (entries and every RET); the client is the same binary,
+/// so it is probed too. One keep-alive connection: GETs, a 40,000-byte answer and a 3,000-byte
+/// POST. Expectations: what the client printed, per request, on both sides.
+#[test]
+fn https_between_go_programs_through_crypto_tls_probes_both_sides() {
+    go_tls_exchange(18990, true);
+}
+
+/// The same with the server started after the capture: its binary is found through the exec
+/// event and probed before the client connects.
+#[test]
+fn a_go_program_started_after_the_capture_is_probed_at_exec() {
+    go_tls_exchange(18995, false);
+}
+
+fn go_tls_exchange(port: u16, server_first: bool) {
+    if !programs(&["go", "openssl"]) {
+        return;
+    }
+    let dir = scratch_dir(&format!("go-tls{port}"));
+    let bin = dir.join("go_tls");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(script("go_tls.go"))
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .status()
+        .unwrap();
+    assert!(built.success(), "go_tls.go builds");
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req");
+    let start_server = || {
+        let mut server = Proc(
+            Command::new(&bin)
+                .arg("server")
+                .arg(port.to_string())
+                .arg(dir.join("cert.pem"))
+                .arg(dir.join("key.pem"))
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut ready = [0u8; 6];
+        std::io::Read::read_exact(server.0.stdout.as_mut().unwrap(), &mut ready).unwrap();
+        assert_eq!(&ready, b"ready\n");
+        server
+    };
+    let (server, live) = if server_first {
+        let server = start_server();
+        let Some(live) = Live::start(config(&[port])) else {
+            return;
+        };
+        (server, live)
+    } else {
+        let Some(live) = Live::start(config(&[port])) else {
+            return;
+        };
+        let server = start_server();
+        // The exec event reaches the reader at once (non-data events wake it); give the
+        // probes a moment to be attached.
+        sleep(Duration::from_millis(300));
+        (server, live)
+    };
+    let paths = ["/a", "/large", "post:/p", "/b"];
+    let (client_pid, out) = run_client(
+        Command::new(&bin)
+            .arg("client")
+            .arg(format!("https://127.0.0.1:{port}"))
+            .args(paths),
+    );
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let printed = status_lines(&out);
+    assert_eq!(printed.len(), paths.len());
+    for (side, pid) in [("client", client_pid), ("server", server_pid)] {
+        let mine = of_pids(&records, &[pid]);
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let (method, path) = match paths[i].strip_prefix("post:") {
+                Some(p) => ("POST", p),
+                None => ("GET", paths[i]),
+            };
+            let at = format!("{side} {path}");
+            assert_eq!(comm(r), "go_tls", "{at}");
+            assert_eq!(r.protocol, Protocol::Http1, "{at}");
+            assert_eq!(s(&r.request_type), method, "{at}");
+            assert_eq!(s(&r.request_resource), path, "{at}");
+            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
+            assert_eq!(r.resp_len, Some(printed[i].1), "{at}");
+            assert_eq!(
+                r.req_len.unwrap_or(0),
+                if method == "POST" { 3000 } else { 0 }
+            );
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+            assert_eq!(r.flow.server.port(), port, "{at}");
+        }
+        assert!(
+            mine.iter().all(|r| r.flow == mine[0].flow),
+            "{side}: one connection"
+        );
+    }
+    // Plaintext from the probes; the connection's own bytes after the first plaintext are
+    // not reported, and the handshake before it is counted as ciphertext, never parsed.
+    assert!(
+        stats.get("bpf_tls_events") >= 4 * paths.len() as u64,
+        "{stats:?}"
+    );
+    assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+    assert!(stats.get("bpf_tls_ciphertext_bytes") > 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_tls_no_socket"), 0, "{stats:?}");
+    // This test's binary at least (Go binaries of other tests running at once, `go` itself
+    // among them, may be probed too).
+    assert!(stats.get("bpf_go_tls_binaries") >= 1, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 

@@ -29,7 +29,12 @@ pub struct ConvertStats {
     /// handshake before OpenSSL's first read or write, or a TLS library l7tap does not probe):
     /// not parsed, counted here.
     pub tls_ciphertext_bytes: u64,
+    /// Exec events not handed on because [`MAX_PENDING_EXECS`] were waiting already.
+    pub execs_dropped: u64,
 }
+
+/// Exec events held for [`Converter::take_execs`] at most.
+pub const MAX_PENDING_EXECS: usize = 4096;
 
 /// True when `b`, the first bytes of a stream, are a TLS handshake record carrying a
 /// ClientHello or ServerHello (RFC 8446 5.1: type 22, legacy version 3.x, a length within
@@ -72,6 +77,8 @@ pub struct Converter {
     /// Added to CLOCK_MONOTONIC stamps to get Unix-epoch nanoseconds.
     epoch_offset_ns: i128,
     stats: ConvertStats,
+    /// Processes that exec'd a program since the last [`Converter::take_execs`].
+    execs: Vec<u32>,
 }
 
 /// A tracked stream: connection id and peer (the peer matters for unconnected UDP sockets).
@@ -102,7 +109,14 @@ impl Converter {
             max_conns: max_conns.max(1),
             epoch_offset_ns,
             stats: ConvertStats::default(),
+            execs: Vec::new(),
         }
+    }
+
+    /// The processes that exec'd a program since the last call (at most
+    /// [`MAX_PENDING_EXECS`]; more are counted in `execs_dropped`).
+    pub fn take_execs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.execs)
     }
 
     /// Counters so far.
@@ -158,6 +172,13 @@ impl Converter {
                 let ts = self.epoch(ev.ts_mono_ns);
                 let pid = ev.pid;
                 self.close_where(|_, c| c.process.pid == pid, ts, out);
+            }
+            Kind::Exec => {
+                if self.execs.len() < MAX_PENDING_EXECS {
+                    self.execs.push(ev.pid);
+                } else {
+                    self.stats.execs_dropped += 1;
+                }
             }
         }
         self.stats.segments += (out.len() - before) as u64;

@@ -16,6 +16,8 @@ pub enum Kind {
     Close,
     /// A process exited.
     Exit,
+    /// A process exec'd a program.
+    Exec,
 }
 
 /// Flag bits of `event.flags`.
@@ -161,6 +163,7 @@ impl<'a> RawEvent<'a> {
             2 => Kind::Open,
             3 => Kind::Close,
             4 => Kind::Exit,
+            5 => Kind::Exec,
             _ => return Err(DecodeError::Unknown),
         };
         let family = u16_at(b, 48);

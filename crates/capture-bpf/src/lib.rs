@@ -4,8 +4,9 @@
 //! The kernel side (`src/bpf/l7tap.bpf.c`, compiled by clang in `build.rs`, CO-RE against the
 //! checked-in `vmlinux.h`) hooks syscall tracepoints (this kernel has no kprobes) for
 //! write/writev/sendto/sendmsg/sendmmsg/sendfile/splice, read/readv/recvfrom/recvmsg/recvmmsg,
-//! connect/accept/accept4/close and process exit, and OpenSSL's SSL_write/SSL_read(_ex) with
-//! uprobes for TLS plaintext. Non-socket I/O, filtered pids and ports are dropped in the
+//! connect/accept/accept4/close and process exit, io_uring requests (BTF tracepoints),
+//! OpenSSL's SSL_write/SSL_read(_ex) with uprobes for TLS plaintext, and Go's crypto/tls in Go
+//! binaries ([`gotls`]). Non-socket I/O, filtered pids and ports are dropped in the
 //! kernel; what passes goes through a ring buffer per CPU. User space ([`BpfSource`]) merges
 //! the rings back into time order and turns the events into core [`Segment`]s, so the
 //! engine's framing, inference, parsing, pairing and plugins work exactly as for pcap replay.
@@ -27,6 +28,7 @@
 
 pub mod convert;
 pub mod event;
+pub mod gotls;
 pub mod reorder;
 mod system;
 
@@ -83,6 +85,12 @@ pub struct BpfConfig {
     pub poll_interval: Duration,
     /// Attach the OpenSSL uprobes (TLS plaintext).
     pub tls: bool,
+    /// Probe Go binaries' crypto/tls for plaintext: those of the processes running when the
+    /// capture starts, and `go_binaries`. A Go program started later from a binary probed
+    /// then is covered too (probes are per binary, not per process).
+    pub go_tls: bool,
+    /// Go binaries to probe whether or not they are running.
+    pub go_binaries: Vec<PathBuf>,
     /// See socket I/O done through io_uring (two BTF tracepoints on io_uring requests).
     /// Where the kernel's io_uring differs from what the programs expect, capture goes on
     /// without it and [`BpfSource::io_uring_status`] says why.
@@ -109,6 +117,8 @@ impl Default for BpfConfig {
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(20),
             tls: true,
+            go_tls: true,
+            go_binaries: Vec::new(),
             io_uring: true,
             libssl: None,
             max_connections: 65_536,
@@ -286,14 +296,16 @@ impl BpfControl {
 /// The live eBPF source. Programs stay attached while it lives; dropping it detaches them.
 pub struct BpfSource {
     // Links first: they detach before the object (and its maps) go away.
-    _links: Vec<libbpf_rs::Link>,
-    _object: libbpf_rs::Object,
+    links: Vec<libbpf_rs::Link>,
+    object: libbpf_rs::Object,
     /// One ring buffer per online CPU, in CPU order.
     rings: Vec<MapHandle>,
     control: BpfControl,
     config: BpfConfig,
     converter: Converter,
     tls_status: String,
+    /// None: Go TLS probing is off.
+    go_tls: Option<GoProber>,
     io_uring_status: String,
     ring_bytes: u32,
 }
@@ -303,6 +315,7 @@ impl std::fmt::Debug for BpfSource {
         f.debug_struct("BpfSource")
             .field("config", &self.config)
             .field("tls", &self.tls_status)
+            .field("go_tls", &self.go_tls_status())
             .field("io_uring", &self.io_uring_status)
             .finish_non_exhaustive()
     }
@@ -448,7 +461,9 @@ impl BpfSource {
         let mut links = Vec::new();
         for prog in object.progs_mut() {
             let section = prog.section().to_string_lossy().into_owned();
-            let tracepoint = section.strip_prefix("tracepoint/");
+            let tracepoint = section
+                .strip_prefix("tracepoint/")
+                .filter(|tp| config.go_tls || *tp != "sched/sched_process_exec");
             let btf_tracepoint = section.strip_prefix("tp_btf/");
             if let Some(tp) = tracepoint.or(btf_tracepoint.filter(|_| prog.autoload())) {
                 let link = prog.attach().map_err(|e| {
@@ -466,15 +481,27 @@ impl BpfSource {
         } else {
             "off".to_string()
         };
+        let mut go_tls = None;
+        if config.go_tls {
+            let mut prober = GoProber::default();
+            for path in &config.go_binaries {
+                prober.consider(&object, path, true, &mut links);
+            }
+            for path in system::running_executables() {
+                prober.consider(&object, &path, false, &mut links);
+            }
+            go_tls = Some(prober);
+        }
         let converter = Converter::new(config.max_connections, system::monotonic_to_epoch_offset());
         Ok(BpfSource {
-            _links: links,
-            _object: object,
+            links,
+            object,
             rings,
             control,
             config,
             converter,
             tls_status,
+            go_tls,
             io_uring_status,
             ring_bytes,
         })
@@ -488,6 +515,13 @@ impl BpfSource {
     /// "attached to <path>", "off", or why the OpenSSL probes are not attached.
     pub fn tls_status(&self) -> &str {
         &self.tls_status
+    }
+
+    /// Which Go binaries' crypto/tls is probed, and which could not be (or "off").
+    pub fn go_tls_status(&self) -> String {
+        self.go_tls
+            .as_ref()
+            .map_or_else(|| "off".to_string(), GoProber::status)
     }
 
     /// "attached", "off", or why the io_uring programs are not attached.
@@ -509,9 +543,16 @@ pub fn program_run_stats() -> Vec<(String, u64, u64)> {
     libbpf_rs::query::ProgInfoIter::default()
         .filter_map(|p| {
             let name = p.name.to_string_lossy().into_owned();
-            let ours = ["enter_", "exit_", "ssl_", "process_exit", "uring_"]
-                .iter()
-                .any(|pre| name.starts_with(pre));
+            let ours = [
+                "enter_",
+                "exit_",
+                "ssl_",
+                "process_exit",
+                "uring_",
+                "go_tls_",
+            ]
+            .iter()
+            .any(|pre| name.starts_with(pre));
             ours.then_some((name, p.run_time_ns, p.run_cnt))
         })
         .collect()
@@ -544,6 +585,130 @@ fn load_object(cpus: u32, io_uring: bool) -> Result<libbpf_rs::Object, BpfError>
     open.load().map_err(libbpf(
         "loading the BPF programs (the kernel verifier's log is printed above)",
     ))
+}
+
+/// Go binaries probed at most (each costs two uprobes plus one per RET of `Read`).
+pub const MAX_GO_BINARIES: usize = 64;
+/// Binaries looked at at most (Go or not, by device and inode); past it, new ones are not.
+const MAX_BINARIES_SEEN: usize = 65_536;
+/// Binaries named in the status as not probed at most (the rest are counted).
+const MAX_REFUSALS_NAMED: usize = 16;
+
+/// The Go binaries probed for crypto/tls: those given and those of the running processes at
+/// start, then the program of every exec (each binary once, whatever its path).
+#[derive(Debug, Default)]
+struct GoProber {
+    seen: std::collections::HashSet<(u64, u64)>,
+    probed: Vec<String>,
+    refused: Vec<String>,
+    refused_more: usize,
+    /// Go binaries past MAX_GO_BINARIES, and binaries past MAX_BINARIES_SEEN.
+    over: usize,
+}
+
+impl GoProber {
+    /// Looks at one binary; `asked`: named by the user (a refusal is then reported even when
+    /// it is not a Go binary).
+    fn consider(
+        &mut self,
+        object: &libbpf_rs::Object,
+        path: &std::path::Path,
+        asked: bool,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            if asked {
+                self.refuse(format!("{}: not found", path.display()));
+            }
+            return;
+        };
+        if self.seen.contains(&(meta.dev(), meta.ino())) {
+            return;
+        }
+        if self.seen.len() >= MAX_BINARIES_SEEN {
+            self.over += 1;
+            return;
+        }
+        self.seen.insert((meta.dev(), meta.ino()));
+        let targets = match gotls::targets_of_file(path) {
+            Ok(t) => t,
+            Err(e @ gotls::NotProbed::Unsupported(_)) => {
+                return self.refuse(format!("{}: {e}", path.display()));
+            }
+            Err(e) => {
+                if asked {
+                    self.refuse(format!("{}: {e}", path.display()));
+                }
+                return;
+            }
+        };
+        if self.probed.len() >= MAX_GO_BINARIES {
+            self.over += 1;
+            return;
+        }
+        match attach_go_targets(object, path, &targets, links) {
+            Ok(()) => self
+                .probed
+                .push(format!("{} ({})", path.display(), targets.go_version)),
+            Err(e) => self.refuse(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn refuse(&mut self, why: String) {
+        if self.refused.len() < MAX_REFUSALS_NAMED {
+            self.refused.push(why);
+        } else {
+            self.refused_more += 1;
+        }
+    }
+
+    fn status(&self) -> String {
+        let mut status = if self.probed.is_empty() {
+            "no Go binary using crypto/tls found yet".to_string()
+        } else {
+            format!("probing {}", self.probed.join(", "))
+        };
+        if self.over > 0 {
+            status.push_str(&format!(
+                "; {} more not looked at (limits {MAX_GO_BINARIES} Go binaries, {MAX_BINARIES_SEEN} binaries)",
+                self.over
+            ));
+        }
+        if !self.refused.is_empty() {
+            status.push_str(&format!("; not probed: {}", self.refused.join(", ")));
+            if self.refused_more > 0 {
+                status.push_str(&format!(" and {} more", self.refused_more));
+            }
+        }
+        status
+    }
+}
+
+fn attach_go_targets(
+    object: &libbpf_rs::Object,
+    path: &std::path::Path,
+    t: &gotls::GoTlsTargets,
+    links: &mut Vec<libbpf_rs::Link>,
+) -> Result<(), String> {
+    let mut attach = |prog_name: &str, offset: u64| -> Result<(), String> {
+        let prog = object
+            .progs_mut()
+            .find(|p| p.name() == prog_name)
+            .ok_or_else(|| format!("program {prog_name} missing"))?;
+        let offset = usize::try_from(offset).map_err(|e| e.to_string())?;
+        let link = prog
+            .attach_uprobe_with_opts(-1, path, offset, UprobeOpts::default())
+            .map_err(|e| format!("{prog_name} at {offset:#x}: {e}"))?;
+        links.push(link);
+        Ok(())
+    };
+    // RETs first: an entry probe without its returns would leave calls in the map.
+    for &ret in &t.read_rets {
+        attach("go_tls_read_ret", ret)?;
+    }
+    attach("go_tls_write_enter", t.write_entry)?;
+    attach("go_tls_read_enter", t.read_entry)
 }
 
 /// Attaches the OpenSSL uprobes; a missing libssl is not fatal (plain traffic is still seen)
@@ -651,6 +816,14 @@ impl Source for BpfSource {
                     return Err(SourceError::Stopped);
                 }
             }
+            // New programs: probe their Go TLS (before they get far, one poll tick at most).
+            let execs = self.converter.take_execs();
+            if let Some(prober) = self.go_tls.as_mut() {
+                for pid in execs {
+                    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+                    prober.consider(&self.object, &exe, false, &mut self.links);
+                }
+            }
             idle();
             if stopping {
                 break;
@@ -671,6 +844,11 @@ impl Source for BpfSource {
             ("bpf_connections_evicted".into(), c.evicted),
             ("bpf_connections_closed".into(), c.closed),
             ("bpf_tls_ciphertext_bytes".into(), c.tls_ciphertext_bytes),
+            ("bpf_execs_dropped".into(), c.execs_dropped),
+            (
+                "bpf_go_tls_binaries".into(),
+                self.go_tls.as_ref().map_or(0, |g| g.probed.len() as u64),
+            ),
         ]));
         s
     }

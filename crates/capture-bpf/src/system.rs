@@ -138,6 +138,22 @@ pub const LIBSSL_CANDIDATES: [&str; 4] = [
     "/usr/lib/libssl.so.3",
 ];
 
+/// The executables of the running processes, as `/proc/PID/exe` (a path the kernel resolves
+/// to the binary even when it was deleted or lives in another mount namespace). l7tap's own
+/// process is left out.
+pub fn running_executables() -> Vec<std::path::PathBuf> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()) && *n != me)
+        .map(|pid| std::path::PathBuf::from(format!("/proc/{pid}/exe")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,12 +134,16 @@ struct CaptureArgs {
     /// split between the CPUs, at least 512 KiB each.
     #[arg(long, default_value_t = 0, value_name = "KIB")]
     ring_kib: u32,
-    /// Do not attach the OpenSSL uprobes (no TLS plaintext).
+    /// Do not probe for TLS plaintext (neither OpenSSL nor Go's crypto/tls).
     #[arg(long)]
     no_tls: bool,
     /// The libssl.so.3 to probe (default: the system's).
     #[arg(long, value_name = "PATH")]
     libssl: Option<PathBuf>,
+    /// A Go binary whose crypto/tls to probe even if no process runs it yet (repeatable; the
+    /// binaries of the processes running at start are found without it).
+    #[arg(long = "go-tls-binary", value_name = "PATH")]
+    go_tls_binaries: Vec<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -354,6 +358,8 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
         snaplen: args.snaplen,
         ring_bytes: args.ring_kib.saturating_mul(1024),
         tls: !args.no_tls,
+        go_tls: !args.no_tls,
+        go_binaries: args.go_tls_binaries.clone(),
         libssl: args.libssl.clone(),
         duration,
         ..Default::default()
@@ -366,8 +372,9 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     }
     if !args.engine.no_stats {
         eprintln!(
-            "l7tap: capturing (TLS: {}; io_uring: {})",
+            "l7tap: capturing (TLS: {}; Go TLS: {}; io_uring: {})",
             source.tls_status(),
+            source.go_tls_status(),
             source.io_uring_status()
         );
     }

@@ -739,7 +739,8 @@ pub unsafe extern "C" fn l7tap_engine_start_pcap(
 }
 
 /// Starts live eBPF capture (root or CAP_BPF + CAP_PERFMON). `config_json` (may be NULL):
-/// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true}. Missing privileges or
+/// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true} ("tls": OpenSSL and Go
+/// crypto/tls plaintext probes). Missing privileges or
 /// kernel features give `L7TAP_ERR_UNSUPPORTED` with the reason in `l7tap_last_error`.
 ///
 /// # Safety
@@ -782,6 +783,7 @@ pub unsafe extern "C" fn l7tap_engine_start_capture(
                 .filter_map(|p| u32::try_from(p).ok())
                 .collect(),
             tls: v.get("tls").and_then(|t| t.as_bool()).unwrap_or(true),
+            go_tls: v.get("tls").and_then(|t| t.as_bool()).unwrap_or(true),
             ..Default::default()
         };
         if let Some(s) = v.get("snaplen").and_then(|s| s.as_u64()) {

@@ -1148,6 +1148,24 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	return 0;
 }
 
+/* A new program: user space looks at its binary for Go's crypto/tls. Attached only while Go
+ * TLS probing is on. */
+SEC("tracepoint/sched/sched_process_exec")
+int process_exec(void *ctx)
+{
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	header_init(&s->hdr, 0, 0, EV_EXEC, NULL);
+	s->hdr.family = 0;
+	submit(cfg, s);
+	return 0;
+}
+
 /* ---- OpenSSL ---------------------------------------------------------------------- */
 
 static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 dir, __u8 sc)
@@ -1234,3 +1252,119 @@ int BPF_UPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *read
 SEC("uretprobe")
 int BPF_URETPROBE(ssl_read_ex_exit, int ret)
 { return ssl_exit(ret, 1); }
+
+/* ---- Go crypto/tls ----------------------------------------------------------------- */
+
+/* Go's TLS is compiled into each binary, not in a shared library. Go's register ABI (amd64,
+ * Go 1.17+): the receiver and arguments in RAX, RBX, RCX, ..., results in RAX, ...; the
+ * running goroutine in R14. crypto/tls.(*Conn).Write(b) is reported at its entry, where its
+ * plaintext is whole and before any of it is on the wire: reported at its return it could
+ * come after the answer to it (Go's HTTP client reads on another goroutine, often another
+ * thread, and a fast server answers before the writing goroutine runs again). Write sends all
+ * of b or fails with the connection for good. (*Conn).Read(b) is probed at its entry (b) and
+ * at each of its RET instructions (n; user space finds them by decoding the function; a
+ * uretprobe would rewrite a return address on a goroutine stack the Go runtime may move),
+ * matched by goroutine: one parked in Read may resume on another thread. The socket comes
+ * from the tls.Conn itself, through offsets stable across Go releases (the ones Pixie and
+ * Beyla use): Conn.conn (a net.Conn interface, first field; its data word at +8) ->
+ * *net.TCPConn (conn.fd first) -> *netFD (pfd first) -> poll.FD.Sysfd at +16 (after the
+ * 16-byte fdMutex). A net.Conn of another kind (a wrapper of the application's) leads to no
+ * inet socket: counted as TLS_NO_SOCKET. */
+#define GO_IFACE_DATA 8
+#define GO_FD_SYSFD 16
+
+struct go_key {
+	__u64 tgid;
+	__u64 g;
+};
+struct go_tls_read {
+	__u64 conn; /* *tls.Conn */
+	__u64 buf;
+};
+/* LRU: a goroutine that never returns (its process killed mid-call) cannot fill it */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct go_key);
+	__type(value, struct go_tls_read);
+} go_tls_reads SEC(".maps");
+
+/* Reports n plaintext bytes at buf of the tls.Conn at conn, and marks its socket TLS (its
+ * own bytes are ciphertext from then on: not reported). */
+static __always_inline void go_tls_emit(__u64 conn, __u64 buf, long n, __u8 dir, __u8 sc)
+{
+	__u64 data = 0, netfd = 0;
+	long sysfd = -1;
+	if (bpf_probe_read_user(&data, sizeof(data), (void *)(conn + GO_IFACE_DATA)) || !data ||
+	    bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) || !netfd ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + GO_FD_SYSFD)) ||
+	    sysfd < 0 || sysfd > 0x7fffffff) {
+		stat_add(ST_TLS_NO_SOCKET, 1);
+		return;
+	}
+	struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)sysfd);
+	if (!sk) {
+		stat_add(ST_TLS_NO_SOCKET, 1);
+		return;
+	}
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return;
+	__u32 snap = snaplen_for(cfg, sk);
+	if (!snap) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return;
+	}
+	__u64 skid = (__u64)sk;
+	emit_data(cfg, s, skid, (__u32)sysfd, dir, sc, K_BUF, buf, 0, 0, NULL, n, snap, 1, NULL,
+		  NULL);
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &skid);
+	if (st)
+		st->tls = 1;
+}
+
+SEC("uprobe")
+int go_tls_write_enter(struct pt_regs *ctx)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg || pid_filtered(cfg, bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	long n = (long)ctx->cx; /* len(b) */
+	if (n > 0)
+		go_tls_emit(ctx->ax, ctx->bx, n, DIR_EGRESS, SC_GO_TLS_WRITE);
+	return 0;
+}
+
+SEC("uprobe")
+int go_tls_read_enter(struct pt_regs *ctx)
+{
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	struct go_key k = { .tgid = id >> 32, .g = ctx->r14 };
+	struct go_tls_read c = { .conn = ctx->ax, .buf = ctx->bx };
+	bpf_map_update_elem(&go_tls_reads, &k, &c, BPF_ANY);
+	return 0;
+}
+
+/* At a RET of Read: n (the first result) in RAX. */
+SEC("uprobe")
+int go_tls_read_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key k = { .tgid = id >> 32, .g = ctx->r14 };
+	struct go_tls_read *cp = bpf_map_lookup_elem(&go_tls_reads, &k);
+	if (!cp)
+		return 0;
+	struct go_tls_read c = *cp;
+	bpf_map_delete_elem(&go_tls_reads, &k);
+	long n = (long)ctx->ax;
+	if (n > 0)
+		go_tls_emit(c.conn, c.buf, n, DIR_INGRESS, SC_GO_TLS_READ);
+	return 0;
+}
+

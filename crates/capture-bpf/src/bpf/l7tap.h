@@ -17,6 +17,7 @@
 #define EV_OPEN 2  /* connect/accept finished: role known */
 #define EV_CLOSE 3 /* close() of a socket fd */
 #define EV_EXIT 4  /* a process (thread group leader) exited */
+#define EV_EXEC 5  /* a process exec'd a program (user space may probe its Go TLS) */
 
 /* event.dir */
 #define DIR_EGRESS 0
@@ -41,6 +42,7 @@ enum l7tap_syscall {
 	SC_SENDFILE, SC_CONNECT, SC_ACCEPT, SC_CLOSE,
 	SC_SSL_WRITE, SC_SSL_READ, SC_SPLICE,
 	SC_IO_URING, /* a completed io_uring request (send, recv, read, write, ... on a socket) */
+	SC_GO_TLS_WRITE, SC_GO_TLS_READ, /* Go's crypto/tls.(*Conn).Write / Read */
 };
 
 /* Per-CPU counters (stats map index); mirrored in src/event.rs STAT_NAMES. */
@@ -55,7 +57,7 @@ enum l7tap_stat {
 	ST_FILTERED_PID,   /* data syscalls dropped by the pid filter */
 	ST_FILTERED_PORT,  /* data syscalls dropped by the port filter */
 	ST_NOT_SOCKET,     /* I/O on fds that are not inet sockets */
-	ST_TLS_EVENTS,     /* plaintext events from OpenSSL */
+	ST_TLS_EVENTS,     /* plaintext events from OpenSSL and Go's crypto/tls */
 	ST_CIPHER_SUPPRESSED, /* ciphertext syscalls of TLS connections, not reported */
 	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found */
 	ST_MMSG_CUT,       /* messages past MAX_MMSG in one sendmmsg/recvmmsg */
