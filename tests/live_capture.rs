@@ -184,6 +184,22 @@ enum Listen {
     H2Tls,
 }
 
+/// A fresh self-signed certificate for localhost: `dir`/cert.pem and `dir`/key.pem.
+fn self_signed_cert(dir: &std::path::Path) {
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req");
+}
+
 /// nginx from tests/captures/nginx.conf on `port` (and port+1 for its backend).
 fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
     let dir = scratch_dir(name);
@@ -210,18 +226,7 @@ fn nginx(name: &str, port: u16, listen: Listen) -> (Proc, PathBuf) {
         );
     }
     if listen == Listen::Https || listen == Listen::H2Tls {
-        let st = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "openssl req");
+        self_signed_cert(&dir);
         conf = conf.replacen(
             &format!("listen 127.0.0.1:{port};"),
             &format!(
@@ -983,18 +988,7 @@ fn go_tls_exchange(port: u16, server_first: bool) {
         .status()
         .unwrap();
     assert!(built.success(), "go_tls.go builds");
-    let st = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl req");
+    self_signed_cert(&dir);
     let start_server = || {
         let mut server = Proc(
             Command::new(&bin)

@@ -4,6 +4,8 @@
 //	go_tls server PORT CERT KEY   serves until killed; prints "ready" once listening
 //	go_tls client BASE PATH...    one keep-alive connection; GETs each path ("post:/p" POSTs
 //	                              3,000 bytes to /p); prints "status body_bytes" per request
+//	go_tls bench BASE N           N GETs of BASE/ on one keep-alive connection; prints the
+//	                              wall-clock ns per request (scripts/bench-go-tls.sh)
 //
 // The server answers /large with 40,000 bytes and anything else with "hello from Go <path>".
 package main
@@ -16,7 +18,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -26,6 +30,15 @@ func main() {
 	}
 	if len(os.Args) >= 3 && os.Args[1] == "client" {
 		client(os.Args[2], os.Args[3:])
+		return
+	}
+	if len(os.Args) == 4 && os.Args[1] == "bench" {
+		n, err := strconv.Atoi(os.Args[3])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		bench(os.Args[2], n)
 		return
 	}
 	fmt.Fprintln(os.Stderr, "usage: go_tls server PORT CERT KEY | go_tls client BASE PATH...")
@@ -58,11 +71,30 @@ func serve(port, cert, key string) {
 	}
 }
 
-func client(base string, paths []string) {
-	c := &http.Client{Transport: &http.Transport{
+func newClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}}
+}
+
+func bench(base string, n int) {
+	c := newClient()
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		resp, err := c.Get(base + "/")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	fmt.Printf("%.0f\n", float64(time.Since(t0).Nanoseconds())/float64(n))
+}
+
+func client(base string, paths []string) {
+	c := newClient()
 	for _, p := range paths {
 		var resp *http.Response
 		var err error
