@@ -239,6 +239,68 @@ fn gap_inside_a_known_length_body_keeps_the_stream_in_step() {
     assert_eq!(stats.get("drop_resync_bytes"), 0);
 }
 
+/// HTTP/2: a DATA frame cut short by a gap (the eBPF source's default 16 KiB snaplen cuts a
+/// full-size frame written alone by its 9-byte header) is skipped by its length: the response
+/// is reported truncated with its whole body length, and the next stream on the connection
+/// parses and pairs (before, the cut frame was a parse error and the connection resynced).
+#[test]
+fn http2_data_frame_cut_by_a_gap_keeps_the_connection_in_step() {
+    fn frame(ty: u8, flags: u8, sid: u32, payload: &[u8]) -> Vec<u8> {
+        let n = payload.len();
+        let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, ty, flags];
+        f.extend_from_slice(&sid.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    fn get(path: &str) -> Vec<u8> {
+        // :method GET, :scheme http (static table), :path as a literal (RFC 7541 6.2.2).
+        let mut b = vec![0x82, 0x86, 0x00, 5];
+        b.extend_from_slice(b":path");
+        b.push(path.len() as u8);
+        b.extend_from_slice(path.as_bytes());
+        b
+    }
+    let (headers, data, settings) = (1u8, 0u8, 4u8);
+    let (end_stream, end_headers) = (1u8, 4u8);
+    let mut c2s = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    c2s.extend(frame(settings, 0, 0, &[]));
+    c2s.extend(frame(headers, end_headers | end_stream, 1, &get("/a")));
+    c2s.extend(frame(headers, end_headers | end_stream, 3, &get("/b")));
+    let mut s2c = frame(settings, 0, 0, &[]);
+    s2c.extend(frame(headers, end_headers, 1, &[0x88])); // :status 200
+    let full = frame(data, 0, 1, &[b'x'; 16_384]);
+    let cut_at = s2c.len() + full.len() - 9;
+    s2c.extend(full);
+    s2c.extend(frame(data, end_stream, 1, b"tail"));
+    s2c.extend(frame(headers, end_headers | end_stream, 3, &[0x8d])); // :status 404
+    let mut after = Segment::data(
+        flow(),
+        Direction::ServerToClient,
+        3_000_000,
+        (cut_at + 9) as u64,
+        Bytes::copy_from_slice(&s2c[cut_at + 9..]),
+    );
+    after.gap_before = 9;
+    let segs = vec![
+        seg(Direction::ClientToServer, 1, 0, &c2s),
+        seg(Direction::ServerToClient, 2, 0, &s2c[..cut_at]),
+        after,
+    ];
+    let (recs, stats) = run(segs, |b| b);
+    assert_eq!(recs.len(), 2, "{recs:#?} {stats:?}");
+    let (a, b) = (&recs[0], &recs[1]);
+    assert_eq!(s(&a.request_resource), "/a");
+    assert_eq!(a.response_code, Some(200));
+    assert_eq!(a.resp_len, Some(16_384 + 4));
+    assert!(a.truncated && !a.unpaired);
+    assert_eq!(s(&b.request_resource), "/b");
+    assert_eq!(b.response_code, Some(404));
+    assert!(!b.truncated && !b.unpaired);
+    assert_eq!(stats.get("parse_errors_http2"), 0, "{stats:?}");
+    assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
+    assert_eq!(stats.get("drop_resync_bytes"), 0, "{stats:?}");
+}
+
 /// A gap reported on its own (an empty segment: bytes a live source knows were sent but did
 /// not see, like a sendfile body) completes the message it ends at that segment's time, not
 /// when the next bytes arrive: the response's end time is when it was sent.

@@ -1,5 +1,5 @@
 // An HTTPS server and client in Go (crypto/tls, linked into the binary: no OpenSSL), HTTP/1.1
-// with keep-alive. Used by tests/live_capture.rs to check that l7tap sees Go's TLS plaintext.
+// with keep-alive (HTTP/2 when GO_TLS_H2 is set, for both). Used by tests/live_capture.rs to check that l7tap sees Go's TLS plaintext.
 //
 //	go_tls server PORT CERT KEY   serves until killed; prints "ready" once listening
 //	go_tls client BASE PATH...    one keep-alive connection; GETs each path ("post:/p" POSTs
@@ -54,10 +54,10 @@ func serve(port, cert, key string) {
 		}
 		fmt.Fprintf(w, "hello from Go %s\n", r.URL.Path)
 	})
-	srv := &http.Server{
-		Handler: h,
+	srv := &http.Server{Handler: h}
+	if os.Getenv("GO_TLS_H2") == "" {
 		// HTTP/1.1 only (an empty map turns HTTP/2 off).
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
@@ -72,10 +72,13 @@ func serve(port, cert, key string) {
 }
 
 func newClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
-	}}
+	t := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	if os.Getenv("GO_TLS_H2") == "" {
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	} else {
+		t.ForceAttemptHTTP2 = true
+	}
+	return &http.Client{Transport: t}
 }
 
 func bench(base string, n int) {

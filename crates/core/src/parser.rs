@@ -199,6 +199,8 @@ pub enum Parsed<'a> {
     /// record for one payload).
     Messages(usize, Vec<Message<'a>>),
     /// This many bytes carry nothing to record (HTTP 1xx interim responses, keep-alive noise).
+    /// In [`ParseMode::Truncate`] and [`ParseMode::Eof`] it may exceed the input: a unit cut
+    /// short whose length is known (an HTTP/2 DATA frame); the framer skips the rest by length.
     Skip(usize),
     /// More input is needed. Never an error, never counted as one.
     Incomplete(Needed),

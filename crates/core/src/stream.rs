@@ -392,7 +392,14 @@ impl StreamBuf {
                     }
                 }
                 Ok(Detached::Skip(n)) => {
-                    self.pending.advance(n.clamp(1, self.pending.len()));
+                    if n > self.pending.len() && this_mode != ParseMode::Complete {
+                        // Nothing to record in a unit cut short whose length is known (an
+                        // HTTP/2 DATA frame): its missing bytes are skipped by length.
+                        self.skip = Skip::Bytes((n - self.pending.len()) as u64);
+                        self.pending.clear();
+                    } else {
+                        self.pending.advance(n.clamp(1, self.pending.len()));
+                    }
                     self.pending_start_ns = ts_ns;
                 }
                 Ok(Detached::Incomplete(needed)) => {

@@ -196,6 +196,51 @@ impl Http2Parser {
         }
     }
 
+    /// A frame cut short (bytes lost in the capture, a snaplen cut, the buffer limit). A DATA
+    /// frame's length is in its header, so what is missing is skipped by length and the
+    /// connection's framing stays in step: the body counts the frame's declared length, keeps
+    /// what arrived, and its message is flagged truncated. (A live capture with the default
+    /// 16 KiB snaplen cuts every full-size DATA frame written alone by its 9-byte header.)
+    /// Any other frame cut short is an error: a header block cannot be decoded in part, and
+    /// HPACK's table would be wrong from there on.
+    fn cut_frame<'a>(
+        &self,
+        input: &'a [u8],
+        total: usize,
+        ctx: &mut ParseCtx<'_>,
+    ) -> Result<Parsed<'a>, ParseError> {
+        if input[3] != DATA {
+            return Err(err("frame larger than the message buffer"));
+        }
+        let Some(st) = ctx.state.downcast_mut::<H2State>() else {
+            return Err(err("flow state is not HTTP/2 state"));
+        };
+        let d = ctx.direction.index();
+        let flags = input[4];
+        let sid = u32::from_be_bytes([input[5], input[6], input[7], input[8]]) & 0x7fff_ffff;
+        let mut have = &input[9..];
+        let mut declared = total - 9;
+        if flags & PADDED != 0 {
+            // The padding's length is the first payload byte; cut before it, all of the rest
+            // counts (an over-count of at most 255 bytes on a frame already incomplete).
+            if let Some(&pad) = have.first() {
+                declared = declared.saturating_sub(usize::from(pad) + 1);
+                have = &have[1..];
+            }
+        }
+        let half = st.halves.entry((d, sid)).or_default();
+        half.body_len += declared as u64;
+        let room = MAX_BODY.saturating_sub(half.body.len());
+        half.body
+            .extend_from_slice(&have[..have.len().min(room).min(declared)]);
+        half.incomplete = true;
+        if flags & END_STREAM != 0 {
+            // len beyond the input: the framer skips the rest of the frame.
+            return Ok(self.finish(st, d, sid, total));
+        }
+        Ok(Parsed::Skip(total))
+    }
+
     /// The stream half ended: its message.
     fn finish(&self, st: &mut H2State, d: usize, sid: u32, frame_len: usize) -> Parsed<'static> {
         let h = st.halves.remove(&(d, sid)).unwrap_or_default();
@@ -334,7 +379,7 @@ impl Parser for Http2Parser {
             if ctx.mode == ParseMode::Complete {
                 return Ok(Parsed::Incomplete(Needed::Total(total)));
             }
-            return Err(err("frame larger than the message buffer"));
+            return self.cut_frame(input, total, ctx);
         }
         let Some(st) = ctx.state.downcast_mut::<H2State>() else {
             return Err(err("flow state is not HTTP/2 state"));

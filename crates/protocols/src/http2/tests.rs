@@ -157,3 +157,50 @@ fn inference_and_hostile_frames() {
         let _ = p.parse(&blob, &mut cx);
     }
 }
+
+/// A DATA frame cut short (a capture gap, a snaplen cut): its length is in its header, so the
+/// parser counts it, keeps what arrived, and says how far to skip; the stream's message is
+/// flagged truncated. A cut header block is still an error (HPACK cannot decode part of one).
+#[test]
+fn cut_data_frames_are_skipped_by_length() {
+    let p = Http2Parser::default();
+    let mut st = p.new_state();
+    let resp = parse_all(
+        &p,
+        &mut st,
+        Direction::ServerToClient,
+        &frame(HEADERS, END_HEADERS, 1, &[0x88]),
+    );
+    assert!(resp.is_empty());
+    // 16,384 bytes of body announced, 100 arrived, no END_STREAM: skip to the frame's end.
+    let mut cut = frame(DATA, 0, 1, &[b'a'; 16_384]);
+    cut.truncate(9 + 100);
+    let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Truncate, st.as_mut());
+    match p.parse(&cut, &mut cx).expect("a cut DATA frame parses") {
+        Parsed::Skip(n) => assert_eq!(n, 9 + 16_384),
+        other => panic!("{other:?}"),
+    }
+    // The last DATA frame, padded and cut too: the message ends, truncated, with every
+    // announced body byte counted (16,384 + 50 - 4 of padding and its length byte).
+    let mut last = vec![3u8];
+    last.extend_from_slice(&[b'b'; 46]);
+    last.extend_from_slice(&[0, 0, 0]);
+    let mut cut = frame(DATA, END_STREAM | PADDED, 1, &last);
+    cut.truncate(9 + 10);
+    let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Truncate, st.as_mut());
+    match p.parse(&cut, &mut cx).expect("a cut DATA frame parses") {
+        Parsed::Message(m) => {
+            assert_eq!(m.len, 9 + 50, "the whole frame, beyond the input");
+            assert!(m.truncated);
+            assert_eq!(m.code, Some(200));
+            assert_eq!(m.body_len, Some(16_384 + 46));
+            assert_eq!(m.body.len(), 100 + 9, "what arrived");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A header block cut short cannot be read.
+    let mut cut = frame(HEADERS, END_HEADERS, 3, &lit(":path", "/x"));
+    cut.truncate(12);
+    let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+    assert!(p.parse(&cut, &mut cx).is_err());
+}
