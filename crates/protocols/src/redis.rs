@@ -275,7 +275,7 @@ fn type_name(t: u8) -> &'static [u8] {
 }
 
 impl RedisParser {
-    fn request<'a>(&self, input: &'a [u8]) -> Result<Parsed<'a>, ParseError> {
+    fn request<'a>(&self, input: &'a [u8], mode: ParseMode) -> Result<Parsed<'a>, ParseError> {
         // Empty lines are ignored by the server (redis-cli --pipe sends one before its final
         // ECHO): nothing to record.
         let blank = input
@@ -286,6 +286,7 @@ impl RedisParser {
             return Ok(Parsed::Skip(blank));
         }
         let mut args: Vec<&'a [u8]> = Vec::new();
+        let mut cut = false;
         let len = if input.first() == Some(&b'*') {
             let Some((l, mut at)) = line(input, 1) else {
                 return Ok(Parsed::Incomplete(Needed::Unknown));
@@ -294,7 +295,7 @@ impl RedisParser {
             if !(0..=MAX_ELEMENTS).contains(&n) {
                 return Err(err("bad argument count"));
             }
-            for _ in 0..n {
+            for i in 0..n {
                 if input.get(at).is_none() {
                     return Ok(Parsed::Incomplete(Needed::Unknown));
                 }
@@ -309,7 +310,19 @@ impl RedisParser {
                     .checked_add(alen + 2)
                     .ok_or_else(|| err("length overflow"))?;
                 if input.len() < end {
-                    return Ok(Parsed::Incomplete(Needed::Total(end)));
+                    // Cut inside the last argument (SET key <a large value>, by a capture
+                    // gap or the buffer limit): the command's length is known, so it is
+                    // reported cut and the rest skipped by length. Cut earlier, the lengths
+                    // of the arguments after it are not known: nothing to report.
+                    if mode == ParseMode::Complete || i + 1 < n || args.is_empty() {
+                        return Ok(Parsed::Incomplete(Needed::Total(end)));
+                    }
+                    if args.len() < 64 {
+                        args.push(&input[next.min(input.len())..input.len().min(next + alen)]);
+                    }
+                    cut = true;
+                    at = end;
+                    break;
                 }
                 if args.len() < 64 {
                     args.push(&input[next..next + alen]);
@@ -344,6 +357,12 @@ impl RedisParser {
             role: Some(MessageRole::Request),
             request_type: Cow::Borrowed(cmd),
             request_resource: Cow::Owned(line_text),
+            truncated: cut,
+            rest: if cut {
+                Remaining::Known
+            } else {
+                Remaining::None
+            },
             ..Default::default()
         }))
     }
@@ -390,7 +409,8 @@ impl RedisParser {
                         role: Some(MessageRole::Response),
                         result: Cow::Borrowed(type_name(input[0])),
                         status: ResponseStatus::Ok,
-                        body_len: Some(n as u64),
+                        // As for a whole reply: the reply's bytes, header included.
+                        body_len: Some(total as u64),
                         ..Default::default()
                     }));
                 }
@@ -523,7 +543,7 @@ impl Parser for RedisParser {
 
     fn parse<'a>(&self, input: &'a [u8], ctx: &mut ParseCtx<'_>) -> Result<Parsed<'a>, ParseError> {
         match ctx.direction {
-            Direction::ClientToServer => self.request(input),
+            Direction::ClientToServer => self.request(input, ctx.mode),
             Direction::ServerToClient => self.reply(input, ctx.mode, &mut *ctx.state),
         }
     }
@@ -688,6 +708,43 @@ mod tests {
         let sp = p.skip(&reply[20..], st.as_mut());
         assert!(sp.done);
         assert_eq!(sp.consumed, reply.len() - 20);
+    }
+
+    #[test]
+    fn commands_and_bulk_replies_cut_inside_their_last_bulk_string() {
+        let p = RedisParser;
+        let mut st = p.new_state();
+        // SET k <10 bytes>, cut inside the value: its length is known, so it is reported
+        // cut with its whole length (the framer skips the rest).
+        let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n";
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&set[..30], &mut cx) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.len, m.truncated, m.rest),
+            (set.len(), true, Remaining::Known)
+        );
+        assert_eq!(&*m.request_type, b"SET");
+        assert_eq!(&*m.request_resource, b"SET k 01234");
+        // Cut before its last argument: the rest's length is unknown, nothing to report.
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+        assert!(matches!(
+            p.parse(&set[..16], &mut cx),
+            Ok(Parsed::Incomplete(_))
+        ));
+        // A cut bulk reply counts the reply's bytes, as a whole one does.
+        let reply = b"$10\r\n0123456789\r\n";
+        let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Truncate, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&reply[..8], &mut cx) else {
+            panic!()
+        };
+        assert_eq!((m.len, m.body_len), (reply.len(), Some(reply.len() as u64)));
+        let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Complete, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(reply, &mut cx) else {
+            panic!()
+        };
+        assert_eq!(m.body_len, Some(reply.len() as u64));
     }
 
     #[test]
