@@ -1080,10 +1080,11 @@ fn go_tls_exchange(port: u16, server_first: bool, h2: bool) {
     );
     assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
     assert!(stats.get("bpf_tls_ciphertext_bytes") > 0, "{stats:?}");
-    // (bpf_tls_no_socket is not asserted: it counts, before the port filter, the calls of
-    // every Go program this capture probes, those of the other tests running at once too,
-    // which may be cut short by their end.) This test's binary at least is probed (Go
-    // binaries of other tests running at once, `go` itself among them, may be too).
+    // (bpf_tls_no_socket is not asserted: it counts, before the port filter, the TLS calls
+    // of every process this capture probes, the other tests' too: an OpenSSL session of
+    // nginx or curl that began before this capture started has no socket known to it.)
+    // This test's binary at least is probed (Go binaries of other tests running at once,
+    // `go` itself among them, may be too).
     assert!(stats.get("bpf_go_tls_binaries") >= 1, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
