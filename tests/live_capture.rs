@@ -2230,7 +2230,7 @@ impl Postgres {
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
             .filter(|b| b.join("initdb").exists())
             .max()?;
-        let dir = scratch_dir("postgres");
+        let dir = scratch_dir(&format!("postgres{port}"));
         let as_postgres = |cmd: String| {
             Command::new("su")
                 .args(["postgres", "-c", &cmd])
@@ -2346,6 +2346,63 @@ fn psql_against_postgresql_both_sides() {
     );
     assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// Results larger than the 16 KiB snaplen: a 100,000-byte value, which the server sends as
+/// one DataRow in one write (cut by the snaplen), then small queries on the same connection.
+/// The cut response is reported at once (truncated, up to the end of the cut message, skipped
+/// by its length) and the rest of it up to ReadyForQuery skipped, so each later query pairs
+/// with its own answer. Expectations: what psql printed.
+#[test]
+fn psql_results_larger_than_the_snaplen_both_sides() {
+    if !programs(&["psql", "su"]) {
+        return;
+    }
+    let port = 15443u16;
+    let Some(pg) = Postgres::start(port) else {
+        skip("no PostgreSQL server under /usr/lib/postgresql");
+        return;
+    };
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let queries = [
+        "SELECT length(repeat('x', 100000)) AS n, repeat('x', 100000) AS big",
+        "SELECT 41 + 1 AS answer",
+        "SELECT 'after' AS word",
+    ];
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-At", "-F", " "])
+        .env("PGSSLMODE", "disable");
+    for q in queries {
+        cmd.args(["-c", q]);
+    }
+    let (client_pid, out) = run_client(&mut cmd);
+    let (records, stats) = live.stop();
+    drop(pg);
+    let printed: Vec<&str> = out.lines().collect();
+    assert_eq!(printed.len(), 3, "{out}");
+    assert!(printed[0].starts_with("100000 xxx"));
+    assert_eq!(printed[1..], ["42", "after"]);
+    for (side, client) in [("psql", true), ("postgres", false)] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| r.protocol == Protocol::Postgresql && (pid(r) == client_pid) == client)
+            .filter(|r| s(&r.request_type) == "Q")
+            .collect();
+        let at = format!("{side}: {mine:#?}\n{stats:?}");
+        assert_eq!(mine.len(), queries.len(), "{at}");
+        for (i, r) in mine.iter().enumerate() {
+            assert_eq!(s(&r.request_resource), queries[i], "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}: {r:?}");
+            assert_eq!(r.response_status, ResponseStatus::Ok, "{side} {i}");
+        }
+        // Whole answers carry their command tag.
+        assert_eq!(s(&mine[1].response_result), "SELECT 1", "{at}");
+        assert_eq!(s(&mine[2].response_result), "SELECT 1", "{at}");
+    }
+    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
 }
 
 /// Redis pub/sub: a subscriber (RESP spoken by a small Python client) and redis-cli

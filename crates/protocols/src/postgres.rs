@@ -13,8 +13,8 @@
 
 use crate::helpers::{be_u32_at, cstr_at};
 use l7tap_core::{
-    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
-    Parser, Protocol, ResponseStatus, L4,
+    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, L4,
 };
 use std::any::Any;
 use std::borrow::Cow;
@@ -27,6 +27,9 @@ pub struct PostgresParser;
 struct PgState {
     /// The client sent SSLRequest/GSSENCRequest: the server answers with one byte.
     ssl_answer_pending: bool,
+    /// A response was reported cut short: what follows of it, up to its ReadyForQuery, is
+    /// skipped. A new request ends this (after a gap the framing resumes only then).
+    skip_tail: bool,
 }
 
 fn err(reason: &'static str) -> ParseError {
@@ -113,6 +116,39 @@ fn backend_type(t: u8) -> bool {
     )
 }
 
+/// The rest of a response reported cut: its messages up to and with ReadyForQuery carry
+/// nothing more to record. `None` when `input` does not look like messages (the tail was
+/// lost after all): parse it as a response.
+fn skip_tail(input: &[u8], state: &mut PgState, mode: ParseMode) -> Option<Parsed<'static>> {
+    let mut at = 0;
+    while at < input.len() {
+        match message(input, at) {
+            Ok(Some((t, _, next))) if backend_type(t) => {
+                at = next;
+                if t == b'Z' {
+                    state.skip_tail = false;
+                    return Some(Parsed::Skip(at));
+                }
+            }
+            // Cut again: that message is skipped by its length too.
+            Ok(None) if mode != ParseMode::Complete => {
+                let len = be_u32_at(input, at + 1)?;
+                return Some(Parsed::Skip(at + 1 + len as usize));
+            }
+            Ok(None) => break,
+            _ => {
+                state.skip_tail = false;
+                return (at > 0).then_some(Parsed::Skip(at));
+            }
+        }
+    }
+    Some(if at > 0 {
+        Parsed::Skip(at)
+    } else {
+        Parsed::Incomplete(Needed::Unknown)
+    })
+}
+
 fn sqlstate_status(code: &[u8]) -> ResponseStatus {
     match code.get(..2) {
         Some(b"08" | b"53" | b"54" | b"57" | b"58" | b"XX") => ResponseStatus::ServerError,
@@ -175,6 +211,7 @@ impl PostgresParser {
     }
 
     fn request<'a>(&self, input: &'a [u8], state: &mut PgState) -> Result<Parsed<'a>, ParseError> {
+        state.skip_tail = false;
         if matches!(input.first(), Some(0)) {
             return self.startup(input, state);
         }
@@ -237,7 +274,12 @@ impl PostgresParser {
         Ok(Parsed::Message(m))
     }
 
-    fn response<'a>(&self, input: &'a [u8], state: &mut PgState) -> Result<Parsed<'a>, ParseError> {
+    fn response<'a>(
+        &self,
+        input: &'a [u8],
+        state: &mut PgState,
+        mode: ParseMode,
+    ) -> Result<Parsed<'a>, ParseError> {
         if state.ssl_answer_pending {
             // One byte: 'S' (go TLS) or 'N' (no); what follows is TLS or a normal startup.
             let Some(&b) = input.first() else {
@@ -252,6 +294,11 @@ impl PostgresParser {
                 ..Default::default()
             }));
         }
+        if state.skip_tail {
+            if let Some(p) = skip_tail(input, state, mode) {
+                return Ok(p);
+            }
+        }
         let mut at = 0;
         let mut m = Message {
             role: Some(MessageRole::Response),
@@ -260,6 +307,23 @@ impl PostgresParser {
         };
         for _ in 0..MAX_UNIT {
             let Some((t, body, next)) = message(input, at)? else {
+                // Cut short inside a message whose header arrived (a large DataRow, or a whole
+                // result written at once and cut by the snaplen): the response is reported
+                // now, flagged cut, up to the end of that message (the framer skips the rest
+                // of it by length); the rest of the response, up to its ReadyForQuery, is
+                // skipped when it comes.
+                let cut_end = be_u32_at(input, at + 1).map(|l| at + 1 + l as usize);
+                if let (false, Some(end)) = (mode == ParseMode::Complete, cut_end) {
+                    let t = input.get(at).copied().unwrap_or(0);
+                    if backend_type(t) && end > input.len() {
+                        state.skip_tail = t != b'Z';
+                        m.len = end;
+                        m.rest = Remaining::Known;
+                        m.truncated = true;
+                        m.body_len = Some(end as u64);
+                        return Ok(Parsed::Message(m));
+                    }
+                }
                 return Ok(Parsed::Incomplete(Needed::Unknown));
             };
             if !backend_type(t) {
@@ -372,7 +436,7 @@ impl Parser for PostgresParser {
         };
         match ctx.direction {
             Direction::ClientToServer => self.request(input, state),
-            Direction::ServerToClient => self.response(input, state),
+            Direction::ServerToClient => self.response(input, state, ctx.mode),
         }
     }
 }
@@ -380,7 +444,6 @@ impl Parser for PostgresParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use l7tap_core::ParseMode;
 
     fn msg(t: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![t];
@@ -444,6 +507,87 @@ mod tests {
                 ResponseStatus::ClientError
             )
         );
+    }
+
+    /// A result larger than what was captured of it (a DataRow cut by a gap or the snaplen):
+    /// the response is reported at once, cut, up to the end of the cut message (skipped by
+    /// its length); the rest of it, up to ReadyForQuery, is skipped; the next response is
+    /// whole again. A new request in between ends the skipping.
+    #[test]
+    fn a_response_cut_inside_a_message_is_reported_cut_and_its_tail_skipped() {
+        let p = PostgresParser;
+        let mut st = p.new_state();
+        let parse = |st: &mut Box<dyn Any + Send>, dir, mode, b: &[u8]| {
+            let mut cx = ParseCtx::new(dir, mode, st.as_mut());
+            match p.parse(b, &mut cx) {
+                Ok(Parsed::Message(m)) => Ok(m.into_owned()),
+                Ok(other) => Err(format!("{other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let row = msg(b'D', &[b'x'; 20_000]);
+        let mut head = msg(
+            b'T',
+            b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
+        );
+        let head_len = head.len();
+        head.extend_from_slice(&row[..100]);
+        let m = parse(
+            &mut st,
+            Direction::ServerToClient,
+            ParseMode::Truncate,
+            &head,
+        )
+        .unwrap();
+        assert!(m.truncated && m.rest == Remaining::Known);
+        assert_eq!(m.len, head_len + row.len());
+        assert_eq!(m.status, ResponseStatus::Ok);
+        let tail = [
+            msg(b'D', b"\0\x01\0\0\0\x01y"),
+            msg(b'C', b"SELECT 2\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        let skipped = parse(
+            &mut st,
+            Direction::ServerToClient,
+            ParseMode::Complete,
+            &tail,
+        );
+        assert_eq!(skipped.unwrap_err(), format!("Skip({})", tail.len()));
+        let next = [msg(b'C', b"SELECT 0\0"), msg(b'Z', b"I")].concat();
+        let m = parse(
+            &mut st,
+            Direction::ServerToClient,
+            ParseMode::Complete,
+            &next,
+        )
+        .unwrap();
+        assert!(!m.truncated);
+        assert_eq!(&*m.result, b"SELECT 0");
+        // Cut again, and this time the tail was lost: the next request ends the skipping.
+        parse(
+            &mut st,
+            Direction::ServerToClient,
+            ParseMode::Truncate,
+            &head,
+        )
+        .unwrap();
+        parse(
+            &mut st,
+            Direction::ClientToServer,
+            ParseMode::Complete,
+            &msg(b'Q', b"SELECT 1\0"),
+        )
+        .unwrap();
+        let m = parse(
+            &mut st,
+            Direction::ServerToClient,
+            ParseMode::Complete,
+            &next,
+        )
+        .unwrap();
+        assert_eq!(&*m.result, b"SELECT 0");
     }
 
     #[test]
