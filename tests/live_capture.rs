@@ -2088,47 +2088,8 @@ fn mariadb_client_against_mariadb_server_both_sides() {
         return;
     }
     let port = 13306u16;
-    let dir = scratch_dir("mariadb");
-    let d = dir.display().to_string();
-    let install = Command::new("mariadb-install-db")
-        .args(["--no-defaults", "--user=root", "--skip-test-db"])
-        .arg(format!("--datadir={d}/data"))
-        .arg("--auth-root-authentication-method=normal")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(install.success(), "mariadb-install-db");
-    let server = Proc(
-        Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--skip-log-bin"])
-            .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--datadir={d}/data"))
-            .arg(format!("--socket={d}/sock"))
-            .arg(format!("--pid-file={d}/pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port);
-    let client = |db: &str| {
-        let mut c = Command::new("mariadb");
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "-u",
-            "root",
-            "--skip-ssl",
-        ]);
-        if !db.is_empty() {
-            c.args(["-D", db]);
-        }
-        c
-    };
+    let db = Mariadb::start(port);
+    let client = |name: &str| db.client(name);
     assert!(client("")
         .args(["-e", "CREATE DATABASE shop"])
         .status()
@@ -2149,9 +2110,8 @@ fn mariadb_client_against_mariadb_server_both_sides() {
     let cli_pid = cli.id();
     let out = cli.wait_with_output().unwrap();
     let (records, stats) = live.stop();
-    let server_pid = server.0.id();
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    let server_pid = db.server.0.id();
+    drop(db);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     // What the client printed after each statement: its first line that is not empty.
@@ -2214,6 +2174,122 @@ fn mariadb_client_against_mariadb_server_both_sides() {
     }
     assert_eq!(stats.get("parse_errors_mysql"), 0, "{stats:?}");
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
+/// A throwaway MariaDB server (mariadb-install-db, root without a password, TCP on
+/// 127.0.0.1), stopped and removed when dropped.
+struct Mariadb {
+    server: Proc,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Mariadb {
+    fn start(port: u16) -> Mariadb {
+        let dir = scratch_dir(&format!("mariadb{port}"));
+        let d = dir.display().to_string();
+        let install = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg(format!("--datadir={d}/data"))
+            .arg("--auth-root-authentication-method=normal")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(install.success(), "mariadb-install-db");
+        let server = Proc(
+            Command::new("mariadbd")
+                .args(["--no-defaults", "--user=root", "--skip-log-bin"])
+                .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
+                .arg(format!("--port={port}"))
+                .arg(format!("--datadir={d}/data"))
+                .arg(format!("--socket={d}/sock"))
+                .arg(format!("--pid-file={d}/pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_port(port);
+        Mariadb { server, dir, port }
+    }
+
+    /// The mariadb client on this server, in database `db` (none when empty).
+    fn client(&self, db: &str) -> Command {
+        let mut c = Command::new("mariadb");
+        c.args(["-h", "127.0.0.1", "-P", &self.port.to_string()])
+            .args(["-u", "root", "--skip-ssl"]);
+        if !db.is_empty() {
+            c.args(["-D", db]);
+        }
+        c
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.0.id().to_string()])
+            .status();
+        let _ = self.server.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Statements larger than the 16 KiB snaplen: a bulk INSERT of a 40,000-byte value (one write
+/// by the client, cut by the snaplen), reading it back (the row goes out as one packet, cut on
+/// the server's side), then small statements on the same connection. A packet cut short is
+/// reported from what arrived and skipped by its length, so each statement pairs with its own
+/// answer. Expectations: what the mariadb client printed.
+#[test]
+fn mariadb_statements_larger_than_the_snaplen_both_sides() {
+    if !programs(&["mariadbd", "mariadb", "mariadb-install-db"]) {
+        return;
+    }
+    let db = Mariadb::start(13316);
+    assert!(db
+        .client("")
+        .args(["-e", "CREATE DATABASE big; CREATE TABLE big.t (v LONGTEXT)"])
+        .status()
+        .unwrap()
+        .success());
+    let Some(live) = Live::start(config(&[db.port])) else {
+        return;
+    };
+    let value = "v".repeat(40_000);
+    let statements = [
+        format!("INSERT INTO t VALUES ('{value}')"),
+        "SELECT v FROM t".to_string(),
+        "SELECT LENGTH(v) FROM t".to_string(),
+        "SELECT 41 + 1".to_string(),
+    ];
+    let mut cmd = db.client("big");
+    cmd.args(["-N", "-B", "-e", &statements.join(";\n")]);
+    let (client_pid, out) = run_client(&mut cmd);
+    let (records, stats) = live.stop();
+    let server_pid = db.server.0.id();
+    drop(db);
+    let printed: Vec<&str> = out.lines().collect();
+    assert_eq!(printed, [value.as_str(), "40000", "42"], "{out}");
+    for (side, p) in [("mariadb", client_pid), ("mariadbd", server_pid)] {
+        let queries: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| pid(r) == p && s(&r.request_type) == "COM_QUERY")
+            .collect();
+        let at = format!("{side}: {queries:#?}\n{stats:?}");
+        assert_eq!(queries.len(), statements.len(), "{at}");
+        for (i, r) in queries.iter().enumerate() {
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}: {r:?}\n{stats:?}");
+            assert_eq!(r.response_status, ResponseStatus::Ok, "{side} {i}");
+        }
+        assert!(s(&queries[0].request_resource).starts_with("INSERT INTO t VALUES ('vvv"));
+        assert_eq!(s(&queries[0].response_result), "affected_rows=1", "{at}");
+        for i in 1..4 {
+            assert_eq!(s(&queries[i].request_resource), statements[i], "{at}");
+            assert_eq!(s(&queries[i].response_result), "columns=1", "{at}");
+        }
+    }
+    assert_eq!(stats.get("parse_errors_mysql"), 0, "{stats:?}");
 }
 
 /// A throwaway PostgreSQL cluster (initdb as the postgres user, trust auth, TCP on 127.0.0.1),

@@ -16,8 +16,8 @@
 //! OK: affected rows -> `response_result` (`affected_rows=N`).
 
 use l7tap_core::{
-    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
-    Parser, Protocol, ResponseStatus, L4,
+    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, L4,
 };
 use std::any::Any;
 use std::borrow::Cow;
@@ -501,6 +501,21 @@ impl Parser for MysqlParser {
         true
     }
 
+    /// After a gap: a request as [`Parser::check`] knows them, or an answer's first packet
+    /// (sequence 1: OK, ERR, EOF or a result set's column count), which is what the server
+    /// sends first after the client's next command (the turn this waits for).
+    fn resync(&self, p: &[u8], direction: Direction) -> bool {
+        match direction {
+            Direction::ClientToServer => self.check(p, direction).is_some(),
+            Direction::ServerToClient => {
+                p.len() >= 5
+                    && u24(p) > 0
+                    && p[3] == 1
+                    && matches!(p[4], 0x00 | 0xff | 0xfe | 0x01..=0xfa)
+            }
+        }
+    }
+
     fn pairing(&self) -> PairingMode {
         PairingMode::Sequential
     }
@@ -525,7 +540,24 @@ impl Parser for MysqlParser {
         }
         let total = u24(input) + 4;
         if input.len() < total {
-            return Ok(Parsed::Incomplete(Needed::Total(total)));
+            if ctx.mode == ParseMode::Complete {
+                return Ok(Parsed::Incomplete(Needed::Total(total)));
+            }
+            // Cut short (a capture gap, a snaplen cut: a bulk INSERT or a large row written
+            // at once): the packet's length is in its header, so what is missing is skipped
+            // by length and the framing stays in step; a command or the first packet of an
+            // answer is reported from what arrived, flagged cut.
+            let parsed = self.packet(st, ctx.direction, input[3], &input[4..], total)?;
+            return Ok(match parsed {
+                Parsed::Message(mut m) => {
+                    m.len = total;
+                    m.rest = Remaining::Known;
+                    m.truncated = true;
+                    Parsed::Message(m)
+                }
+                Parsed::Skip(_) => Parsed::Skip(total),
+                other => other,
+            });
         }
         self.packet(st, ctx.direction, input[3], &input[4..total], total)
     }
@@ -617,6 +649,46 @@ mod tests {
         );
         assert_eq!(sql_endpoint(b"create table `t2`( `id` int)"), b"CREATE t2");
         assert_eq!(sql_endpoint(b"ALTER TABLE t ADD x int"), b"ALTER t");
+    }
+
+    #[test]
+    fn packets_cut_short_are_reported_and_skipped_by_length() {
+        let p = MysqlParser;
+        let mut st = p.new_state();
+        let packet = |seq: u8, payload: &[u8]| {
+            let n = payload.len();
+            let mut v = vec![n as u8, (n >> 8) as u8, (n >> 16) as u8, seq];
+            v.extend_from_slice(payload);
+            v
+        };
+        // A bulk INSERT larger than what was captured of it: reported, cut, whole length.
+        let mut sql = b"\x03INSERT INTO t VALUES ('".to_vec();
+        sql.extend_from_slice(&[b'v'; 20_000]);
+        sql.extend_from_slice(b"')");
+        let insert = packet(0, &sql);
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&insert[..200], &mut cx) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.len, m.truncated, m.rest),
+            (insert.len(), true, Remaining::Known)
+        );
+        assert_eq!(&*m.request_type, b"COM_QUERY");
+        assert!(m
+            .request_resource
+            .starts_with(b"INSERT INTO t VALUES ('vvv"));
+        // Its answer pairs as usual.
+        let ok = packet(1, &[0, 1, 0, 2, 0, 0, 0]);
+        let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Complete, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&ok, &mut cx) else {
+            panic!()
+        };
+        assert_eq!(&*m.result, b"affected_rows=1");
+        // A row of a result set already reported, cut: skipped by its length.
+        let row = packet(3, &[b'r'; 30_000]);
+        let mut cx = ParseCtx::new(Direction::ServerToClient, ParseMode::Truncate, st.as_mut());
+        assert!(matches!(p.parse(&row[..50], &mut cx), Ok(Parsed::Skip(n)) if n == row.len()));
     }
 
     #[test]
