@@ -1799,16 +1799,9 @@ fn recvmmsg_and_sendmmsg_server_with_parallel_dig_clients_both_sides() {
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
-/// mosquitto with mosquitto_sub and three mosquitto_pub (QoS 0, 1 and 2; MQTT 3.1.1 and 5):
-/// every process's records, checked against the client ids and versions given, and against
-/// what the subscriber printed.
-#[test]
-fn mosquitto_publishers_and_subscriber_all_sides() {
-    if !programs(&["mosquitto", "mosquitto_sub", "mosquitto_pub"]) {
-        return;
-    }
-    let port = 11884u16;
-    let dir = scratch_dir("mqtt");
+/// A mosquitto broker on `port` (anonymous, no persistence), stopped when dropped.
+fn mosquitto(port: u16) -> Proc {
+    let dir = scratch_dir(&format!("mqtt{port}"));
     let conf = dir.join("m.conf");
     std::fs::write(
         &conf,
@@ -1825,6 +1818,78 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
             .unwrap(),
     );
     wait_port(port);
+    broker
+}
+
+/// A PUBLISH larger than the 16 KiB snaplen: mosquitto_pub sends a 40,000-byte message and
+/// then a small one on one connection (QoS 1, `-l`: a message per line). The cut PUBLISH is
+/// reported from what arrived (topic, packet id), skipped by its length, and pairs with its
+/// PUBACK; the next one parses whole. Expectations: the messages given to mosquitto_pub.
+#[test]
+fn mqtt_publish_larger_than_the_snaplen_both_sides() {
+    if !programs(&["mosquitto", "mosquitto_pub"]) {
+        return;
+    }
+    let port = 11894u16;
+    let broker = mosquitto(port);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let big = "b".repeat(40_000);
+    let mut publ = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", "live/big", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pub_pid = publ.id();
+    publ.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{big}\nsmall\n").as_bytes())
+        .unwrap();
+    assert!(publ.wait().unwrap().success());
+    let (records, stats) = live.stop();
+    let broker_pid = broker.0.id();
+    drop(broker);
+    for (side, p) in [("mosquitto_pub", pub_pid), ("mosquitto", broker_pid)] {
+        let publishes: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| pid(r) == p && s(&r.request_type) == "PUBLISH")
+            .collect();
+        let at = format!("{side}: {publishes:#?}\n{stats:?}");
+        assert_eq!(publishes.len(), 2, "{at}");
+        for r in &publishes {
+            assert_eq!(s(&r.request_resource), "live/big", "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}");
+        }
+        // "topic" + packet id + payload, in the remaining length.
+        let fixed = 2 + "live/big".len() + 2;
+        assert_eq!(
+            publishes[0].req_len,
+            Some((fixed + big.len()) as u64),
+            "{at}"
+        );
+        assert_eq!(
+            publishes[1].req_len,
+            Some((fixed + "small".len()) as u64),
+            "{at}"
+        );
+        assert!(!publishes[1].truncated, "{at}");
+    }
+    assert_eq!(stats.get("parse_errors_mqtt"), 0, "{stats:?}");
+}
+
+/// mosquitto with mosquitto_sub and three mosquitto_pub (QoS 0, 1 and 2; MQTT 3.1.1 and 5):
+/// every process's records, checked against the client ids and versions given, and against
+/// what the subscriber printed.
+#[test]
+fn mosquitto_publishers_and_subscriber_all_sides() {
+    if !programs(&["mosquitto", "mosquitto_sub", "mosquitto_pub"]) {
+        return;
+    }
+    let port = 11884u16;
+    let broker = mosquitto(port);
     let Some(live) = Live::start(config(&[port])) else {
         return;
     };
@@ -1898,7 +1963,6 @@ fn mosquitto_publishers_and_subscriber_all_sides() {
     let (records, stats) = live.stop();
     let broker_pid = broker.0.id();
     drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
     // The messages: the lines that are not debug output.
     let printed: Vec<&str> = rest.lines().filter(|l| !l.starts_with("Client ")).collect();
     assert_eq!(

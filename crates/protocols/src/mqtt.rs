@@ -9,8 +9,8 @@
 
 use crate::helpers::{be_u16_at, str16_at};
 use l7tap_core::{
-    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError, Parsed,
-    Parser, Protocol, ResponseStatus, L4,
+    Direction, Inference, Message, MessageRole, Needed, PairingMode, ParseCtx, ParseError,
+    ParseMode, Parsed, Parser, Protocol, Remaining, ResponseStatus, L4,
 };
 use std::any::Any;
 use std::borrow::Cow;
@@ -169,14 +169,18 @@ impl Parser for MqttParser {
             return Ok(Parsed::Incomplete(Needed::Unknown));
         };
         let total = 1 + used + rem;
-        if input.len() < total {
+        let ty = first >> 4;
+        // A PUBLISH cut short (a payload larger than the snaplen, a capture gap): its length
+        // is in its fixed header, so it is reported from what arrived (topic, packet id) and
+        // the rest skipped by length; any other packet cut short waits, as before.
+        let cut = input.len() < total;
+        if cut && (ctx.mode == ParseMode::Complete || ty != 3) {
             return Ok(Parsed::Incomplete(Needed::Total(total)));
         }
-        let ty = first >> 4;
         if ty == 0 {
             return Err(err("reserved packet type"));
         }
-        let b = &input[1 + used..total];
+        let b = &input[1 + used..total.min(input.len())];
         let mut m = Message {
             len: total,
             request_type: Cow::Borrowed(NAMES[usize::from(ty)].as_bytes()),
@@ -218,14 +222,28 @@ impl Parser for MqttParser {
             }
             3 => {
                 let qos = (first >> 1) & 3;
-                let (topic, mut at) = str16_at(b, 0).ok_or_else(bad)?;
+                let Some((topic, mut at)) = str16_at(b, 0) else {
+                    // Cut inside its topic: nothing to report, skipped by length.
+                    return if cut {
+                        Ok(Parsed::Skip(total))
+                    } else {
+                        Err(bad())
+                    };
+                };
                 m.request_resource = Cow::Borrowed(topic);
                 m.endpoint = Cow::Borrowed(topic);
                 if qos > 0 {
-                    m.request_id = Some(u64::from(be_u16_at(b, at).ok_or_else(bad)?));
+                    m.request_id = be_u16_at(b, at).map(u64::from);
+                    if m.request_id.is_none() && !cut {
+                        return Err(bad());
+                    }
                     at += 2;
                 }
                 let _ = at;
+                if cut {
+                    m.truncated = true;
+                    m.rest = Remaining::Known;
+                }
                 // QoS 0 is fire-and-forget, and a publish from the server is not answered
                 // by the exchange the client is waiting on: records of their own.
                 m.one_way = qos == 0 || ctx.direction == Direction::ServerToClient;
@@ -281,7 +299,6 @@ impl Parser for MqttParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use l7tap_core::ParseMode;
 
     fn run<'a>(input: &'a [u8], dir: Direction) -> Message<'a> {
         let p = MqttParser;
@@ -291,6 +308,45 @@ mod tests {
             Ok(Parsed::Message(m)) => m,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_publish_cut_short_is_reported_and_skipped_by_length() {
+        // PUBLISH QoS 1, topic "t/big", packet id 7, 20,000 bytes of payload; 30 arrived.
+        let mut rem: usize = 2 + 5 + 2 + 20_000;
+        let mut publish = vec![0x32];
+        while rem >= 0x80 {
+            publish.push(0x80 | (rem & 0x7f) as u8);
+            rem >>= 7;
+        }
+        publish.push(rem as u8);
+        publish.extend_from_slice(b"\x00\x05t/big\x00\x07");
+        publish.extend_from_slice(&[b'p'; 20_000]);
+        let p = MqttParser;
+        let mut st = p.new_state();
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+        let Ok(Parsed::Message(m)) = p.parse(&publish[..30], &mut cx) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.len, m.truncated, m.rest),
+            (publish.len(), true, Remaining::Known)
+        );
+        assert_eq!(
+            (&*m.request_resource, m.request_id),
+            (&b"t/big"[..], Some(7))
+        );
+        // Cut inside its topic: skipped by length, nothing reported.
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Truncate, st.as_mut());
+        assert!(
+            matches!(p.parse(&publish[..6], &mut cx), Ok(Parsed::Skip(n)) if n == publish.len())
+        );
+        // Waiting for the rest when not cut.
+        let mut cx = ParseCtx::new(Direction::ClientToServer, ParseMode::Complete, st.as_mut());
+        assert!(matches!(
+            p.parse(&publish[..30], &mut cx),
+            Ok(Parsed::Incomplete(_))
+        ));
     }
 
     #[test]
