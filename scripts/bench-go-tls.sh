@@ -23,14 +23,7 @@ srv=$!
 for _ in $(seq 100); do grep -q ready "$work/server.out" && break; sleep 0.05; done
 
 run() { "$work/go_tls" bench "https://127.0.0.1:$port" "$n"; }
-capture() {
-    "$bin" capture "$@" > /dev/null 2> "$work/capture.err" &
-    cap=$!
-    for _ in $(seq 100); do grep -q capturing "$work/capture.err" && return; sleep 0.05; done
-    echo "capture did not start: $(cat "$work/capture.err")" >&2
-    exit 1
-}
-stop() { kill -INT "$cap"; wait "$cap" || true; }
+. scripts/capture-ctl.sh
 
 echo "round  off_us  filtered_us  capturing_us  filtered/off  capturing/off  (per request, both sides)"
 for r in $(seq "$rounds"); do

@@ -33,15 +33,7 @@ run() {
     echo "$ns"
 }
 
-# Starts a capture with the given filter; waits until its programs are attached.
-capture() {
-    "$bin" capture "$@" > /dev/null 2> "$work/capture.err" &
-    cap=$!
-    for _ in $(seq 100); do grep -q capturing "$work/capture.err" && return; sleep 0.05; done
-    echo "capture did not start: $(cat "$work/capture.err")" >&2
-    exit 1
-}
-stop() { kill -INT "$cap"; wait "$cap" || true; }
+. scripts/capture-ctl.sh
 
 # The kernel's run time of the running capture's io_uring programs: "name:ns_per_run(runs)".
 prog_stats() {
