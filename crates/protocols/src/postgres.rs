@@ -130,10 +130,14 @@ fn skip_tail(input: &[u8], state: &mut PgState, mode: ParseMode) -> Option<Parse
                     return Some(Parsed::Skip(at));
                 }
             }
-            // Cut again: that message is skipped by its length too.
+            // Cut again: that message is skipped by its length too (cut inside its header:
+            // what was walked is skipped, the rest is the framer's to drop).
             Ok(None) if mode != ParseMode::Complete => {
-                let len = be_u32_at(input, at + 1)?;
-                return Some(Parsed::Skip(at + 1 + len as usize));
+                return Some(match be_u32_at(input, at + 1) {
+                    Some(len) => Parsed::Skip(at + 1 + len as usize),
+                    None if at > 0 => Parsed::Skip(at),
+                    None => Parsed::Incomplete(Needed::Unknown),
+                });
             }
             Ok(None) => break,
             _ => {

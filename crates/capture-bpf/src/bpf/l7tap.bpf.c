@@ -1291,7 +1291,8 @@ struct {
 
 /* Reports n plaintext bytes at buf of the tls.Conn at conn, and marks its socket TLS (its
  * own bytes are ciphertext from then on: not reported). */
-static __always_inline void go_tls_emit(__u64 conn, __u64 buf, long n, __u8 dir, __u8 sc)
+static __always_inline void go_tls_emit(struct l7tap_config *cfg, __u64 conn, __u64 buf, long n,
+				       __u8 dir, __u8 sc)
 {
 	__u64 data = 0, netfd = 0;
 	long sysfd = -1;
@@ -1307,9 +1308,8 @@ static __always_inline void go_tls_emit(__u64 conn, __u64 buf, long n, __u8 dir,
 		stat_add(ST_TLS_NO_SOCKET, 1);
 		return;
 	}
-	struct l7tap_config *cfg = get_config();
 	struct scratch *s = scratch_get();
-	if (!cfg || !s)
+	if (!s)
 		return;
 	__u32 snap = snaplen_for(cfg, sk);
 	if (!snap) {
@@ -1332,7 +1332,7 @@ int go_tls_write_enter(struct pt_regs *ctx)
 		return 0;
 	long n = (long)ctx->cx; /* len(b) */
 	if (n > 0)
-		go_tls_emit(ctx->ax, ctx->bx, n, DIR_EGRESS, SC_GO_TLS_WRITE);
+		go_tls_emit(cfg, ctx->ax, ctx->bx, n, DIR_EGRESS, SC_GO_TLS_WRITE);
 	return 0;
 }
 
@@ -1363,8 +1363,9 @@ int go_tls_read_ret(struct pt_regs *ctx)
 	struct go_tls_read c = *cp;
 	bpf_map_delete_elem(&go_tls_reads, &k);
 	long n = (long)ctx->ax;
-	if (n > 0)
-		go_tls_emit(c.conn, c.buf, n, DIR_INGRESS, SC_GO_TLS_READ);
+	struct l7tap_config *cfg = get_config();
+	if (n > 0 && cfg)
+		go_tls_emit(cfg, c.conn, c.buf, n, DIR_INGRESS, SC_GO_TLS_READ);
 	return 0;
 }
 
