@@ -12,6 +12,7 @@
 //! constants and text is scanned eight bytes at a time. serde_json stays the reader
 //! ([`to_value`] parses the line) and the reference the tests compare the escaping with.
 
+use crate::core::L4;
 use crate::L7Record;
 use bytes::Bytes;
 use serde_json::Value;
@@ -237,12 +238,18 @@ pub fn write_line(r: &L7Record, out: &mut Vec<u8>) {
     o.num(key!("end_ns"), r.end_ns);
     o.num(key!("rrt_ns"), r.rrt_ns);
     o.name(key!("l4"), r.flow.l4.as_str());
-    o.key(key!("client_ip"));
-    ip(o.out, r.flow.client.ip());
-    o.num(key!("client_port"), r.flow.client.port());
-    o.key(key!("server_ip"));
-    ip(o.out, r.flow.server.ip());
-    o.num(key!("server_port"), r.flow.server.port());
+    if r.flow.l4 == L4::Unix {
+        // No addresses or ports: the socket's path names the server.
+        o.key(key!("socket_path"));
+        text(o.out, r.flow.path.as_bytes());
+    } else {
+        o.key(key!("client_ip"));
+        ip(o.out, r.flow.client.ip());
+        o.num(key!("client_port"), r.flow.client.port());
+        o.key(key!("server_ip"));
+        ip(o.out, r.flow.server.ip());
+        o.num(key!("server_port"), r.flow.server.port());
+    }
     if let Some(p) = &r.process {
         o.num(key!("pid"), p.pid);
         o.num(key!("tid"), p.tid);

@@ -213,6 +213,7 @@ fn random_segments_to_the_engine() {
                 .expect("addr"),
             server: "10.0.1.1:80".parse().expect("addr"),
             socket_id: 0,
+            path: "",
         };
         let dir = if rng.below(2) == 0 {
             Direction::ClientToServer
@@ -411,10 +412,12 @@ fn random_and_damaged_capture_events_through_the_whole_pipeline_never_panic() {
                 0
             },
             kind: if rng.below(10) == 0 {
-                rng.below(6) as u8
+                rng.below(8) as u8
             } else {
                 1
             },
+            // Now and then a Unix socket (family 1), IPv6 or an unknown family.
+            family: [2, 2, 2, 2, 2, 2, 1, 1, 10, 77][rng.below(10)],
             dir: dir as u8,
             flags: if rng.below(10) == 0 {
                 rng.next() as u8

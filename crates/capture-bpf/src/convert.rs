@@ -2,7 +2,7 @@
 //!
 //! Pure user-space logic, tested without root.
 
-use crate::event::{flags, Kind, RawEvent, Role};
+use crate::event::{flags, Kind, RawEvent, Role, AF_UNIX};
 use bytes::{Buf, Bytes};
 use l7tap_core::{Direction, FlowKey, ProcessInfo, Segment, L4};
 use std::collections::{HashMap, HashSet};
@@ -31,6 +31,10 @@ pub struct ConvertStats {
     pub tls_ciphertext_bytes: u64,
     /// Exec events not handed on because [`MAX_PENDING_EXECS`] were waiting already.
     pub execs_dropped: u64,
+    /// Unix socket connections whose path was not kept: more than
+    /// [`l7tap_core::MAX_INTERNED_PATHS`] different paths seen (their records have an
+    /// empty path), or more sockets' names pending than connections tracked.
+    pub unix_paths_not_kept: u64,
 }
 
 /// Exec events held for [`Converter::take_execs`] at most.
@@ -79,6 +83,40 @@ pub struct Converter {
     stats: ConvertStats,
     /// Processes that exec'd a program since the last [`Converter::take_execs`].
     execs: Vec<u32>,
+    /// Unix sockets' names by socket id, from [`Kind::UnixNames`] events, until the socket
+    /// closes (at most `max_conns`).
+    unix: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
+}
+
+/// A Unix socket's own name and its peer's, as shown (`@` for an abstract name's NUL).
+#[derive(Debug, Clone)]
+struct UnixNames {
+    local: String,
+    peer: String,
+    pid: u32,
+}
+
+/// A `sun_path` as shown: an abstract name (leading NUL) as `@name`, as `ss` and systemd
+/// show it; bytes that are not UTF-8 replaced.
+fn unix_name(raw: &[u8]) -> String {
+    match raw.split_first() {
+        None => String::new(),
+        Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest).replace('\0', "@")),
+        // A pathname: NUL-terminated within the length the kernel keeps.
+        Some(_) => {
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            String::from_utf8_lossy(&raw[..end]).into_owned()
+        }
+    }
+}
+
+/// True for a name that says who the server is: a path or an abstract name the program
+/// chose, not one the kernel made up for a client (autobind: `@` and five hex digits).
+fn names_a_server(name: &str) -> bool {
+    let autobind = name.len() == 6
+        && name.starts_with('@')
+        && name[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    !name.is_empty() && !autobind
 }
 
 /// A tracked stream: connection id and peer (the peer matters for unconnected UDP sockets).
@@ -110,6 +148,7 @@ impl Converter {
             epoch_offset_ns,
             stats: ConvertStats::default(),
             execs: Vec::new(),
+            unix: HashMap::default(),
         }
     }
 
@@ -167,11 +206,33 @@ impl Converter {
                 let ts = self.epoch(ev.ts_mono_ns);
                 let id = ev.sock_id;
                 self.close_where(|k, _| k.0 == id || k.0 == tls_id(id), ts, out);
+                self.unix.remove(&id);
             }
             Kind::Exit => {
                 let ts = self.epoch(ev.ts_mono_ns);
                 let pid = ev.pid;
                 self.close_where(|_, c| c.process.pid == pid, ts, out);
+                if !self.unix.is_empty() {
+                    self.unix.retain(|_, n| n.pid != pid);
+                }
+            }
+            Kind::UnixNames => {
+                if self.unix.len() >= self.max_conns && !self.unix.contains_key(&ev.sock_id) {
+                    // (Names are dropped at close; this many pending means closes were lost.)
+                    if let Some(k) = self.unix.keys().next().copied() {
+                        self.unix.remove(&k);
+                        self.stats.unix_paths_not_kept += 1;
+                    }
+                }
+                let (local, peer) = ev.unix_names();
+                self.unix.insert(
+                    ev.sock_id,
+                    UnixNames {
+                        local: unix_name(local),
+                        peer: unix_name(peer),
+                        pid: ev.pid,
+                    },
+                );
             }
             Kind::Exec => {
                 if self.execs.len() < MAX_PENDING_EXECS {
@@ -223,24 +284,64 @@ impl Converter {
                 }
             }
         }
-        let local_is_client = match ev.role {
-            Role::Client => true,
-            Role::Server => false,
-            // Not seen connect/accept: the side on the lower (service) port is the server;
-            // inference swaps the roles if the traffic says otherwise.
-            Role::Unknown => ev.local.port() > ev.remote.port(),
-        };
-        let (client, server) = if local_is_client {
-            (ev.local, ev.remote)
+        let flow = if ev.family == AF_UNIX {
+            // The server's socket is the one with a name (a listener's accepted sockets share
+            // its name); a client's own name, if any, is usually the kernel's autobind one.
+            let (local, peer) = self
+                .unix
+                .get(&ev.sock_id)
+                .map(|n| (n.local.as_str(), n.peer.as_str()))
+                .unwrap_or_default();
+            let local_is_client = match ev.role {
+                Role::Client => true,
+                Role::Server => false,
+                Role::Unknown => !names_a_server(local) && names_a_server(peer),
+            };
+            let (own, other) = if local_is_client {
+                (peer, local)
+            } else {
+                (local, peer)
+            };
+            let name = if own.is_empty() { other } else { own };
+            let path = l7tap_core::intern_path(name).unwrap_or_else(|| {
+                self.stats.unix_paths_not_kept += 1;
+                ""
+            });
+            (
+                local_is_client,
+                FlowKey {
+                    l4: L4::Unix,
+                    client: ev.local,
+                    server: ev.remote,
+                    socket_id: id,
+                    path,
+                },
+            )
         } else {
-            (ev.remote, ev.local)
+            let local_is_client = match ev.role {
+                Role::Client => true,
+                Role::Server => false,
+                // Not seen connect/accept: the side on the lower (service) port is the
+                // server; inference swaps the roles if the traffic says otherwise.
+                Role::Unknown => ev.local.port() > ev.remote.port(),
+            };
+            let (client, server) = if local_is_client {
+                (ev.local, ev.remote)
+            } else {
+                (ev.remote, ev.local)
+            };
+            (
+                local_is_client,
+                FlowKey {
+                    l4: if ev.sotype == 2 { L4::Udp } else { L4::Tcp },
+                    client,
+                    server,
+                    socket_id: id,
+                    path: "",
+                },
+            )
         };
-        let flow = FlowKey {
-            l4: if ev.sotype == 2 { L4::Udp } else { L4::Tcp },
-            client,
-            server,
-            socket_id: id,
-        };
+        let (local_is_client, flow) = flow;
         let key = ConnKey(id, ev.remote);
         self.conns.insert(
             key,
@@ -594,10 +695,11 @@ mod tests {
                 offset: if i % 3 == 0 { next() } else { next() % 4096 },
                 pid: (next() % 4) as u32,
                 total_len: (next() % 70_000) as u32,
-                kind: (next() % 6) as u8,
+                kind: (next() % 8) as u8,
                 dir: (next() % 3) as u8,
                 flags: next() as u8,
                 sotype: (next() % 4) as u8,
+                family: [0, 1, 10, 3][(next() % 4) as usize],
                 role: (next() % 4) as u8,
                 local: ([127, 0, 0, 1], next() as u16),
                 remote: ([127, 0, 0, 1], next() as u16),

@@ -18,7 +18,19 @@ pub enum Kind {
     Exit,
     /// A process exec'd a program.
     Exec,
+    /// The names of a Unix-domain socket first seen (sent before its first open or data
+    /// event): the payload is the socket's own name and its peer's, each in
+    /// [`UNIX_NAME_SLOT`] bytes, their lengths in `lport` and `rport` (see
+    /// [`RawEvent::unix_names`]).
+    UnixNames,
 }
+
+/// `sun_path`'s size: the longest name in a [`Kind::UnixNames`] event.
+pub const UNIX_NAME_LEN: usize = 108;
+/// The room for each name in a [`Kind::UnixNames`] event.
+pub const UNIX_NAME_SLOT: usize = 128;
+/// `AF_UNIX`.
+pub const AF_UNIX: u16 = 1;
 
 /// Flag bits of `event.flags`.
 pub mod flags {
@@ -97,6 +109,9 @@ pub struct RawEvent<'a> {
     pub flags: u8,
     /// SOCK_STREAM (1) or SOCK_DGRAM (2).
     pub sotype: u8,
+    /// Address family: `AF_INET` (2), `AF_INET6` (10), [`AF_UNIX`] (its addresses are
+    /// then unspecified), 0 when the event has no socket.
+    pub family: u16,
     /// The socket's role as far as the kernel knows.
     pub role: Role,
     /// Local address.
@@ -142,7 +157,7 @@ fn addr(family: u16, raw: &[u8], port: u16) -> Result<SocketAddr, DecodeError> {
             // both ends of a connection agree on the addresses.
             IpAddr::V6(Ipv6Addr::from(o)).to_canonical()
         }
-        0 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        0 | AF_UNIX => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         _ => return Err(DecodeError::Unknown),
     };
     Ok(SocketAddr::new(ip, port))
@@ -164,6 +179,7 @@ impl<'a> RawEvent<'a> {
             3 => Kind::Close,
             4 => Kind::Exit,
             5 => Kind::Exec,
+            6 => Kind::UnixNames,
             _ => return Err(DecodeError::Unknown),
         };
         let family = u16_at(b, 48);
@@ -187,12 +203,26 @@ impl<'a> RawEvent<'a> {
             syscall: b[46],
             flags: b[47],
             sotype: b[54],
+            family,
             role,
             local: addr(family, &b[56..72], u16_at(b, 50))?,
             remote: addr(family, &b[72..88], u16_at(b, 52))?,
             comm: &comm_raw[..comm_len],
             payload: &b[HEADER_LEN..HEADER_LEN + cap_len],
         })
+    }
+
+    /// A [`Kind::UnixNames`] event's two names, the socket's own and its peer's (raw
+    /// `sun_path` bytes: an abstract name starts with a NUL); empty when unnamed.
+    pub fn unix_names(&self) -> (&'a [u8], &'a [u8]) {
+        let name = |at: usize, len: u16| {
+            let len = usize::from(len).min(UNIX_NAME_LEN);
+            self.payload.get(at..at + len).unwrap_or(&[])
+        };
+        (
+            name(0, self.local.port()),
+            name(UNIX_NAME_SLOT, self.remote.port()),
+        )
     }
 
     /// True when `flag` (one of [`flags`]) is set.
@@ -214,7 +244,7 @@ pub struct EventBuilder {
     pub pid: u32,
     /// See [`RawEvent::total_len`]; 0 means the payload length.
     pub total_len: u32,
-    /// 1 data, 2 open, 3 close, 4 exit.
+    /// 1 data, 2 open, 3 close, 4 exit, 5 exec, 6 Unix socket names.
     pub kind: u8,
     /// 0 egress, 1 ingress.
     pub dir: u8,
@@ -222,6 +252,8 @@ pub struct EventBuilder {
     pub flags: u8,
     /// 1 stream, 2 datagram.
     pub sotype: u8,
+    /// Address family; 0 means AF_INET (2).
+    pub family: u16,
     /// 0 unknown, 1 client, 2 server.
     pub role: u8,
     /// Local IPv4 address and port.
@@ -251,7 +283,8 @@ impl EventBuilder {
         b[44] = self.kind;
         b[45] = self.dir;
         b[47] = self.flags;
-        b[48..50].copy_from_slice(&2u16.to_le_bytes());
+        let family = if self.family == 0 { 2 } else { self.family };
+        b[48..50].copy_from_slice(&family.to_le_bytes());
         b[50..52].copy_from_slice(&self.local.1.to_le_bytes());
         b[52..54].copy_from_slice(&self.remote.1.to_le_bytes());
         b[54] = self.sotype;

@@ -95,6 +95,11 @@ pub struct BpfConfig {
     /// Where the kernel's io_uring differs from what the programs expect, capture goes on
     /// without it and [`BpfSource::io_uring_status`] says why.
     pub io_uring: bool,
+    /// Capture Unix-domain stream sockets too (`L4::Unix` flows named by their path). The
+    /// port filter does not apply to them (they have no ports); the pid filter does. Off by
+    /// default: on a typical host most Unix-socket bytes are logs (services' stdout to
+    /// journald), D-Bus and X11, not request/response traffic.
+    pub unix_sockets: bool,
     /// libssl to probe; `None`: the first of [`LIBSSL_CANDIDATES`] that exists.
     pub libssl: Option<PathBuf>,
     /// Connections tracked in user space at once (beyond: oldest closed, counted).
@@ -120,6 +125,7 @@ impl Default for BpfConfig {
             go_tls: true,
             go_binaries: Vec::new(),
             io_uring: true,
+            unix_sockets: false,
             libssl: None,
             max_connections: 65_536,
             duration: None,
@@ -173,7 +179,7 @@ pub struct BpfControl {
     maps: Arc<ControlMaps>,
     stop: Arc<AtomicBool>,
     /// The `struct l7tap_config` values, kept so one field can change without reading back.
-    settings: Arc<Mutex<[u32; 8]>>,
+    settings: Arc<Mutex<[u32; 9]>>,
 }
 
 impl BpfControl {
@@ -188,7 +194,7 @@ impl BpfControl {
         self.stop.clone()
     }
 
-    fn write_settings(&self, f: impl FnOnce(&mut [u32; 8])) -> Result<(), BpfError> {
+    fn write_settings(&self, f: impl FnOnce(&mut [u32; 9])) -> Result<(), BpfError> {
         let mut s = self.settings.lock();
         f(&mut s);
         let mut v = Vec::with_capacity(32);
@@ -386,7 +392,7 @@ impl BpfSource {
                 stats: handle("stats")?,
             }),
             stop: Arc::new(AtomicBool::new(false)),
-            settings: Arc::new(Mutex::new([0; 8])),
+            settings: Arc::new(Mutex::new([0; 9])),
         };
         // A ring per online CPU, each in its slot of the outer map (the kernel keeps them
         // alive while they are there; these handles are the reader's).
@@ -455,6 +461,7 @@ impl BpfSource {
                 port_rules,
                 // SSL-call lookups only when the OpenSSL probes may be attached.
                 u32::from(config.tls),
+                u32::from(config.unix_sockets),
             ]
         })?;
 
@@ -845,6 +852,7 @@ impl Source for BpfSource {
             ("bpf_connections_closed".into(), c.closed),
             ("bpf_tls_ciphertext_bytes".into(), c.tls_ciphertext_bytes),
             ("bpf_execs_dropped".into(), c.execs_dropped),
+            ("unix_paths_not_kept".into(), c.unix_paths_not_kept),
             (
                 "bpf_go_tls_binaries".into(),
                 self.go_tls.as_ref().map_or(0, |g| g.probed.len() as u64),

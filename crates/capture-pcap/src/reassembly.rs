@@ -214,6 +214,7 @@ impl Reassembler {
                     client: pkt.src,
                     server: pkt.dst,
                     socket_id: 0,
+                    path: "",
                 }
             } else {
                 FlowKey {
@@ -221,6 +222,7 @@ impl Reassembler {
                     client: pkt.dst,
                     server: pkt.src,
                     socket_id: 0,
+                    path: "",
                 }
             };
             self.stats.connections += 1;

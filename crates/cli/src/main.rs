@@ -124,6 +124,11 @@ struct CaptureArgs {
     /// Only connections with this port at either end (repeatable; default: all ports).
     #[arg(long = "port", value_name = "N")]
     ports: Vec<u16>,
+    /// Also capture Unix-domain stream sockets (a local PostgreSQL or Redis, Docker's API,
+    /// containerd's gRPC, PHP-FPM ...): records name the socket's path. `--port` does not
+    /// apply to them; `--pid` does.
+    #[arg(long)]
+    unix: bool,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
@@ -360,6 +365,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
         tls: !args.no_tls,
         go_tls: !args.no_tls,
         go_binaries: args.go_tls_binaries.clone(),
+        unix_sockets: args.unix,
         libssl: args.libssl.clone(),
         duration,
         ..Default::default()
@@ -558,8 +564,17 @@ fn table_row(r: &L7Record) -> String {
     format!(
         "{:<8} {:<22} {:<22} {:<8} {:<40} {:>5} {:<13} {:>10.3}{}",
         r.protocol.name(),
-        r.flow.client.to_string(),
-        r.flow.server.to_string(),
+        // A Unix socket has no addresses: its path names the server.
+        if r.flow.l4 == l7tap::core::L4::Unix {
+            "unix".to_string()
+        } else {
+            r.flow.client.to_string()
+        },
+        if r.flow.l4 == l7tap::core::L4::Unix {
+            r.flow.path.to_string()
+        } else {
+            r.flow.server.to_string()
+        },
         s(&r.request_type),
         res,
         r.response_code

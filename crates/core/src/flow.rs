@@ -10,15 +10,26 @@ pub enum L4 {
     Tcp,
     /// UDP: one message per datagram.
     Udp,
+    /// A Unix-domain stream socket (live capture): a byte stream per direction, like TCP,
+    /// between two processes of this host. It has no addresses or ports; its name is the
+    /// flow's [`FlowKey::path`].
+    Unix,
 }
 
 impl L4 {
-    /// Lower-case name as used in JSON ("tcp" / "udp").
+    /// Lower-case name as used in JSON ("tcp" / "udp" / "unix"; OTel `network.transport`).
     pub fn as_str(self) -> &'static str {
         match self {
             L4::Tcp => "tcp",
             L4::Udp => "udp",
+            L4::Unix => "unix",
         }
+    }
+
+    /// A byte stream (TCP or a Unix stream socket): messages are framed from the bytes,
+    /// not taken one per datagram.
+    pub fn is_stream(self) -> bool {
+        self != L4::Udp
     }
 }
 
@@ -38,6 +49,11 @@ pub struct FlowKey {
     /// the socket's id, so that the two ends of one loopback connection, both on this host,
     /// are two flows (each seen by its own process) instead of one with every byte twice.
     pub socket_id: u64,
+    /// [`L4::Unix`]: the server's socket path (`@name` for an abstract name, empty for an
+    /// unnamed pair such as `socketpair(2)`); `client` and `server` are then unspecified.
+    /// Empty for TCP and UDP. Names are kept once for the process's life (see
+    /// [`intern_path`]), so the key stays `Copy`.
+    pub path: &'static str,
 }
 
 impl FlowKey {
@@ -48,6 +64,7 @@ impl FlowKey {
             client,
             server,
             socket_id: 0,
+            path: "",
         }
     }
 
@@ -58,6 +75,7 @@ impl FlowKey {
             client,
             server,
             socket_id: 0,
+            path: "",
         }
     }
 
@@ -68,6 +86,7 @@ impl FlowKey {
             client: self.server,
             server: self.client,
             socket_id: self.socket_id,
+            path: self.path,
         }
     }
 
@@ -171,6 +190,33 @@ impl std::hash::BuildHasher for FlowBuildHasher {
     }
 }
 
+/// Socket paths [`intern_path`] keeps at most (each at most 108 bytes, the size of
+/// `sun_path`: ~0.5 MB in all).
+pub const MAX_INTERNED_PATHS: usize = 4096;
+
+/// A Unix socket path as a `&'static str`, kept once for the process's life so that flow
+/// keys that carry it stay `Copy`. `None` once [`MAX_INTERNED_PATHS`] different paths are
+/// kept (the caller counts it); the empty path is always `Some("")`.
+pub fn intern_path(path: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    static KEPT: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    if path.is_empty() {
+        return Some("");
+    }
+    // (Poisoning cannot leave the set inconsistent: an insert is the only change.)
+    let mut guard = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let kept = guard.get_or_insert_with(HashSet::new);
+    if let Some(s) = kept.get(path) {
+        return Some(s);
+    }
+    if kept.len() >= MAX_INTERNED_PATHS {
+        return None;
+    }
+    let s: &'static str = Box::leak(Box::from(path));
+    kept.insert(s);
+    Some(s)
+}
+
 /// A socket address folded into one word (input to [`FlowHasher`]-keyed tables).
 pub fn addr_hash(a: &SocketAddr) -> u64 {
     let ip = match a.ip() {
@@ -191,6 +237,7 @@ impl Default for FlowKey {
             client: unspecified,
             server: unspecified,
             socket_id: 0,
+            path: "",
         }
     }
 }

@@ -28,7 +28,10 @@ pub use counters::{Counters, DropReason, StatsSnapshot, MAX_PROTOCOL_COUNTERS};
 pub fn counters_capacity() -> usize {
     MAX_PROTOCOL_COUNTERS
 }
-pub use flow::{addr_hash, Direction, FlowBuildHasher, FlowHasher, FlowKey, ProcessInfo, L4};
+pub use flow::{
+    addr_hash, intern_path, Direction, FlowBuildHasher, FlowHasher, FlowKey, ProcessInfo, L4,
+    MAX_INTERNED_PATHS,
+};
 pub use flow_table::{FlowProcessor, FlowTable};
 pub use pairing::{PairingMode, PairingQueue, PendingRequest};
 pub use parser::{

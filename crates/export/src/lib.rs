@@ -7,7 +7,7 @@
 //! POSTs it to `<endpoint>/v1/logs` and `<endpoint>/v1/traces`, retries with backoff, and
 //! counts what it could not deliver.
 
-use l7tap_core::{L7Record, Protocol, ResponseStatus};
+use l7tap_core::{L7Record, Protocol, ResponseStatus, L4};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -48,16 +48,21 @@ pub fn attributes(r: &L7Record) -> Vec<KeyValue> {
         "network.transport",
         StringValue(r.flow.l4.as_str().into()),
     ));
-    a.push(kv(
-        "client.address",
-        StringValue(r.flow.client.ip().to_string()),
-    ));
-    a.push(kv("client.port", IntValue(i64::from(r.flow.client.port()))));
-    a.push(kv(
-        "server.address",
-        StringValue(r.flow.server.ip().to_string()),
-    ));
-    a.push(kv("server.port", IntValue(i64::from(r.flow.server.port()))));
+    if r.flow.l4 == L4::Unix {
+        // OTel: `server.address` is "the Unix domain socket name" for a Unix socket.
+        s(&mut a, "server.address", r.flow.path.as_bytes());
+    } else {
+        a.push(kv(
+            "client.address",
+            StringValue(r.flow.client.ip().to_string()),
+        ));
+        a.push(kv("client.port", IntValue(i64::from(r.flow.client.port()))));
+        a.push(kv(
+            "server.address",
+            StringValue(r.flow.server.ip().to_string()),
+        ));
+        a.push(kv("server.port", IntValue(i64::from(r.flow.server.port()))));
+    }
     a.push(kv("l7tap.protocol", StringValue(r.protocol.name().into())));
     let code = r.response_code.map(i64::from);
     match &r.protocol {

@@ -87,7 +87,9 @@ pub struct L7tapRecord {
     pub id: u64,
     /// `http1`, `http2`, `grpc`, `mysql`, ... or a plugin protocol's name.
     pub protocol: L7tapBytes,
-    /// 6 (TCP) or 17 (UDP).
+    /// 6 (TCP), 17 (UDP), or 0 for a Unix-domain stream socket (live capture): its
+    /// `server_ip` is then the socket's path (`@name` when abstract), `client_ip` is empty
+    /// and the ports are 0.
     pub ip_protocol: u8,
     /// Client address as text (`127.0.0.1`, `::1`).
     pub client_ip: L7tapBytes,
@@ -260,8 +262,16 @@ fn bytes_view(b: &[u8]) -> L7tapBytes {
 impl Lent {
     fn new(rec: L7Record) -> Box<Lent> {
         let mut l = Box::new(Lent {
-            client_ip: rec.flow.client.ip().to_string(),
-            server_ip: rec.flow.server.ip().to_string(),
+            client_ip: if rec.flow.l4 == l7tap::core::L4::Unix {
+                String::new()
+            } else {
+                rec.flow.client.ip().to_string()
+            },
+            server_ip: if rec.flow.l4 == l7tap::core::L4::Unix {
+                rec.flow.path.to_string()
+            } else {
+                rec.flow.server.ip().to_string()
+            },
             plugins: rec
                 .plugins
                 .iter()
@@ -298,10 +308,10 @@ impl Lent {
         L7tapRecord {
             id,
             protocol: bytes_view(r.protocol.name().as_bytes()),
-            ip_protocol: if r.flow.l4 == l7tap::core::L4::Udp {
-                17
-            } else {
-                6
+            ip_protocol: match r.flow.l4 {
+                l7tap::core::L4::Tcp => 6,
+                l7tap::core::L4::Udp => 17,
+                l7tap::core::L4::Unix => 0,
             },
             client_ip: bytes_view(self.client_ip.as_bytes()),
             client_port: r.flow.client.port(),
@@ -739,8 +749,9 @@ pub unsafe extern "C" fn l7tap_engine_start_pcap(
 }
 
 /// Starts live eBPF capture (root or CAP_BPF + CAP_PERFMON). `config_json` (may be NULL):
-/// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true} ("tls": OpenSSL and Go
-/// crypto/tls plaintext probes). Missing privileges or
+/// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true, "unix": false} ("tls":
+/// OpenSSL and Go crypto/tls plaintext probes; "unix": Unix-domain stream sockets too, not
+/// subject to "ports"). Missing privileges or
 /// kernel features give `L7TAP_ERR_UNSUPPORTED` with the reason in `l7tap_last_error`.
 ///
 /// # Safety
@@ -784,6 +795,7 @@ pub unsafe extern "C" fn l7tap_engine_start_capture(
                 .collect(),
             tls: v.get("tls").and_then(|t| t.as_bool()).unwrap_or(true),
             go_tls: v.get("tls").and_then(|t| t.as_bool()).unwrap_or(true),
+            unix_sockets: v.get("unix").and_then(|t| t.as_bool()).unwrap_or(false),
             ..Default::default()
         };
         if let Some(s) = v.get("snaplen").and_then(|s| s.as_u64()) {

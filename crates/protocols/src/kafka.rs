@@ -399,7 +399,7 @@ impl Parser for KafkaParser {
     }
 
     fn supports(&self, l4: L4) -> bool {
-        l4 == L4::Tcp
+        l4.is_stream()
     }
 
     // Only requests are recognisable (a response starts with a bare correlation id); seen in

@@ -405,7 +405,7 @@ impl Parser for MysqlParser {
     }
 
     fn supports(&self, l4: L4) -> bool {
-        l4 == L4::Tcp
+        l4.is_stream()
     }
 
     fn check(&self, p: &[u8], direction: Direction) -> Option<Inference> {

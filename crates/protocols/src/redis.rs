@@ -474,7 +474,7 @@ impl Parser for RedisParser {
     }
 
     fn supports(&self, l4: L4) -> bool {
-        l4 == L4::Tcp
+        l4.is_stream()
     }
 
     fn check(&self, payload: &[u8], _direction: Direction) -> Option<Inference> {

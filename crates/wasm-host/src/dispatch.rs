@@ -7,7 +7,7 @@ use crate::imports::{ActiveHook, CallCtx, HookInfo, HookResult, HttpReqInfo};
 use crate::metrics::Hook;
 use crate::result::PluginRecord;
 use bytes::Bytes;
-use l7tap_core::{Direction, FlowKey, L7Record, MessageRole, Protocol, ResponseStatus, L4};
+use l7tap_core::{Direction, FlowKey, L7Record, MessageRole, Protocol, ResponseStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -81,7 +81,9 @@ impl PluginHost {
         };
         b.src = src;
         b.dst = dst;
-        b.l4_protocol = if o.flow.l4 == L4::Tcp { 6 } else { 17 };
+        // A Unix stream socket is a byte stream with no addresses: TCP to the ABI, whose
+        // SDKs reject anything but 6 and 17.
+        b.l4_protocol = if o.flow.l4.is_stream() { 6 } else { 17 };
         b.l7_protocol = l7;
         b.ebpf_type = if o.from_ebpf {
             abi::EBPF_TYPE_TRACEPOINT

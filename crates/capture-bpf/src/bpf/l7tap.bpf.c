@@ -20,6 +20,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
 #define S_IFMT 00170000
@@ -186,12 +187,13 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
 	return 0;
 }
 
-/* The socket behind fd in the current task, or NULL when fd is not an inet TCP/UDP socket.
+/* The socket behind fd in the current task, or NULL when fd is not an inet TCP/UDP socket
+ * (or, when `want_unix` is set, a Unix-domain stream socket).
  * This runs on every traced syscall, so it reads through BTF pointers (plain loads the JIT
  * inlines) instead of a chain of bpf_probe_read_kernel helper calls: the task comes from
  * bpf_get_current_task_btf(), the file from one probe read of the fd array (a variable index
  * into a pointer array is not a BTF access), re-typed with bpf_core_cast. */
-static __always_inline struct sock *inet_sock_of_file(struct file *fp)
+static __always_inline struct sock *sock_of_file(struct file *fp, __u32 want_unix)
 {
 	if (!fp)
 		return NULL;
@@ -208,12 +210,13 @@ static __always_inline struct sock *inet_sock_of_file(struct file *fp)
 	if (!sk)
 		return NULL;
 	__u16 family = sk->__sk_common.skc_family;
-	if (family != AF_INET && family != AF_INET6)
+	if (family != AF_INET && family != AF_INET6 &&
+	    !(want_unix && family == AF_UNIX && so->type == SOCK_STREAM))
 		return NULL;
 	return (struct sock *)(unsigned long)sk;
 }
 
-static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __u32 fd)
+static __always_inline struct sock *sock_of_fd(struct task_struct *task, __u32 fd, __u32 want_unix)
 {
 	struct files_struct *files = task->files;
 	if (!files)
@@ -225,7 +228,7 @@ static __always_inline struct sock *inet_sock_of_fd(struct task_struct *task, __
 	struct file *fp = NULL;
 	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
 		return NULL;
-	return inet_sock_of_file(fp);
+	return sock_of_file(fp, want_unix);
 }
 
 static __always_inline void sk_ports(struct sock *skp, __u16 *lport, __u16 *rport)
@@ -240,7 +243,9 @@ static __always_inline void sk_ports(struct sock *skp, __u16 *lport, __u16 *rpor
 static __always_inline __u32 snaplen_for_peer(struct l7tap_config *cfg, struct sock *sk,
 					      __u16 peer_port)
 {
-	if (!cfg->port_rules)
+	if (!cfg->port_rules ||
+	    bpf_core_cast(sk, struct sock)->__sk_common.skc_family == AF_UNIX)
+		/* (A Unix socket has no ports: the port rules are not about it.) */
 		return cfg->snaplen > SNAP_MAX ? SNAP_MAX : (cfg->snaplen ? cfg->snaplen : 1);
 	__u16 lport, rport;
 	sk_ports(sk, &lport, &rport);
@@ -305,7 +310,13 @@ static __always_inline void fill_addrs(struct l7tap_event *e, struct sock *skp)
 	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	struct socket *so = bpf_core_cast(sk->sk_socket, struct socket);
 	e->sotype = so ? so->type : 0;
-	if (family == AF_INET) {
+	if (family == AF_UNIX) {
+		/* No addresses (the names come once, in an EV_UNIX_NAMES event). */
+		e->lport = 0;
+		e->rport = 0;
+		__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	} else if (family == AF_INET) {
 		__u32 l = sk->__sk_common.skc_rcv_saddr;
 		__u32 r = sk->__sk_common.skc_daddr;
 		__builtin_memcpy(e->laddr, &l, 4);
@@ -383,6 +394,57 @@ static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
 	}
 	stat_add(ST_EVENTS, 1);
 	stat_add(ST_BYTES, s->hdr.cap_len);
+}
+
+/* A Unix socket name (sun_path bytes, without the family) into dst; returns its length. */
+static __always_inline __u16 unix_name_read(struct unix_address *a, __u8 *dst)
+{
+	if (!a)
+		return 0;
+	struct unix_address *ua = bpf_core_cast(a, struct unix_address);
+	__u32 n = ua->len;
+	if (n <= sizeof(__kernel_sa_family_t))
+		return 0;
+	n -= sizeof(__kernel_sa_family_t);
+	/* At most sun_path's 108; the mask is the bound the verifier can follow (a slot is
+	 * 128 bytes). */
+	if (n > UNIX_NAME_LEN)
+		n = UNIX_NAME_LEN;
+	opaque(n);
+	n &= UNIX_NAME_SLOT - 1;
+	if (!n || bpf_probe_read_kernel(dst, n, ua->name[0].sun_path))
+		return 0;
+	return n;
+}
+
+/* Before a Unix socket's first open or data event: its own name and its peer's (the server
+ * is the side with a name; user space names the flow by it). `like` is that event's header,
+ * filled already. Into the same CPU's ring, so it arrives first. */
+static __always_inline void unix_names_emit(struct l7tap_event *like, struct sock *sk)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *ring = bpf_map_lookup_elem(&rings, &cpu);
+	struct l7tap_unix_names *n =
+		ring ? bpf_ringbuf_reserve(ring, sizeof(struct l7tap_unix_names), 0) : NULL;
+	if (!n) {
+		stat_add(ST_RING_FULL, 1);
+		return;
+	}
+	n->hdr = *like;
+	n->hdr.kind = EV_UNIX_NAMES;
+	n->hdr.flags = 0;
+	n->hdr.offset = 0;
+	n->hdr.total_len = sizeof(n->names);
+	n->hdr.cap_len = sizeof(n->names);
+	__builtin_memset(n->names, 0, sizeof(n->names));
+	struct unix_sock *u = bpf_core_cast(sk, struct unix_sock);
+	n->hdr.lport = unix_name_read(u->addr, n->names);
+	n->hdr.rport = 0;
+	struct sock *peer = u->peer;
+	if (peer)
+		n->hdr.rport = unix_name_read(bpf_core_cast(peer, struct unix_sock)->addr,
+					      n->names + UNIX_NAME_SLOT);
+	bpf_ringbuf_submit(n, BPF_RB_NO_WAKEUP);
 }
 
 /* The process an event belongs to, when that is not the current task: an io_uring request
@@ -482,8 +544,11 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 	if (!st) {
 		__u8 created = 0;
 		st = conn_get(sk, &created);
-		if (created)
+		if (created) {
 			e->flags |= F_NEW_STATE;
+			if (e->family == AF_UNIX)
+				unix_names_emit(e, k);
+		}
 	}
 	if (st) {
 		e->role = st->role;
@@ -566,7 +631,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 		 * socket it is a send, out of one a receive; either way the bytes never were in
 		 * user memory: reported as moved, not copied (a gap the parsers skip by length,
 		 * at this syscall's time), so the stream's offsets stay true. */
-		sk = inet_sock_of_fd(task, (__u32)regs->dx);
+		sk = sock_of_fd(task, (__u32)regs->dx, cfg->unix_sockets);
 		if (sk) {
 			fd = regs->dx;
 			dir = DIR_EGRESS;
@@ -575,7 +640,7 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 		}
 	}
 	if (!sk)
-		sk = inet_sock_of_fd(task, fd);
+		sk = sock_of_fd(task, fd, cfg->unix_sockets);
 	if (!sk) {
 		stat_add(ST_NOT_SOCKET, 1);
 		return 0;
@@ -725,6 +790,8 @@ static __always_inline void announce(struct l7tap_config *cfg, struct sock *sk, 
 	s->hdr.role = role;
 	s->hdr.syscall = sc;
 	fill_addrs(&s->hdr, sk);
+	if (s->hdr.family == AF_UNIX)
+		unix_names_emit(&s->hdr, sk);
 	submit(cfg, s);
 }
 
@@ -742,13 +809,13 @@ static __always_inline int life_exit(long ret)
 	if (c.sc == SC_CONNECT) {
 		if (ret != 0 && ret != -EINPROGRESS)
 			return 0;
-		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
+		struct sock *sk = sock_of_fd(bpf_get_current_task_btf(), c.fd, cfg->unix_sockets);
 		if (sk)
 			announce(cfg, sk, c.fd, ROLE_CLIENT, SC_CONNECT, NULL);
 	} else {
 		if (ret < 0)
 			return 0;
-		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)ret);
+		struct sock *sk = sock_of_fd(bpf_get_current_task_btf(), (__u32)ret, cfg->unix_sockets);
 		if (sk)
 			announce(cfg, sk, (__u32)ret, ROLE_SERVER, SC_ACCEPT, NULL);
 	}
@@ -784,7 +851,7 @@ static __always_inline void close_fd(__u32 fd)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (pid_filtered(cfg, id >> 32))
 		return;
-	struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), fd);
+	struct sock *sk = sock_of_fd(bpf_get_current_task_btf(), fd, cfg->unix_sockets);
 	if (!sk)
 		return;
 	__u64 skid = (__u64)sk;
@@ -917,7 +984,8 @@ static const struct uring_op uring_ops[URING_OPS] = {
  * the request's file is then looked at when it completes. Looking here keeps file I/O on
  * registered files out of the request map. */
 #define FFS_MASK 3UL
-static __always_inline int fixed_file_sock(struct io_kiocb *req, __u32 slot, struct sock **sk)
+static __always_inline int fixed_file_sock(struct io_kiocb *req, __u32 slot, struct sock **sk,
+					   __u32 want_unix)
 {
 	struct io_ring_ctx *ctx = req->ctx;
 	if (!bpf_core_field_exists(ctx->file_table.data.nodes) ||
@@ -931,7 +999,7 @@ static __always_inline int fixed_file_sock(struct io_kiocb *req, __u32 slot, str
 	if (bpf_probe_read_kernel(&node, sizeof(node), &nodes[slot]) || !node)
 		return 1;
 	unsigned long fp = bpf_core_cast(node, struct io_rsrc_node)->file_ptr;
-	*sk = inet_sock_of_file((struct file *)(fp & ~FFS_MASK));
+	*sk = sock_of_file((struct file *)(fp & ~FFS_MASK), want_unix);
 	return 1;
 }
 
@@ -977,10 +1045,10 @@ int BPF_PROG(uring_submit, struct io_kiocb *req)
 	int known = 0;
 	struct sock *sk = NULL;
 	if (!fixed) {
-		sk = inet_sock_of_fd(bpf_get_current_task_btf(), c.fd);
+		sk = sock_of_fd(bpf_get_current_task_btf(), c.fd, cfg->unix_sockets);
 		known = 1;
 	} else {
-		known = fixed_file_sock(req, c.fd, &sk);
+		known = fixed_file_sock(req, c.fd, &sk, cfg->unix_sockets);
 	}
 	if (known) {
 		if (!sk) {
@@ -1073,7 +1141,7 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	if (c.what == UR_ACCEPT) {
 		if (res < 0)
 			return 0;
-		struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)res);
+		struct sock *sk = sock_of_fd(bpf_get_current_task_btf(), (__u32)res, cfg->unix_sockets);
 		if (sk)
 			announce(cfg, sk, (__u32)res, ROLE_SERVER, SC_ACCEPT, &c.who);
 		return 0;
@@ -1081,7 +1149,7 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	struct sock *sk = (struct sock *)c.sk;
 	if (!sk) {
 		struct io_kiocb *r = bpf_core_cast((void *)key, struct io_kiocb);
-		sk = inet_sock_of_file(r->file);
+		sk = sock_of_file(r->file, cfg->unix_sockets);
 		if (!sk) {
 			if (c.what == UR_DATA)
 				stat_add(ST_NOT_SOCKET, 1);
@@ -1303,7 +1371,7 @@ static __always_inline void go_tls_emit(struct l7tap_config *cfg, __u64 conn, __
 		stat_add(ST_TLS_NO_SOCKET, 1);
 		return;
 	}
-	struct sock *sk = inet_sock_of_fd(bpf_get_current_task_btf(), (__u32)sysfd);
+	struct sock *sk = sock_of_fd(bpf_get_current_task_btf(), (__u32)sysfd, cfg->unix_sockets);
 	if (!sk) {
 		stat_add(ST_TLS_NO_SOCKET, 1);
 		return;

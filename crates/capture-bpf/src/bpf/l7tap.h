@@ -18,6 +18,8 @@
 #define EV_CLOSE 3 /* close() of a socket fd */
 #define EV_EXIT 4  /* a process (thread group leader) exited */
 #define EV_EXEC 5  /* a process exec'd a program (user space may probe its Go TLS) */
+#define EV_UNIX_NAMES 6 /* a Unix socket's own name and its peer's: sent before its first
+			 * open or data event (struct l7tap_unix_names) */
 
 /* event.dir */
 #define DIR_EGRESS 0
@@ -78,6 +80,7 @@ struct l7tap_config {
 	__u32 pid_rules;    /* 1: the pids map has entries (else no lookup at all) */
 	__u32 port_rules;   /* 1: the ports map has entries (else no lookup at all) */
 	__u32 tls_probes;   /* 1: OpenSSL probes may be attached (else no SSL lookups) */
+	__u32 unix_sockets; /* 1: Unix-domain stream sockets are captured too */
 };
 
 /* pids map values */
@@ -105,6 +108,18 @@ struct l7tap_event {
 	__u8 laddr[16];
 	__u8 raddr[16];
 	char comm[16];
+};
+
+/* sun_path's size, and the room for one name in an EV_UNIX_NAMES event */
+#define UNIX_NAME_LEN 108
+#define UNIX_NAME_SLOT 128
+
+/* EV_UNIX_NAMES: the header (lport: the socket's own name length, rport: its peer's), then
+ * both names, each in a slot of its own (sun_path bytes, zero-padded; an abstract name
+ * starts with a NUL). */
+struct l7tap_unix_names {
+	struct l7tap_event hdr;
+	__u8 names[2 * UNIX_NAME_SLOT];
 };
 
 #endif

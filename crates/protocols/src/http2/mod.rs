@@ -307,7 +307,7 @@ impl Parser for Http2Parser {
     }
 
     fn supports(&self, l4: L4) -> bool {
-        l4 == L4::Tcp
+        l4.is_stream()
     }
 
     fn check(&self, payload: &[u8], direction: Direction) -> Option<Inference> {
