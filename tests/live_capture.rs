@@ -2549,6 +2549,264 @@ fn psql_results_larger_than_the_snaplen_both_sides() {
 /// publishing. Each message the server pushes is a record of its own (kind `message`, the
 /// channel as resource) on both sides, not an unpaired response; the SUBSCRIBE pairs with its
 /// confirmation. Expected values are what the subscriber printed.
+/// A capture of Unix-domain stream sockets as well (`BpfConfig::unix_sockets`), with the port
+/// filter set to a port nothing uses: Unix sockets have no ports and are not subject to it.
+fn unix_config() -> BpfConfig {
+    BpfConfig {
+        ports: vec![1],
+        unix_sockets: true,
+        ..Default::default()
+    }
+}
+
+/// psql talks to PostgreSQL through its Unix socket (`-h DIR`, psql's own default way in),
+/// running the bundled session. Both sides' records are checked against what psql printed,
+/// as over TCP, and are named by the server's socket path, which PostgreSQL makes from its
+/// socket directory and port (`DIR/.s.PGSQL.PORT`, see `unix_socket_directories`).
+#[test]
+fn psql_over_a_unix_socket_both_sides() {
+    if !programs(&["psql", "su"]) {
+        return;
+    }
+    let port = 15435u16;
+    let Some(pg) = Postgres::start(port) else {
+        skip("no PostgreSQL server under /usr/lib/postgresql");
+        return;
+    };
+    let dir = pg.dir.display().to_string();
+    let psql = |args: &[&str]| {
+        let mut c = Command::new("psql");
+        c.args(["-h", &dir, "-p", &port.to_string(), "-U", "postgres"])
+            .args(args);
+        c
+    };
+    assert!(psql(&["-c", "CREATE DATABASE shop"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let Some(live) = Live::start(unix_config()) else {
+        return;
+    };
+    let sql = common::capture("postgres/session.sql");
+    let out_path = pg.dir.join("psql.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut client = psql(&["-d", "shop", "-a", "-f"])
+        .arg(&sql)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    client.wait().unwrap();
+    let (records, stats) = live.stop();
+    let printed = std::fs::read_to_string(&out_path).unwrap();
+    let sql = std::fs::read_to_string(&sql).unwrap();
+    drop(pg);
+    let socket = format!("{dir}/.s.PGSQL.{port}");
+    let pgsql: Vec<&L7Record> = records
+        .iter()
+        .filter(|r| r.protocol == Protocol::Postgresql)
+        .collect();
+    let client_side: Vec<&L7Record> = pgsql
+        .iter()
+        .copied()
+        .filter(|r| pid(r) == client_pid)
+        .collect();
+    let server_side: Vec<&L7Record> = pgsql
+        .iter()
+        .copied()
+        .filter(|r| pid(r) != client_pid && comm(r) == "postgres")
+        .collect();
+    for (side, recs) in [("psql", &client_side), ("postgres", &server_side)] {
+        let at = format!("{side}: {recs:#?}\n{stats:?}");
+        common::check_psql_session(recs, &sql, &printed, &at);
+        let startup = recs
+            .iter()
+            .find(|r| s(&r.request_type) == "StartupMessage")
+            .unwrap_or_else(|| panic!("{at}"));
+        assert_eq!(s(&startup.request_domain), "shop", "{side}");
+        for r in recs {
+            assert_eq!(r.flow.l4, L4::Unix, "{side}: {r:?}");
+            assert_eq!(r.flow.path, socket, "{side}: {r:?}");
+        }
+    }
+    assert!(client_side.iter().all(|r| comm(r) == "psql"));
+    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+    assert_eq!(stats.get("unix_paths_not_kept"), 0, "{stats:?}");
+}
+
+/// redis-cli against redis-server's Unix socket (`-s`): a capture without `unix_sockets`
+/// (the default) records none of it; one with it records every command on both sides,
+/// checked against redis-cli's output and named by the socket's path.
+#[test]
+fn redis_over_a_unix_socket_only_when_asked_both_sides() {
+    if !programs(&["redis-server", "redis-cli"]) {
+        return;
+    }
+    let dir = scratch_dir("redis-unix");
+    let sock = dir.join("redis.sock");
+    let server = Proc(
+        Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    let t0 = Instant::now();
+    while !sock.exists() && t0.elapsed() < Duration::from_secs(10) {
+        sleep(Duration::from_millis(20));
+    }
+    let commands = [
+        "SET unix:k hello",
+        "GET unix:k",
+        "APPEND unix:k !",
+        "GET unix:k",
+        "DEL unix:k",
+    ];
+    let run = || {
+        let mut cli = Command::new("redis-cli")
+            .arg("-s")
+            .arg(&sock)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = cli.id();
+        cli.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", commands.join("\n")).as_bytes())
+            .unwrap();
+        let out = cli.wait_with_output().unwrap();
+        (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let server_pid = server.0.id();
+
+    let Some(live) = Live::start(config(&[])) else {
+        return;
+    };
+    let (off_pid, _) = run();
+    let (records, _) = live.stop();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.flow.l4 != L4::Unix && pid(r) != off_pid && pid(r) != server_pid),
+        "{records:#?}"
+    );
+
+    let Some(live) = Live::start(unix_config()) else {
+        return;
+    };
+    let (cli_pid, printed) = run();
+    let (records, stats) = live.stop();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed, ["OK", "hello", "6", "hello!", "1"]);
+    let path = sock.display().to_string();
+    for (side, want) in [("redis-cli", cli_pid), ("redis-server", server_pid)] {
+        let mine: Vec<&L7Record> = records
+            .iter()
+            .filter(|r| pid(r) == want && s(&r.request_resource).contains("unix:k"))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            commands.len(),
+            "{side}: {records:#?}\n{stats:?}"
+        );
+        for (i, r) in mine.iter().enumerate() {
+            assert_eq!(comm(r), side);
+            assert_eq!(r.protocol, Protocol::Redis, "{side} {i}");
+            assert_eq!(s(&r.request_resource), commands[i], "{side} {i}");
+            assert_eq!(r.response_status, ResponseStatus::Ok, "{side} {i}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}");
+            assert_eq!(r.flow.l4, L4::Unix, "{side} {i}");
+            assert_eq!(r.flow.path, path, "{side} {i}");
+        }
+    }
+}
+
+/// An HTTP/1.1 server on an abstract Unix socket (tests/live/unix_http.py, Python's
+/// http.server, a thread per connection) and curl (`--abstract-unix-socket`; a connection per
+/// request, as curl does not reuse these across `--next`): GET, a 404 and a 3,000-byte POST
+/// echoed back. Both sides are checked against curl's report and the
+/// server's own log, and named `@name`, as `ss` shows an abstract name.
+#[test]
+fn http_over_an_abstract_unix_socket_both_sides() {
+    if !programs(&["python3", "curl"]) {
+        return;
+    }
+    let name = format!("@l7tap-test-{}", std::process::id());
+    let mut child = Command::new("python3")
+        .arg(script("unix_http.py"))
+        .arg(&name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let server = Proc(child);
+    let Some(live) = Live::start(unix_config()) else {
+        return;
+    };
+    let body = "x".repeat(3000);
+    let mut cmd = Command::new("curl");
+    for (i, (method, path)) in [("GET", "/hello"), ("GET", "/missing"), ("POST", "/echo")]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-s", "-o", "/dev/null", "-w"])
+            .arg("%{http_code} %{size_download} %{num_connects}\\n")
+            .args(["--abstract-unix-socket", &name[1..]]);
+        if *method == "POST" {
+            cmd.args(["--data-binary", &body]);
+        }
+        cmd.arg(format!("http://localhost{path}"));
+    }
+    let (curl_pid, out) = run_client(&mut cmd);
+    let printed = curl_lines(out.as_bytes());
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let mut served = String::new();
+    std::io::Read::read_to_string(&mut log, &mut served).unwrap();
+    // "METHOD PATH CODE BODY_LENGTH" per request, from the server.
+    let served: Vec<Vec<String>> = served
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(served.len(), 3, "{served:?}");
+    assert_eq!(printed.len(), 3);
+    for (side, want) in [("curl", curl_pid), ("python3", server_pid)] {
+        let mine = of_pids(&records, &[want]);
+        assert_eq!(mine.len(), 3, "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let (code, size, _) = printed[i];
+            assert_eq!(comm(r), side);
+            assert_eq!(r.protocol, Protocol::Http1, "{side} {i}");
+            assert_eq!(s(&r.request_type), served[i][0], "{side} {i}");
+            assert_eq!(s(&r.request_resource), served[i][1], "{side} {i}");
+            assert_eq!(r.response_code, Some(i32::from(code)), "{side} {i}");
+            assert_eq!(served[i][2], code.to_string(), "{side} {i}");
+            assert_eq!(r.resp_len, Some(size), "{side} {i}");
+            assert_eq!(served[i][3], size.to_string(), "{side} {i}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}");
+            assert_eq!(r.flow.l4, L4::Unix, "{side} {i}");
+            assert_eq!(r.flow.path, name, "{side} {i}");
+        }
+        assert_eq!(mine[2].req_len, Some(body.len() as u64), "{side}");
+    }
+}
+
 #[test]
 fn redis_pubsub_pushes_are_records_of_their_own_both_sides() {
     if !programs(&["redis-server", "redis-cli", "python3"]) {
