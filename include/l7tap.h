@@ -58,7 +58,9 @@ typedef struct L7tapRecord {
   uint64_t id;
   // `http1`, `http2`, `grpc`, `mysql`, ... or a plugin protocol's name.
   struct L7tapBytes protocol;
-  // 6 (TCP) or 17 (UDP).
+  // 6 (TCP), 17 (UDP), or 0 for a Unix-domain stream socket (live capture): its
+  // `server_ip` is then the socket's path (`@name` when abstract), `client_ip` is empty
+  // and the ports are 0.
   uint8_t ip_protocol;
   // Client address as text (`127.0.0.1`, `::1`).
   struct L7tapBytes client_ip;
@@ -226,8 +228,9 @@ enum L7tapStatus l7tap_engine_unload_plugin(L7tapEngine engine, const char *name
 enum L7tapStatus l7tap_engine_start_pcap(L7tapEngine engine, const char *path);
 
 // Starts live eBPF capture (root or CAP_BPF + CAP_PERFMON). `config_json` (may be NULL):
-// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true} ("tls": OpenSSL and Go
-// crypto/tls plaintext probes). Missing privileges or
+// {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true, "unix": false} ("tls":
+// OpenSSL and Go crypto/tls plaintext probes; "unix": Unix-domain stream sockets too, not
+// subject to "ports"). Missing privileges or
 // kernel features give `L7TAP_ERR_UNSUPPORTED` with the reason in `l7tap_last_error`.
 //
 // # Safety

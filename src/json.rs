@@ -441,4 +441,28 @@ mod tests {
         assert!(v.get("trace_id").is_none());
         assert_eq!(to_value(&r), v);
     }
+
+    #[test]
+    fn a_unix_socket_record_names_its_path_instead_of_addresses() {
+        let r = L7Record {
+            flow: FlowKey {
+                l4: L4::Unix,
+                socket_id: 9,
+                path: "@l7tap \"x\"",
+                ..Default::default()
+            },
+            protocol: Protocol::Redis,
+            ..Default::default()
+        };
+        let line = to_line(&r);
+        assert!(
+            line.starts_with(
+                r#"{"start_ns":0,"end_ns":0,"rrt_ns":0,"l4":"unix","socket_path":"@l7tap \"x\"","protocol""#
+            ),
+            "{line}"
+        );
+        let v: Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["socket_path"], "@l7tap \"x\"");
+        assert!(v.get("client_ip").is_none() && v.get("server_port").is_none());
+    }
 }

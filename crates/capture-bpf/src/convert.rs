@@ -508,6 +508,141 @@ mod tests {
         .bytes(payload)
     }
 
+    /// A Unix socket's event (`kind` 1 data, 2 open, 6 names) as the kernel writes it:
+    /// family AF_UNIX, no addresses; for names, the lengths in the port fields.
+    fn unix_event(
+        sock: u64,
+        kind: u8,
+        role: u8,
+        dir: u8,
+        payload: &[u8],
+        lens: (u16, u16),
+    ) -> Vec<u8> {
+        EventBuilder {
+            ts_mono_ns: 1_000,
+            sock_id: sock,
+            pid: 7,
+            kind,
+            dir,
+            sotype: 1,
+            family: AF_UNIX,
+            role,
+            local: ([0; 4], lens.0),
+            remote: ([0; 4], lens.1),
+            comm: "psql",
+            ..Default::default()
+        }
+        .bytes(payload)
+    }
+
+    /// A names event's payload: each name in its 128-byte slot.
+    fn names(local: &[u8], peer: &[u8]) -> (Vec<u8>, (u16, u16)) {
+        let mut p = vec![0u8; 2 * crate::event::UNIX_NAME_SLOT];
+        p[..local.len()].copy_from_slice(local);
+        p[crate::event::UNIX_NAME_SLOT..][..peer.len()].copy_from_slice(peer);
+        (p, (local.len() as u16, peer.len() as u16))
+    }
+
+    #[test]
+    fn unix_sockets_are_named_by_the_server_whatever_side_and_role() {
+        /// (local name, peer name, role) -> (local is the client, the flow's path)
+        type Case = (&'static [u8], &'static [u8], u8, bool, &'static str);
+        let cases: [Case; 7] = [
+            // connect(): the peer (the server's accepted socket) has the listener's name.
+            (
+                b"",
+                b"/run/pg/.s.PGSQL.5432\0",
+                1,
+                true,
+                "/run/pg/.s.PGSQL.5432",
+            ),
+            // accept(): the socket shares the listener's name.
+            (
+                b"/run/pg/.s.PGSQL.5432",
+                b"",
+                2,
+                false,
+                "/run/pg/.s.PGSQL.5432",
+            ),
+            // Picked up on data (roles unknown): the named side is the server.
+            (
+                b"",
+                b"/var/run/docker.sock",
+                0,
+                true,
+                "/var/run/docker.sock",
+            ),
+            (
+                b"/var/run/docker.sock",
+                b"",
+                0,
+                false,
+                "/var/run/docker.sock",
+            ),
+            // A client autobound by the kernel (abstract, five hex digits) is still the client.
+            (b"\0a1b2c", b"\0/tmp/dbus-XYZ", 0, true, "@/tmp/dbus-XYZ"),
+            // An abstract server name, seen from its own side.
+            (b"\0l7tap", b"\x00001f3", 0, false, "@l7tap"),
+            // socketpair(): no names; the lower side of nothing: server, unnamed.
+            (b"", b"", 0, false, ""),
+        ];
+        for (i, (local, peer, role, client, path)) in cases.into_iter().enumerate() {
+            let mut c = Converter::new(16, 0);
+            let mut out = Vec::new();
+            let sock = 0x1000 + i as u64 * 64;
+            let (p, lens) = names(local, peer);
+            feed(&mut c, &unix_event(sock, 6, 0, 0, &p, lens), &mut out);
+            assert!(out.is_empty(), "{i}: a names event makes no segment");
+            feed(
+                &mut c,
+                &unix_event(sock, 1, role, 0, b"Q", (0, 0)),
+                &mut out,
+            );
+            assert_eq!(out.len(), 1, "{i}");
+            let seg = &out[0];
+            assert_eq!(seg.flow.l4, L4::Unix, "{i}");
+            assert_eq!(seg.flow.path, path, "{i}");
+            assert_eq!(seg.flow.socket_id, sock, "{i}");
+            let want = if client {
+                Direction::ClientToServer
+            } else {
+                Direction::ServerToClient
+            };
+            assert_eq!(
+                seg.direction,
+                want,
+                "{i}: egress from the {}",
+                if client { "client" } else { "server" }
+            );
+            assert_eq!(&seg.payload[..], b"Q", "{i}");
+        }
+    }
+
+    #[test]
+    fn unix_names_are_forgotten_at_close_and_bounded() {
+        let mut c = Converter::new(4, 0);
+        let mut out = Vec::new();
+        let (p, lens) = names(b"/run/a.sock", b"");
+        feed(&mut c, &unix_event(0x40, 6, 0, 0, &p, lens), &mut out);
+        feed(&mut c, &unix_event(0x40, 1, 2, 1, b"x", (0, 0)), &mut out);
+        assert_eq!(out[0].flow.path, "/run/a.sock");
+        feed(&mut c, &unix_event(0x40, 3, 0, 0, b"", (0, 0)), &mut out);
+        assert!(c.unix.is_empty(), "closed: its names are gone");
+        // Names whose sockets never close (lost closes): at most max_conns kept, counted.
+        for k in 0..10u64 {
+            feed(
+                &mut c,
+                &unix_event(0x100 + k * 8, 6, 0, 0, &p, lens),
+                &mut out,
+            );
+        }
+        assert_eq!(c.unix.len(), 4);
+        assert_eq!(c.stats().unix_paths_not_kept, 6);
+        // A process's exit forgets its sockets' names.
+        feed(&mut c, &unix_event(0, 4, 0, 0, b"", (0, 0)), &mut out);
+        assert!(c.unix.is_empty());
+    }
+
     #[test]
     fn process_names_are_kept_once_and_cloned_for_free() {
         let a = comm_bytes(b"l7tap-test-name");

@@ -596,6 +596,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_unix_socket_is_the_server_address_with_no_ports() {
+        let r = L7Record {
+            flow: l7tap_core::FlowKey {
+                l4: L4::Unix,
+                path: "/run/postgresql/.s.PGSQL.5432",
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let a = attributes(&r);
+        let get = |k: &str| {
+            a.iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.clone())
+        };
+        let str_of = |k: &str| match get(k).and_then(|v| v.value) {
+            Some(any_value::Value::StringValue(s)) => Some(s),
+            _ => None,
+        };
+        assert_eq!(str_of("network.transport").as_deref(), Some("unix"));
+        assert_eq!(
+            str_of("server.address").as_deref(),
+            Some("/run/postgresql/.s.PGSQL.5432")
+        );
+        for k in ["client.address", "client.port", "server.port"] {
+            assert!(get(k).is_none(), "{k}");
+        }
+    }
+
+    #[test]
     fn ids_and_endpoints() {
         assert_eq!(
             hex_id::<8>(b"00f067aa0ba902b7"),

@@ -1145,3 +1145,46 @@ pub unsafe extern "C" fn l7tap_engine_stats(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes an `L7tapBytes` view shows.
+    fn seen(b: L7tapBytes) -> Vec<u8> {
+        if b.ptr.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the view borrows the `Lent` that is alive in the caller.
+        unsafe { std::slice::from_raw_parts(b.ptr, b.len) }.to_vec()
+    }
+
+    #[test]
+    fn a_unix_socket_record_is_ip_protocol_0_with_its_path_as_server() {
+        let rec = L7Record {
+            flow: l7tap::core::FlowKey {
+                l4: l7tap::core::L4::Unix,
+                path: "/var/run/docker.sock",
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let lent = Lent::new(rec);
+        let v = lent.view(1);
+        assert_eq!(v.ip_protocol, 0);
+        assert_eq!(seen(v.server_ip), b"/var/run/docker.sock");
+        assert!(seen(v.client_ip).is_empty());
+        assert_eq!((v.client_port, v.server_port), (0, 0));
+        let tcp = Lent::new(L7Record {
+            flow: l7tap::core::FlowKey::tcp(
+                "10.0.0.1:5000".parse().expect("addr"),
+                "10.0.0.2:80".parse().expect("addr"),
+            ),
+            ..Default::default()
+        });
+        let v = tcp.view(2);
+        assert_eq!(v.ip_protocol, 6);
+        assert_eq!(seen(v.server_ip), b"10.0.0.2");
+        assert_eq!(v.server_port, 80);
+    }
+}
