@@ -3,8 +3,10 @@
 //! 2 cores, and the kernel drops what overflows its buffer after the send succeeded), with
 //! capture off, attached but filtered out (port filter), and capturing (events read and turned
 //! into segments by a consumer thread). Same for `write` on a connected TCP socket, whose
-//! baseline is larger and noisier (the receiver must drain it). Needs root; without it only the
-//! baselines run, with a printed reason.
+//! baseline is larger and noisier (the receiver must drain it), and `send` on a Unix stream
+//! socket pair (not captured in the filtered configuration, where `unix_sockets` is off: the
+//! cost every Unix-socket write pays when the feature is off; captured in the capturing one).
+//! Needs root; without it only the baselines run, with a printed reason.
 //!
 //! `cargo bench --bench capture`
 #![allow(missing_docs)] // criterion_group! generates undocumented items
@@ -99,6 +101,11 @@ fn bench(c: &mut Criterion) {
     let stats_wanted = std::env::var("L7TAP_BENCH_BPF_STATS").map_or(true, |v| v != "0");
     let stats_on =
         stats_wanted && std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").is_ok();
+    let (mut uw, mut ur) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(ur.read(&mut buf), Ok(n) if n > 0) {}
+    });
     // Times `f` in criterion and, from bpf_stats, inside the sendto programs.
     let timed = |g: &mut criterion::BenchmarkGroup<'_, _>,
                  name: String,
@@ -139,6 +146,13 @@ fn bench(c: &mut Criterion) {
         timed(g, format!("tcp_write/{label}"), "TCP send", &mut || {
             w.write_all(&payload).expect("write")
         });
+        // (std's UnixStream::write is send(2) too.)
+        timed(
+            g,
+            format!("unix_send/{label}"),
+            "Unix-socket send",
+            &mut || uw.write_all(&payload).expect("write"),
+        );
     };
     run(&mut g, "capture_off");
 
@@ -157,6 +171,7 @@ fn bench(c: &mut Criterion) {
         handle.join().expect("capture thread"); // detached and unloaded
         if let Some((ctl, seen, handle)) = start(BpfConfig {
             ports: vec![port, sink_addr.port()],
+            unix_sockets: true,
             ..base
         }) {
             run(&mut g, "capturing");
