@@ -229,7 +229,7 @@ enum L7tapStatus l7tap_engine_start_pcap(L7tapEngine engine, const char *path);
 
 // Starts live eBPF capture (root or CAP_BPF + CAP_PERFMON). `config_json` (may be NULL):
 // {"ports": [80], "pids": [1234], "snaplen": 16384, "tls": true, "unix": false} ("tls":
-// OpenSSL and Go crypto/tls plaintext probes; "unix": Unix-domain stream sockets too, not
+// OpenSSL, GnuTLS and Go crypto/tls plaintext probes; "unix": Unix-domain stream sockets too, not
 // subject to "ports"). Missing privileges or
 // kernel features give `L7TAP_ERR_UNSUPPORTED` with the reason in `l7tap_last_error`.
 //

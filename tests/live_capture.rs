@@ -826,6 +826,65 @@ fn https_plaintext_through_openssl_uprobes() {
     http_both_sides("https", 18380, true);
 }
 
+/// HTTPS from wget, which uses GnuTLS, not OpenSSL (Debian's wget, like apt and many other
+/// programs): its side is seen in plaintext through the GnuTLS probes
+/// (`gnutls_record_send`/`recv`), nginx's through the OpenSSL ones. Three GETs on one
+/// keep-alive connection; both sides are checked against nginx's access log.
+#[test]
+fn https_from_wget_through_the_gnutls_probes_both_sides() {
+    if !programs(&["nginx", "wget", "openssl"]) {
+        return;
+    }
+    let port = 18680u16;
+    let (ngx, dir) = nginx("wget", port, Listen::Https);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/large.txt", "/api/order"];
+    let mut cmd = Command::new("wget");
+    cmd.args(["-q", "--no-check-certificate", "-O", "/dev/null"]);
+    for p in paths {
+        cmd.arg(format!("https://127.0.0.1:{port}{p}"));
+    }
+    let (wget_pid, _) = run_client(&mut cmd);
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let logged = nginx_log(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(logged.len(), paths.len());
+    for (side, pids, name) in [
+        ("client", vec![wget_pid], "wget"),
+        ("server", workers, "nginx"),
+    ] {
+        let mine = of_pids(&records, &pids);
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            assert_eq!(comm(r), name);
+            assert_eq!(r.protocol, Protocol::Http1, "{side} {i}");
+            assert_eq!(s(&r.request_type), logged[i]["method"], "{side} {i}");
+            assert_eq!(s(&r.request_resource), logged[i]["uri"], "{side} {i}");
+            assert_eq!(s(&r.request_resource), paths[i], "{side} {i}");
+            assert_eq!(
+                r.response_code.map(|c| c as u64),
+                logged[i]["status"].as_u64(),
+                "{side} {i}"
+            );
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {i}: {r:?}");
+            assert_eq!(r.flow.server.port(), port, "{side} {i}");
+        }
+        // One connection (keep-alive): wget reused it for every request.
+        assert!(mine.iter().all(|r| r.flow == mine[0].flow), "{side}");
+    }
+    assert_eq!(records.len(), 2 * paths.len(), "nothing else: {records:#?}");
+    assert!(
+        stats.get("bpf_tls_events") >= 4 * paths.len() as u64,
+        "{stats:?}"
+    );
+    assert!(stats.get("bpf_tls_ciphertext_suppressed") > 0, "{stats:?}");
+    assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
+}
+
 /// HTTP/2 over TLS (ALPN h2: nginx and curl, the usual browser-to-server setup): plaintext
 /// records from the OpenSSL probes on both sides; the handshake is counted as ciphertext and
 /// nothing else is parsed or dropped.

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use system::LIBSSL_CANDIDATES;
+pub use system::{LIBGNUTLS_CANDIDATES, LIBSSL_CANDIDATES};
 
 /// The compiled BPF object.
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l7tap.bpf.o"));
@@ -83,7 +83,8 @@ pub struct BpfConfig {
     pub wakeup_bytes: u32,
     /// Longest wait for events before pending segments are handed on.
     pub poll_interval: Duration,
-    /// Attach the OpenSSL uprobes (TLS plaintext).
+    /// Attach the TLS library uprobes for plaintext: OpenSSL's and GnuTLS's (each where the
+    /// library is found).
     pub tls: bool,
     /// Probe Go binaries' crypto/tls for plaintext: those of the processes running when the
     /// capture starts, and `go_binaries`. A Go program started later from a binary probed
@@ -102,6 +103,8 @@ pub struct BpfConfig {
     pub unix_sockets: bool,
     /// libssl to probe; `None`: the first of [`LIBSSL_CANDIDATES`] that exists.
     pub libssl: Option<PathBuf>,
+    /// libgnutls to probe; `None`: the first of [`LIBGNUTLS_CANDIDATES`] that exists.
+    pub libgnutls: Option<PathBuf>,
     /// Connections tracked in user space at once (beyond: oldest closed, counted).
     pub max_connections: usize,
     /// Stop after this long (`None`: until [`BpfControl::stop`]).
@@ -127,6 +130,7 @@ impl Default for BpfConfig {
             io_uring: true,
             unix_sockets: false,
             libssl: None,
+            libgnutls: None,
             max_connections: 65_536,
             duration: None,
             trace_self: false,
@@ -310,6 +314,7 @@ pub struct BpfSource {
     config: BpfConfig,
     converter: Converter,
     tls_status: String,
+    gnutls_status: String,
     /// None: Go TLS probing is off.
     go_tls: Option<GoProber>,
     io_uring_status: String,
@@ -321,18 +326,38 @@ impl std::fmt::Debug for BpfSource {
         f.debug_struct("BpfSource")
             .field("config", &self.config)
             .field("tls", &self.tls_status)
+            .field("gnutls", &self.gnutls_status)
             .field("go_tls", &self.go_tls_status())
             .field("io_uring", &self.io_uring_status)
             .finish_non_exhaustive()
     }
 }
 
-/// OpenSSL functions and the programs that probe them: (symbol, entry program, return program).
-const SSL_PROBES: [(&str, &str, &str); 4] = [
+/// A TLS library's functions and the programs that probe them: (symbol, entry program, return
+/// program).
+type TlsProbes = [(&'static str, &'static str, &'static str)];
+
+/// OpenSSL's.
+const SSL_PROBES: &TlsProbes = &[
     ("SSL_write", "ssl_write_enter", "ssl_write_exit"),
     ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
     ("SSL_read", "ssl_read_enter", "ssl_read_exit"),
     ("SSL_read_ex", "ssl_read_ex_enter", "ssl_read_ex_exit"),
+];
+
+/// GnuTLS's: `gnutls_record_send`/`recv(session, data, size)` return the bytes moved, as
+/// `SSL_write`/`SSL_read` do (but as `ssize_t`).
+const GNUTLS_PROBES: &TlsProbes = &[
+    (
+        "gnutls_record_send",
+        "gnutls_send_enter",
+        "gnutls_send_exit",
+    ),
+    (
+        "gnutls_record_recv",
+        "gnutls_recv_enter",
+        "gnutls_recv_exit",
+    ),
 ];
 
 impl BpfSource {
@@ -483,10 +508,25 @@ impl BpfSource {
                 links.push(link);
             }
         }
-        let tls_status = if config.tls {
-            attach_openssl(&object, config.libssl.clone(), &mut links)
+        let (tls_status, gnutls_status) = if config.tls {
+            (
+                attach_tls_library(
+                    &object,
+                    config.libssl.clone(),
+                    &LIBSSL_CANDIDATES,
+                    SSL_PROBES,
+                    &mut links,
+                ),
+                attach_tls_library(
+                    &object,
+                    config.libgnutls.clone(),
+                    &LIBGNUTLS_CANDIDATES,
+                    GNUTLS_PROBES,
+                    &mut links,
+                ),
+            )
         } else {
-            "off".to_string()
+            ("off".to_string(), "off".to_string())
         };
         let mut go_tls = None;
         if config.go_tls {
@@ -508,6 +548,7 @@ impl BpfSource {
             config,
             converter,
             tls_status,
+            gnutls_status,
             go_tls,
             io_uring_status,
             ring_bytes,
@@ -522,6 +563,11 @@ impl BpfSource {
     /// "attached to <path>", "off", or why the OpenSSL probes are not attached.
     pub fn tls_status(&self) -> &str {
         &self.tls_status
+    }
+
+    /// "attached to <path>", "off", or why the GnuTLS probes are not attached.
+    pub fn gnutls_status(&self) -> &str {
+        &self.gnutls_status
     }
 
     /// Which Go binaries' crypto/tls is probed, and which could not be (or "off").
@@ -718,26 +764,30 @@ fn attach_go_targets(
     attach("go_tls_read_enter", t.read_entry)
 }
 
-/// Attaches the OpenSSL uprobes; a missing libssl is not fatal (plain traffic is still seen)
-/// but reported.
-fn attach_openssl(
+/// Attaches a TLS library's uprobes (`library`, or the first of `candidates` that exists); a
+/// missing library is not fatal (plain traffic is still seen) but reported.
+fn attach_tls_library(
     object: &libbpf_rs::Object,
-    libssl: Option<PathBuf>,
+    library: Option<PathBuf>,
+    candidates: &[&str],
+    probes: &TlsProbes,
     links: &mut Vec<libbpf_rs::Link>,
 ) -> String {
-    let path = match libssl {
+    let path = match library {
         Some(p) => p,
-        None => match LIBSSL_CANDIDATES
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-        {
+        None => match candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
             Some(p) => p,
-            None => return "not attached: no libssl.so.3 found".to_string(),
+            None => {
+                let name = candidates
+                    .first()
+                    .and_then(|c| c.rsplit('/').next())
+                    .unwrap_or("the library");
+                return format!("not attached: no {name} found");
+            }
         },
     };
     let mut attached = Vec::new();
-    for (sym, enter, exit) in SSL_PROBES {
+    for &(sym, enter, exit) in probes {
         for (prog_name, retprobe) in [(enter, false), (exit, true)] {
             let Some(prog) = object.progs_mut().find(|p| p.name() == prog_name) else {
                 return format!("not attached: program {prog_name} missing");

@@ -138,6 +138,15 @@ pub const LIBSSL_CANDIDATES: [&str; 4] = [
     "/usr/lib/libssl.so.3",
 ];
 
+/// Where Debian, Ubuntu and Fedora keep GnuTLS (wget, apt, GNOME and many other programs use it
+/// instead of OpenSSL).
+pub const LIBGNUTLS_CANDIDATES: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/usr/lib64/libgnutls.so.30",
+    "/usr/lib/libgnutls.so.30",
+];
+
 /// The executables of the running processes, as `/proc/PID/exe` (a path the kernel resolves
 /// to the binary even when it was deleted or lives in another mount namespace). l7tap's own
 /// process is left out.

@@ -1317,6 +1317,21 @@ int BPF_URETPROBE(ssl_read_exit, int ret)
 SEC("uprobe")
 int BPF_UPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
 { return ssl_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, DIR_INGRESS, SC_SSL_READ); }
+/* GnuTLS: gnutls_record_send/recv(session, data, size) return the bytes moved (ssize_t), or
+ * a negative error (GNUTLS_E_AGAIN, ...). The socket is found as for OpenSSL: by the
+ * syscall GnuTLS makes inside the call, else the session's last one. */
+SEC("uprobe")
+int BPF_UPROBE(gnutls_send_enter, void *session, void *buf, size_t size)
+{ return ssl_enter((__u64)session, (__u64)buf, 0, DIR_EGRESS, SC_SSL_WRITE); }
+SEC("uretprobe")
+int BPF_URETPROBE(gnutls_send_exit, long ret)
+{ return ssl_exit(ret, 0); }
+SEC("uprobe")
+int BPF_UPROBE(gnutls_recv_enter, void *session, void *buf, size_t size)
+{ return ssl_enter((__u64)session, (__u64)buf, 0, DIR_INGRESS, SC_SSL_READ); }
+SEC("uretprobe")
+int BPF_URETPROBE(gnutls_recv_exit, long ret)
+{ return ssl_exit(ret, 0); }
 SEC("uretprobe")
 int BPF_URETPROBE(ssl_read_ex_exit, int ret)
 { return ssl_exit(ret, 1); }
