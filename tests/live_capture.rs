@@ -1013,6 +1013,105 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
+/// A Python HTTPS client in a mount namespace of its own where another libssl file is bind-
+/// mounted over the system's path, as in a container with its own OpenSSL: the probes on the
+/// system's libssl never fire for it (the probe is on the file, and this is another file).
+/// Client A runs (libssl loaded, waiting) before the capture starts, which finds the copy in
+/// its `/proc/PID/maps`; client B, with a second copy, is started after, and found at its
+/// exec. Each then makes three GETs on one keep-alive connection: both clients' records are
+/// checked against what they printed and nginx logged.
+#[test]
+fn https_from_a_mount_namespace_with_its_own_libssl_both_sides() {
+    if !programs(&["nginx", "openssl", "/usr/bin/python3", "unshare", "mount"]) {
+        return;
+    }
+    let Some(system) = l7tap_capture_bpf::LIBSSL_CANDIDATES
+        .iter()
+        .find(|c| std::path::Path::new(c).exists())
+    else {
+        skip("no system libssl.so.3");
+        return;
+    };
+    let port = 18880u16;
+    let (ngx, dir) = nginx("https-ns", port, Listen::Https);
+    let paths = ["/index.html", "/api/order", "/missing"];
+    // A client in its own mount namespace, with `copy` over the system's libssl, waiting for
+    // a line on stdin once libssl is loaded.
+    let client = |copy: &str| {
+        let copy = dir.join(copy);
+        std::fs::copy(system, &copy).unwrap();
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} {system} && exec /usr/bin/python3 {} {port} {}",
+                copy.display(),
+                script("https_get.py").display(),
+                paths.join(" ")
+            ))
+            .env("WAIT_FOR_GO", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t0 = Instant::now();
+        let loaded = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .is_ok_and(|m| m.contains("libssl.so.3"))
+        };
+        while !loaded(pid) {
+            assert!(t0.elapsed() < Duration::from_secs(20), "python loads ssl");
+            sleep(Duration::from_millis(20));
+        }
+        let go = child.stdin.take().unwrap();
+        (child, go, pid)
+    };
+    let (a, mut a_go, a_pid) = client("libssl-a.so.3");
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let (b, mut b_go, b_pid) = client("libssl-b.so.3");
+    sleep(Duration::from_millis(300)); // B's second look (50 ms after its exec)
+    let mut printed = Vec::new();
+    for (child, go) in [(a, &mut a_go), (b, &mut b_go)] {
+        go.write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        printed.extend(status_lines(&String::from_utf8_lossy(&out.stdout)));
+    }
+    let (records, stats) = live.stop();
+    drop(ngx);
+    let log = nginx_log(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(printed.len(), 2 * paths.len());
+    assert_eq!(log.len(), 2 * paths.len());
+    for (k, pid) in [a_pid, b_pid].into_iter().enumerate() {
+        let mine = of_pids(&records, &[pid]);
+        assert_eq!(
+            mine.len(),
+            paths.len(),
+            "client {k}: {records:#?}\n{stats:?}"
+        );
+        for (i, r) in mine.iter().enumerate() {
+            let n = k * paths.len() + i;
+            let at = format!("client {k} {}", paths[i]);
+            assert_eq!(comm(r), "python3", "{at}");
+            assert_eq!(r.protocol, Protocol::Http1, "{at}");
+            assert_eq!(s(&r.request_type), log[n]["method"], "{at}");
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(s(&r.request_resource), log[n]["uri"], "{at}");
+            assert_eq!(r.response_code, Some(printed[n].0), "{at}");
+            assert_eq!(
+                r.response_code.map(i64::from),
+                log[n]["status"].as_i64(),
+                "{at}"
+            );
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+        }
+    }
+    assert!(stats.get("bpf_tls_libraries_extra") >= 2, "{stats:?}");
+}
+
 /// HTTPS between a Go server and a Go client (tests/live/go_tls.go, built with Debian's Go):
 /// crypto/tls is linked into the binary, so neither OpenSSL probe sees it. The server runs
 /// before the capture starts, which finds its binary among the running processes and probes

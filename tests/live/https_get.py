@@ -4,12 +4,18 @@ OpenSSL's SSL_write_ex/SSL_read_ex), certificate not verified (the tests' server
 self-signed). Prints "status body_length" per request.
 
     https_get.py PORT PATH...
+
+With WAIT_FOR_GO=1 in the environment it waits for a line on stdin first (libssl is loaded
+by then: a capture started meanwhile finds it in the process's maps).
 """
 import http.client
+import os
 import ssl
 import sys
 
 port, paths = int(sys.argv[1]), sys.argv[2:]
+if os.environ.get("WAIT_FOR_GO") == "1":
+    sys.stdin.readline()
 conn = http.client.HTTPSConnection(
     "127.0.0.1", port, context=ssl._create_unverified_context(), timeout=10
 )

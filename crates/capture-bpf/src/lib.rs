@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use system::{LIBGNUTLS_CANDIDATES, LIBSSL_CANDIDATES};
+pub use system::{TlsLibrary, LIBGNUTLS_CANDIDATES, LIBSSL_CANDIDATES};
 
 /// The compiled BPF object.
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l7tap.bpf.o"));
@@ -313,8 +313,8 @@ pub struct BpfSource {
     control: BpfControl,
     config: BpfConfig,
     converter: Converter,
-    tls_status: String,
-    gnutls_status: String,
+    /// None: the TLS library probes are off.
+    tls: Option<TlsProber>,
     /// None: Go TLS probing is off.
     go_tls: Option<GoProber>,
     io_uring_status: String,
@@ -325,8 +325,8 @@ impl std::fmt::Debug for BpfSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BpfSource")
             .field("config", &self.config)
-            .field("tls", &self.tls_status)
-            .field("gnutls", &self.gnutls_status)
+            .field("tls", &self.tls_status())
+            .field("gnutls", &self.gnutls_status())
             .field("go_tls", &self.go_tls_status())
             .field("io_uring", &self.io_uring_status)
             .finish_non_exhaustive()
@@ -495,7 +495,7 @@ impl BpfSource {
             let section = prog.section().to_string_lossy().into_owned();
             let tracepoint = section
                 .strip_prefix("tracepoint/")
-                .filter(|tp| config.go_tls || *tp != "sched/sched_process_exec");
+                .filter(|tp| config.go_tls || config.tls || *tp != "sched/sched_process_exec");
             let btf_tracepoint = section.strip_prefix("tp_btf/");
             if let Some(tp) = tracepoint.or(btf_tracepoint.filter(|_| prog.autoload())) {
                 let link = prog.attach().map_err(|e| {
@@ -508,26 +508,9 @@ impl BpfSource {
                 links.push(link);
             }
         }
-        let (tls_status, gnutls_status) = if config.tls {
-            (
-                attach_tls_library(
-                    &object,
-                    config.libssl.clone(),
-                    &LIBSSL_CANDIDATES,
-                    SSL_PROBES,
-                    &mut links,
-                ),
-                attach_tls_library(
-                    &object,
-                    config.libgnutls.clone(),
-                    &LIBGNUTLS_CANDIDATES,
-                    GNUTLS_PROBES,
-                    &mut links,
-                ),
-            )
-        } else {
-            ("off".to_string(), "off".to_string())
-        };
+        let tls = config
+            .tls
+            .then(|| TlsProber::start(&object, &config, &mut links));
         let mut go_tls = None;
         if config.go_tls {
             let mut prober = GoProber::default();
@@ -547,8 +530,7 @@ impl BpfSource {
             control,
             config,
             converter,
-            tls_status,
-            gnutls_status,
+            tls,
             go_tls,
             io_uring_status,
             ring_bytes,
@@ -560,14 +542,19 @@ impl BpfSource {
         self.control.clone()
     }
 
-    /// "attached to <path>", "off", or why the OpenSSL probes are not attached.
-    pub fn tls_status(&self) -> &str {
-        &self.tls_status
+    /// "attached to <path> (functions)", "off", or why the OpenSSL probes are not attached;
+    /// then the other libssl files probed (`also <path> (pid P)`: a container's, ...).
+    pub fn tls_status(&self) -> String {
+        self.tls
+            .as_ref()
+            .map_or_else(|| "off".to_string(), |t| t.status(TlsLibrary::OpenSsl))
     }
 
-    /// "attached to <path>", "off", or why the GnuTLS probes are not attached.
-    pub fn gnutls_status(&self) -> &str {
-        &self.gnutls_status
+    /// The same for GnuTLS.
+    pub fn gnutls_status(&self) -> String {
+        self.tls
+            .as_ref()
+            .map_or_else(|| "off".to_string(), |t| t.status(TlsLibrary::GnuTls))
     }
 
     /// Which Go binaries' crypto/tls is probed, and which could not be (or "off").
@@ -764,49 +751,229 @@ fn attach_go_targets(
     attach("go_tls_read_enter", t.read_entry)
 }
 
-/// Attaches a TLS library's uprobes (`library`, or the first of `candidates` that exists); a
-/// missing library is not fatal (plain traffic is still seen) but reported.
-fn attach_tls_library(
+/// The probes of a TLS library.
+fn probes_of(lib: TlsLibrary) -> &'static TlsProbes {
+    match lib {
+        TlsLibrary::OpenSsl => SSL_PROBES,
+        TlsLibrary::GnuTls => GNUTLS_PROBES,
+    }
+}
+
+/// Attaches `probes` to the library file at `path`: the functions probed.
+fn attach_probes(
     object: &libbpf_rs::Object,
-    library: Option<PathBuf>,
-    candidates: &[&str],
+    path: &std::path::Path,
     probes: &TlsProbes,
     links: &mut Vec<libbpf_rs::Link>,
-) -> String {
-    let path = match library {
-        Some(p) => p,
-        None => match candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
-            Some(p) => p,
-            None => {
-                let name = candidates
-                    .first()
-                    .and_then(|c| c.rsplit('/').next())
-                    .unwrap_or("the library");
-                return format!("not attached: no {name} found");
-            }
-        },
-    };
+) -> Result<Vec<&'static str>, String> {
     let mut attached = Vec::new();
     for &(sym, enter, exit) in probes {
         for (prog_name, retprobe) in [(enter, false), (exit, true)] {
-            let Some(prog) = object.progs_mut().find(|p| p.name() == prog_name) else {
-                return format!("not attached: program {prog_name} missing");
-            };
+            let prog = object
+                .progs_mut()
+                .find(|p| p.name() == prog_name)
+                .ok_or_else(|| format!("program {prog_name} missing"))?;
             let opts = UprobeOpts {
                 retprobe,
                 func_name: Some(sym.to_string()),
                 ..Default::default()
             };
-            match prog.attach_uprobe_with_opts(-1, &path, 0, opts) {
-                Ok(l) => links.push(l),
-                Err(e) => {
-                    return format!("not attached to {}: {sym}: {e}", path.display());
-                }
-            }
+            let link = prog
+                .attach_uprobe_with_opts(-1, path, 0, opts)
+                .map_err(|e| format!("{sym}: {e}"))?;
+            links.push(link);
         }
         attached.push(sym);
     }
-    format!("attached to {} ({})", path.display(), attached.join(", "))
+    Ok(attached)
+}
+
+/// TLS library files probed at most besides the system's own (a container's libssl, a copy
+/// loaded through `LD_LIBRARY_PATH`, ...); each costs two uprobes per function.
+pub const MAX_TLS_LIBRARIES: usize = 64;
+/// Processes waiting for a second look at their libraries after their exec, at most.
+const MAX_PENDING_RESCANS: usize = 4096;
+/// When a new program's mapped libraries are looked at (after its exec, the dynamic loader
+/// maps them within milliseconds; a library looked for in the program's root at the exec
+/// itself is probed at once).
+const RESCAN_AFTER: Duration = Duration::from_millis(50);
+
+/// The TLS libraries probed: the system's (the first of its usual paths, or the one
+/// configured), then every other file of those libraries that a process maps — found in
+/// `/proc/PID/maps` of the processes running at start and of each new program, and under
+/// each new program's root (a container's own filesystem). Probes are per file (inode), so a
+/// library probed once is probed for every process that maps it, now or later.
+#[derive(Debug, Default)]
+struct TlsProber {
+    /// Library files looked at (device, inode).
+    seen: std::collections::HashSet<(u64, u64)>,
+    /// The system library's status, per [`TlsLibrary::ALL`] entry.
+    system: [String; 2],
+    /// Other files probed: (library, "path (how found)").
+    probed: Vec<(TlsLibrary, String)>,
+    refused: Vec<String>,
+    refused_more: usize,
+    /// Files not probed past [`MAX_TLS_LIBRARIES`], and exec'd processes not looked at again
+    /// past [`MAX_PENDING_RESCANS`].
+    over: usize,
+    /// (when, pid): processes to look at again.
+    rescans: std::collections::VecDeque<(Instant, u32)>,
+}
+
+impl TlsProber {
+    /// Probes the system libraries (or the configured ones) and those the running
+    /// processes map.
+    fn start(
+        object: &libbpf_rs::Object,
+        config: &BpfConfig,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) -> TlsProber {
+        let mut p = TlsProber::default();
+        for (i, lib) in TlsLibrary::ALL.into_iter().enumerate() {
+            let configured = match lib {
+                TlsLibrary::OpenSsl => config.libssl.clone(),
+                TlsLibrary::GnuTls => config.libgnutls.clone(),
+            };
+            let candidates = lib.candidates();
+            let Some(path) =
+                configured.or_else(|| candidates.iter().map(PathBuf::from).find(|c| c.exists()))
+            else {
+                let name = candidates
+                    .first()
+                    .and_then(|c| c.rsplit('/').next())
+                    .unwrap_or("the library");
+                p.system[i] = format!("not attached: no {name} found");
+                continue;
+            };
+            if let Some(id) = file_id(&path) {
+                p.seen.insert(id);
+            }
+            p.system[i] = match attach_probes(object, &path, probes_of(lib), links) {
+                Ok(syms) => format!("attached to {} ({})", path.display(), syms.join(", ")),
+                Err(e) => format!("not attached to {}: {e}", path.display()),
+            };
+        }
+        for pid in system::running_pids() {
+            p.scan_maps(object, pid, links);
+        }
+        p
+    }
+
+    /// Probes the TLS libraries `pid` has mapped that are not probed yet.
+    fn scan_maps(
+        &mut self,
+        object: &libbpf_rs::Object,
+        pid: u32,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) {
+        for (lib, file, shown) in system::mapped_tls_libraries(pid) {
+            self.consider(object, lib, &file, || format!("{shown} (pid {pid})"), links);
+        }
+    }
+
+    /// A process exec'd a program: its root's usual library paths now, its maps shortly.
+    fn on_exec(
+        &mut self,
+        object: &libbpf_rs::Object,
+        pid: u32,
+        now: Instant,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) {
+        for lib in TlsLibrary::ALL {
+            for c in lib.candidates() {
+                let file = PathBuf::from(format!("/proc/{pid}/root{c}"));
+                self.consider(
+                    object,
+                    lib,
+                    &file,
+                    || format!("{c} (root of pid {pid})"),
+                    links,
+                );
+            }
+        }
+        if self.rescans.len() < MAX_PENDING_RESCANS {
+            self.rescans.push_back((now + RESCAN_AFTER, pid));
+        } else {
+            self.over += 1;
+        }
+    }
+
+    /// Looks at the processes whose second look is due.
+    fn tick(&mut self, object: &libbpf_rs::Object, now: Instant, links: &mut Vec<libbpf_rs::Link>) {
+        while let Some(&(due, pid)) = self.rescans.front() {
+            if due > now {
+                break;
+            }
+            self.rescans.pop_front();
+            self.scan_maps(object, pid, links);
+        }
+    }
+
+    fn consider(
+        &mut self,
+        object: &libbpf_rs::Object,
+        lib: TlsLibrary,
+        file: &std::path::Path,
+        shown: impl FnOnce() -> String,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) {
+        let Some(id) = file_id(file) else {
+            return;
+        };
+        if self.seen.contains(&id) {
+            return;
+        }
+        if self.seen.len() >= MAX_BINARIES_SEEN || self.probed.len() >= MAX_TLS_LIBRARIES {
+            self.over += 1;
+            return;
+        }
+        self.seen.insert(id);
+        let shown = shown();
+        match attach_probes(object, file, probes_of(lib), links) {
+            Ok(_) => self.probed.push((lib, shown)),
+            Err(e) if self.refused.len() < MAX_REFUSALS_NAMED => {
+                self.refused.push(format!("{shown}: {e}"))
+            }
+            Err(_) => self.refused_more += 1,
+        }
+    }
+
+    /// The status of one library: the system's file, then the others probed.
+    fn status(&self, lib: TlsLibrary) -> String {
+        let i = TlsLibrary::ALL.iter().position(|l| *l == lib).unwrap_or(0);
+        let mut status = self.system[i].clone();
+        let others: Vec<&str> = self
+            .probed
+            .iter()
+            .filter(|(l, _)| *l == lib)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        if !others.is_empty() {
+            status.push_str(&format!("; also {}", others.join(", ")));
+        }
+        if lib == TlsLibrary::OpenSsl {
+            // (Refusals and limits once, with the first library.)
+            if self.over > 0 {
+                status.push_str(&format!(
+                    "; {} TLS libraries or programs not looked at (limits {MAX_TLS_LIBRARIES} libraries, {MAX_PENDING_RESCANS} pending programs)",
+                    self.over
+                ));
+            }
+            if !self.refused.is_empty() {
+                status.push_str(&format!("; not probed: {}", self.refused.join(", ")));
+                if self.refused_more > 0 {
+                    status.push_str(&format!(" and {} more", self.refused_more));
+                }
+            }
+        }
+        status
+    }
+}
+
+/// A file's (device, inode), following links (`/proc/PID/map_files/...`, `/proc/PID/root/...`).
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Source for BpfSource {
@@ -876,10 +1043,18 @@ impl Source for BpfSource {
             // New programs: probe their Go TLS (before they get far, one poll tick at most).
             let execs = self.converter.take_execs();
             if let Some(prober) = self.go_tls.as_mut() {
-                for pid in execs {
+                for &pid in &execs {
                     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
                     prober.consider(&self.object, &exe, false, &mut self.links);
                 }
+            }
+            // ... and their TLS libraries (a container's own libssl, ...).
+            if let Some(prober) = self.tls.as_mut() {
+                let now = Instant::now();
+                for &pid in &execs {
+                    prober.on_exec(&self.object, pid, now, &mut self.links);
+                }
+                prober.tick(&self.object, now, &mut self.links);
             }
             idle();
             if stopping {
@@ -906,6 +1081,10 @@ impl Source for BpfSource {
             (
                 "bpf_go_tls_binaries".into(),
                 self.go_tls.as_ref().map_or(0, |g| g.probed.len() as u64),
+            ),
+            (
+                "bpf_tls_libraries_extra".into(),
+                self.tls.as_ref().map_or(0, |t| t.probed.len() as u64),
             ),
         ]));
         s

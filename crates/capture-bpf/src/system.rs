@@ -147,6 +147,92 @@ pub const LIBGNUTLS_CANDIDATES: [&str; 4] = [
     "/usr/lib/libgnutls.so.30",
 ];
 
+/// The TLS libraries l7tap probes, by the start of their file names (`libssl.so.3` is a
+/// symlink to `libssl.so.3.0.x` on some distributions, and `/proc/PID/maps` shows the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsLibrary {
+    /// OpenSSL 3's libssl.
+    OpenSsl,
+    /// GnuTLS.
+    GnuTls,
+}
+
+impl TlsLibrary {
+    /// Both, in the order they are reported.
+    pub const ALL: [TlsLibrary; 2] = [TlsLibrary::OpenSsl, TlsLibrary::GnuTls];
+
+    /// The library a mapped file's name says it is.
+    pub fn of_file_name(name: &str) -> Option<TlsLibrary> {
+        if name.starts_with("libssl.so.3") {
+            Some(TlsLibrary::OpenSsl)
+        } else if name.starts_with("libgnutls.so.30") {
+            Some(TlsLibrary::GnuTls)
+        } else {
+            None
+        }
+    }
+
+    /// Where distributions keep it.
+    pub fn candidates(self) -> &'static [&'static str] {
+        match self {
+            TlsLibrary::OpenSsl => &LIBSSL_CANDIDATES,
+            TlsLibrary::GnuTls => &LIBGNUTLS_CANDIDATES,
+        }
+    }
+}
+
+/// The TLS libraries process `pid` has mapped, each as a `/proc/PID/map_files/START-END` path
+/// (the kernel resolves it to the very file mapped, in whatever mount namespace: a
+/// container's own libssl, or a copy found through `LD_LIBRARY_PATH`) with the path the
+/// process knows it by. Empty when the process is gone or its maps cannot be read.
+pub fn mapped_tls_libraries(pid: u32) -> Vec<(TlsLibrary, std::path::PathBuf, String)> {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    parse_tls_maps(pid, &maps)
+}
+
+/// [`mapped_tls_libraries`] of a `/proc/PID/maps` text: one entry per library file.
+pub fn parse_tls_maps(pid: u32, maps: &str) -> Vec<(TlsLibrary, std::path::PathBuf, String)> {
+    let mut out: Vec<(TlsLibrary, std::path::PathBuf, String)> = Vec::new();
+    for line in maps.lines() {
+        // "start-end perms offset dev inode   path" (the path may hold spaces; a file
+        // replaced since it was mapped ends in " (deleted)": its map_files link still
+        // reaches the mapped one)
+        let mut rest = line;
+        let mut fields = [""; 5];
+        for f in &mut fields {
+            rest = rest.trim_start();
+            let end = rest.find(' ').unwrap_or(rest.len());
+            *f = &rest[..end];
+            rest = &rest[end..];
+        }
+        let (range, path) = (fields[0], rest.trim_start());
+        let name = path.trim_end_matches(" (deleted)");
+        let Some(lib) = name.rsplit('/').next().and_then(TlsLibrary::of_file_name) else {
+            continue;
+        };
+        if !name.starts_with('/') || out.iter().any(|(_, _, p)| p == path) {
+            continue;
+        }
+        let map_file = std::path::PathBuf::from(format!("/proc/{pid}/map_files/{range}"));
+        out.push((lib, map_file, path.to_string()));
+    }
+    out
+}
+
+/// The running processes' ids, l7tap's own left out.
+pub fn running_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| p != me)
+        .collect()
+}
+
 /// The executables of the running processes, as `/proc/PID/exe` (a path the kernel resolves
 /// to the binary even when it was deleted or lives in another mount namespace). l7tap's own
 /// process is left out.
@@ -166,6 +252,35 @@ pub fn running_executables() -> Vec<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_libraries_in_a_maps_file() {
+        let maps = "\
+55d0c0a00000-55d0c0a28000 r--p 00000000 08:01 1311  /usr/bin/python3.11
+7f1c2a200000-7f1c2a25e000 r--p 00000000 08:01 2049  /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1c2a25e000-7f1c2a2b9000 r-xp 0005e000 08:01 2049  /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1c2b000000-7f1c2b100000 r-xp 00000000 00:31 77    /opt/my app/lib/libgnutls.so.30.34.3 (deleted)
+7f1c2c000000-7f1c2c001000 rw-p 00000000 00:00 0     [heap]
+7f1c2d000000-7f1c2d001000 r--p 00000000 08:01 99    /usr/lib/x86_64-linux-gnu/libssl.so.1.1
+7f1c2e000000-7f1c2e001000 r--p 00000000 08:01 98    /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+";
+        let libs = parse_tls_maps(42, maps);
+        assert_eq!(
+            libs,
+            vec![
+                (
+                    TlsLibrary::OpenSsl,
+                    "/proc/42/map_files/7f1c2a200000-7f1c2a25e000".into(),
+                    "/usr/lib/x86_64-linux-gnu/libssl.so.3".to_string()
+                ),
+                (
+                    TlsLibrary::GnuTls,
+                    "/proc/42/map_files/7f1c2b000000-7f1c2b100000".into(),
+                    "/opt/my app/lib/libgnutls.so.30.34.3 (deleted)".to_string()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn cpu_lists_in_the_kernel_format() {
