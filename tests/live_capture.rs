@@ -2571,21 +2571,26 @@ impl Drop for Postgres {
 }
 
 /// psql runs the bundled session (tests/captures/postgres/session.sql: DDL, inserts, an update,
-/// a select, a duplicate key and a missing table) against a real server; both sides' records
-/// are checked against what psql printed, as for the bundled capture.
-#[test]
-fn psql_against_postgresql_both_sides() {
+/// a select, a duplicate key and a missing table) against a real server on `port`, through
+/// `host` (an address, or the directory of the server's Unix socket), under a capture with
+/// `config`; both sides' records are checked against what psql printed, as for the bundled
+/// capture. Returns psql's and the server's records and the counters; None when skipped.
+fn psql_session_both_sides(
+    port: u16,
+    host: impl Fn(&Postgres) -> String,
+    config: BpfConfig,
+) -> Option<(Vec<L7Record>, Vec<L7Record>, StatsSnapshot)> {
     if !programs(&["psql", "su"]) {
-        return;
+        return None;
     }
-    let port = 15433u16;
     let Some(pg) = Postgres::start(port) else {
         skip("no PostgreSQL server under /usr/lib/postgresql");
-        return;
+        return None;
     };
+    let host = host(&pg);
     let psql = |args: &[&str]| {
         let mut c = Command::new("psql");
-        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        c.args(["-h", &host, "-p", &port.to_string(), "-U", "postgres"])
             .args(args)
             .env("PGSSLMODE", "disable");
         c
@@ -2595,9 +2600,7 @@ fn psql_against_postgresql_both_sides() {
         .status()
         .unwrap()
         .success());
-    let Some(live) = Live::start(config(&[port])) else {
-        return;
-    };
+    let live = Live::start(config)?;
     let sql = common::capture("postgres/session.sql");
     // stdout and stderr into one file, so errors stay between the statements they follow.
     let out_path = pg.dir.join("psql.txt");
@@ -2614,36 +2617,50 @@ fn psql_against_postgresql_both_sides() {
     let printed = std::fs::read_to_string(&out_path).unwrap();
     let sql = std::fs::read_to_string(&sql).unwrap();
     drop(pg);
-    let pgsql: Vec<&L7Record> = records
+    let pgsql = records
         .iter()
-        .filter(|r| r.protocol == Protocol::Postgresql)
-        .collect();
-    let client_side: Vec<&L7Record> = pgsql
-        .iter()
-        .copied()
+        .filter(|r| r.protocol == Protocol::Postgresql);
+    let client_side: Vec<L7Record> = pgsql
+        .clone()
         .filter(|r| pid(r) == client_pid)
+        .cloned()
         .collect();
-    let server_side: Vec<&L7Record> = pgsql
-        .iter()
-        .copied()
+    let server_side: Vec<L7Record> = pgsql
         .filter(|r| pid(r) != client_pid && comm(r) == "postgres")
+        .cloned()
         .collect();
     for (side, recs) in [("psql", &client_side), ("postgres", &server_side)] {
         let at = format!("{side}: {recs:#?}\n{stats:?}");
-        common::check_psql_session(recs, &sql, &printed, &at);
+        let recs: Vec<&L7Record> = recs.iter().collect();
+        common::check_psql_session(&recs, &sql, &printed, &at);
         let startup = recs
             .iter()
             .find(|r| s(&r.request_type) == "StartupMessage")
             .unwrap_or_else(|| panic!("{at}"));
         assert_eq!(s(&startup.request_domain), "shop", "{side}");
-        assert!(recs.iter().all(|r| r.flow.server.port() == port), "{side}");
+    }
+    assert!(client_side.iter().all(|r| comm(r) == "psql"));
+    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+    Some((client_side, server_side, stats))
+}
+
+/// The bundled psql session over TCP (loopback).
+#[test]
+fn psql_against_postgresql_both_sides() {
+    let port = 15433u16;
+    let Some((client_side, server_side, _)) =
+        psql_session_both_sides(port, |_| "127.0.0.1".into(), config(&[port]))
+    else {
+        return;
+    };
+    for r in client_side.iter().chain(&server_side) {
+        assert_eq!(r.flow.server.port(), port, "{r:?}");
     }
     assert_eq!(
         client_side[0].flow.client, server_side[0].flow.client,
         "both sides see one connection"
     );
-    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
-    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
 /// Results larger than the 16 KiB snaplen: a 100,000-byte value, which the server sends as
@@ -2718,80 +2735,30 @@ fn unix_config() -> BpfConfig {
 }
 
 /// psql talks to PostgreSQL through its Unix socket (`-h DIR`, psql's own default way in),
-/// running the bundled session. Both sides' records are checked against what psql printed,
-/// as over TCP, and are named by the server's socket path, which PostgreSQL makes from its
-/// socket directory and port (`DIR/.s.PGSQL.PORT`, see `unix_socket_directories`).
+/// running the bundled session, under a capture of Unix sockets whose port filter lets no
+/// TCP port through. Both sides' records are checked against what psql printed, as over TCP,
+/// and are named by the server's socket path, which PostgreSQL makes from its socket
+/// directory and port (`DIR/.s.PGSQL.PORT`, see `unix_socket_directories`).
 #[test]
 fn psql_over_a_unix_socket_both_sides() {
-    if !programs(&["psql", "su"]) {
-        return;
-    }
     let port = 15435u16;
-    let Some(pg) = Postgres::start(port) else {
-        skip("no PostgreSQL server under /usr/lib/postgresql");
+    let socket = std::cell::RefCell::new(String::new());
+    let Some((client_side, server_side, stats)) = psql_session_both_sides(
+        port,
+        |pg| {
+            let dir = pg.dir.display().to_string();
+            *socket.borrow_mut() = format!("{dir}/.s.PGSQL.{port}");
+            dir
+        },
+        unix_config(),
+    ) else {
         return;
     };
-    let dir = pg.dir.display().to_string();
-    let psql = |args: &[&str]| {
-        let mut c = Command::new("psql");
-        c.args(["-h", &dir, "-p", &port.to_string(), "-U", "postgres"])
-            .args(args);
-        c
-    };
-    assert!(psql(&["-c", "CREATE DATABASE shop"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let Some(live) = Live::start(unix_config()) else {
-        return;
-    };
-    let sql = common::capture("postgres/session.sql");
-    let out_path = pg.dir.join("psql.txt");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut client = psql(&["-d", "shop", "-a", "-f"])
-        .arg(&sql)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let client_pid = client.id();
-    client.wait().unwrap();
-    let (records, stats) = live.stop();
-    let printed = std::fs::read_to_string(&out_path).unwrap();
-    let sql = std::fs::read_to_string(&sql).unwrap();
-    drop(pg);
-    let socket = format!("{dir}/.s.PGSQL.{port}");
-    let pgsql: Vec<&L7Record> = records
-        .iter()
-        .filter(|r| r.protocol == Protocol::Postgresql)
-        .collect();
-    let client_side: Vec<&L7Record> = pgsql
-        .iter()
-        .copied()
-        .filter(|r| pid(r) == client_pid)
-        .collect();
-    let server_side: Vec<&L7Record> = pgsql
-        .iter()
-        .copied()
-        .filter(|r| pid(r) != client_pid && comm(r) == "postgres")
-        .collect();
-    for (side, recs) in [("psql", &client_side), ("postgres", &server_side)] {
-        let at = format!("{side}: {recs:#?}\n{stats:?}");
-        common::check_psql_session(recs, &sql, &printed, &at);
-        let startup = recs
-            .iter()
-            .find(|r| s(&r.request_type) == "StartupMessage")
-            .unwrap_or_else(|| panic!("{at}"));
-        assert_eq!(s(&startup.request_domain), "shop", "{side}");
-        for r in recs {
-            assert_eq!(r.flow.l4, L4::Unix, "{side}: {r:?}");
-            assert_eq!(r.flow.path, socket, "{side}: {r:?}");
-        }
+    let socket = socket.into_inner();
+    for r in client_side.iter().chain(&server_side) {
+        assert_eq!(r.flow.l4, L4::Unix, "{r:?}");
+        assert_eq!(r.flow.path, socket, "{r:?}");
     }
-    assert!(client_side.iter().all(|r| comm(r) == "psql"));
-    assert_eq!(stats.get("parse_errors_postgresql"), 0, "{stats:?}");
-    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
     assert_eq!(stats.get("unix_paths_not_kept"), 0, "{stats:?}");
 }
 

@@ -640,8 +640,7 @@ const MAX_REFUSALS_NAMED: usize = 16;
 struct GoProber {
     seen: std::collections::HashSet<(u64, u64)>,
     probed: Vec<String>,
-    refused: Vec<String>,
-    refused_more: usize,
+    refused: Refusals,
     /// Go binaries past MAX_GO_BINARIES, and binaries past MAX_BINARIES_SEEN.
     over: usize,
 }
@@ -696,11 +695,7 @@ impl GoProber {
     }
 
     fn refuse(&mut self, why: String) {
-        if self.refused.len() < MAX_REFUSALS_NAMED {
-            self.refused.push(why);
-        } else {
-            self.refused_more += 1;
-        }
+        self.refused.push(why);
     }
 
     fn status(&self) -> String {
@@ -715,13 +710,36 @@ impl GoProber {
                 self.over
             ));
         }
-        if !self.refused.is_empty() {
-            status.push_str(&format!("; not probed: {}", self.refused.join(", ")));
-            if self.refused_more > 0 {
-                status.push_str(&format!(" and {} more", self.refused_more));
+        self.refused.describe(&mut status);
+        status
+    }
+}
+
+/// Files a prober could not probe, and why: the first [`MAX_REFUSALS_NAMED`] named, the rest
+/// counted.
+#[derive(Debug, Default)]
+struct Refusals {
+    named: Vec<String>,
+    more: usize,
+}
+
+impl Refusals {
+    fn push(&mut self, why: String) {
+        if self.named.len() < MAX_REFUSALS_NAMED {
+            self.named.push(why);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Appends "; not probed: ..." to a status, when there is something to say.
+    fn describe(&self, status: &mut String) {
+        if !self.named.is_empty() {
+            status.push_str(&format!("; not probed: {}", self.named.join(", ")));
+            if self.more > 0 {
+                status.push_str(&format!(" and {} more", self.more));
             }
         }
-        status
     }
 }
 
@@ -811,8 +829,7 @@ struct TlsProber {
     system: [String; 2],
     /// Other files probed: (library, "path (how found)").
     probed: Vec<(TlsLibrary, String)>,
-    refused: Vec<String>,
-    refused_more: usize,
+    refused: Refusals,
     /// Files not probed past [`MAX_TLS_LIBRARIES`], and exec'd processes not looked at again
     /// past [`MAX_PENDING_RESCANS`].
     over: usize,
@@ -931,10 +948,7 @@ impl TlsProber {
         let shown = shown();
         match attach_probes(object, file, probes_of(lib), links) {
             Ok(_) => self.probed.push((lib, shown)),
-            Err(e) if self.refused.len() < MAX_REFUSALS_NAMED => {
-                self.refused.push(format!("{shown}: {e}"))
-            }
-            Err(_) => self.refused_more += 1,
+            Err(e) => self.refused.push(format!("{shown}: {e}")),
         }
     }
 
@@ -959,12 +973,7 @@ impl TlsProber {
                     self.over
                 ));
             }
-            if !self.refused.is_empty() {
-                status.push_str(&format!("; not probed: {}", self.refused.join(", ")));
-                if self.refused_more > 0 {
-                    status.push_str(&format!(" and {} more", self.refused_more));
-                }
-            }
+            self.refused.describe(&mut status);
         }
         status
     }
