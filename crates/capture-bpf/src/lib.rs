@@ -835,6 +835,9 @@ struct TlsProber {
     over: usize,
     /// (when, pid): processes to look at again.
     rescans: std::collections::VecDeque<(Instant, u32)>,
+    /// l7tap's own mount namespace (the inode of `/proc/self/ns/mnt`): a program started in it
+    /// sees the system's library files at their usual paths, so only its maps are looked at.
+    own_mount_ns: Option<u64>,
 }
 
 impl TlsProber {
@@ -845,7 +848,10 @@ impl TlsProber {
         config: &BpfConfig,
         links: &mut Vec<libbpf_rs::Link>,
     ) -> TlsProber {
-        let mut p = TlsProber::default();
+        let mut p = TlsProber {
+            own_mount_ns: mount_ns("self"),
+            ..Default::default()
+        };
         for (i, lib) in TlsLibrary::ALL.into_iter().enumerate() {
             let configured = match lib {
                 TlsLibrary::OpenSsl => config.libssl.clone(),
@@ -896,16 +902,14 @@ impl TlsProber {
         now: Instant,
         links: &mut Vec<libbpf_rs::Link>,
     ) {
-        for lib in TlsLibrary::ALL {
-            for c in lib.candidates() {
-                let file = PathBuf::from(format!("/proc/{pid}/root{c}"));
-                self.consider(
-                    object,
-                    lib,
-                    &file,
-                    || format!("{c} (root of pid {pid})"),
-                    links,
-                );
+        // (Another mount namespace, a container's: its own files at the usual paths.)
+        if mount_ns(&pid.to_string()) != self.own_mount_ns {
+            for lib in TlsLibrary::ALL {
+                for c in lib.candidates() {
+                    let file = PathBuf::from(format!("/proc/{pid}/root{c}"));
+                    let shown = || format!("{c} (root of pid {pid})");
+                    self.consider(object, lib, &file, shown, links);
+                }
             }
         }
         if self.rescans.len() < MAX_PENDING_RESCANS {
@@ -977,6 +981,14 @@ impl TlsProber {
         }
         status
     }
+}
+
+/// The inode of a process's mount namespace (`pid`: a number or "self").
+fn mount_ns(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// A file's (device, inode), following links (`/proc/PID/map_files/...`, `/proc/PID/root/...`).
