@@ -1957,6 +1957,76 @@ fn recvmmsg_and_sendmmsg_server_with_parallel_dig_clients_both_sides() {
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
+/// A DNS server that takes 40 queries in one recvmmsg and answers them with one sendmmsg (as
+/// NSD does, up to 100 per call), and a client that sends the 40 one after the other from one
+/// socket (tests/live/dns_burst.py). Every message of the batch is a record on both sides,
+/// each with its own peer; before, the kernel program stopped at the 8th message of a call
+/// (and counted the rest in `bpf_mmsg_messages_cut`). Expectations: the ids and codes the
+/// client printed and the ids the server printed.
+#[test]
+fn a_batch_of_40_datagrams_in_one_recvmmsg_and_sendmmsg_both_sides() {
+    if !programs(&["gcc", "python3"]) {
+        return;
+    }
+    let port = 15357u16;
+    let count = 40;
+    let bin = scratch_dir("mmsg40").join("mmsg_dns");
+    let built = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(common::root().join("tests/live/mmsg_dns.c"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "mmsg_dns.c builds");
+    let mut server = Proc(
+        Command::new(&bin)
+            .args([port.to_string(), count.to_string(), count.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    sleep(Duration::from_millis(200)); // bound before any query
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let (client_pid, out) = run_client(
+        Command::new("python3")
+            .arg(script("dns_burst.py"))
+            .args([port.to_string(), count.to_string()]),
+    );
+    let server_pid = server.0.id();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(server.0.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    let _ = server.0.wait();
+    let (records, stats) = live.stop();
+    // "id rcode" per answer, as the client printed them; "id port" as the server did.
+    let answers: Vec<(u64, i32)> = out
+        .lines()
+        .map(|l| {
+            let (id, rcode) = l.split_once(' ').unwrap();
+            (id.parse().unwrap(), rcode.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(answers.len(), count);
+    assert_eq!(printed.lines().count(), count, "{printed}");
+    for (side, want_pid) in [("server", server_pid), ("client", client_pid)] {
+        let mine = of_pids(&records, &[want_pid]);
+        assert_eq!(mine.len(), count, "{side}: {records:#?}\n{stats:?}");
+        for &(id, rcode) in &answers {
+            let r = mine
+                .iter()
+                .find(|r| r.request_id == Some(id))
+                .unwrap_or_else(|| panic!("{side}: id {id}"));
+            assert_eq!(r.protocol, Protocol::Dns);
+            assert_eq!(s(&r.request_resource), format!("q{id}.burst.l7tap.test"));
+            assert_eq!(r.response_code, Some(rcode), "{side} {id}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{side} {id}: {r:?}");
+        }
+    }
+    assert_eq!(stats.get("bpf_mmsg_messages_cut"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
+}
+
 /// A mosquitto broker on `port` (anonymous, no persistence), stopped when dropped.
 fn mosquitto(port: u16) -> Proc {
     let dir = scratch_dir(&format!("mqtt{port}"));

@@ -3,7 +3,10 @@
  * with its own peer in msg_name on one unconnected socket. It answers every DNS query with
  * the query itself turned into a response: QR and RA set, RCODE 3 (NXDOMAIN), no records.
  * Prints one line per answered datagram: "id port" (the DNS id and the client's port).
- *     mmsg_dns PORT COUNT   (exits after COUNT answers) */
+ *     mmsg_dns PORT COUNT [BATCH]   (exits after COUNT answers)
+ * Without BATCH, each recvmmsg takes up to 8 datagrams, whatever has arrived
+ * (MSG_WAITFORONE); with it, each takes exactly BATCH (at most 256): one call for the whole
+ * batch, and one sendmmsg of BATCH answers. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,13 +15,17 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define BATCH 8
+#define MAX_BATCH 256
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
+	if (argc != 3 && argc != 4)
 		return 2;
 	int left = atoi(argv[2]);
+	int batch = argc == 4 ? atoi(argv[3]) : 8;
+	int flags = argc == 4 ? 0 : MSG_WAITFORONE;
+	if (batch < 1 || batch > MAX_BATCH)
+		return 2;
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
 	inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
@@ -27,13 +34,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	static char bufs[BATCH][512];
-	struct sockaddr_in peers[BATCH];
-	struct iovec iov[BATCH];
-	struct mmsghdr msgs[BATCH];
+	static char bufs[MAX_BATCH][512];
+	static struct sockaddr_in peers[MAX_BATCH];
+	static struct iovec iov[MAX_BATCH];
+	static struct mmsghdr msgs[MAX_BATCH];
 	while (left > 0) {
 		memset(msgs, 0, sizeof(msgs));
-		for (int i = 0; i < BATCH; i++) {
+		for (int i = 0; i < batch; i++) {
 			iov[i].iov_base = bufs[i];
 			iov[i].iov_len = sizeof(bufs[i]);
 			msgs[i].msg_hdr.msg_iov = &iov[i];
@@ -41,7 +48,7 @@ int main(int argc, char **argv)
 			msgs[i].msg_hdr.msg_name = &peers[i];
 			msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
 		}
-		int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+		int n = recvmmsg(fd, msgs, batch, flags, NULL);
 		if (n < 0) {
 			perror("recvmmsg");
 			return 1;

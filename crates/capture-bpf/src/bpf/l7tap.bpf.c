@@ -598,6 +598,36 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 
 /* ---- data syscalls ---------------------------------------------------------------- */
 
+/* One sendmmsg/recvmmsg batch (plain values only: the body looks its pointers up). */
+struct mmsg_walk {
+	__u64 mm;
+	__u64 n;
+	__u64 skid;
+	__u32 fd;
+	__u32 snap;
+	__u8 dir;
+	__u8 sc;
+};
+
+/* bpf_loop body: message j of the batch. */
+static long mmsg_step(__u32 j, void *data)
+{
+	struct mmsg_walk *w = data;
+	if (j >= w->n)
+		return 1;
+	struct l7tap_config *cfg = get_config();
+	struct scratch *s = scratch_get();
+	if (!cfg || !s)
+		return 1;
+	struct mmsghdr h = {};
+	if (bpf_probe_read_user(&h, sizeof(h), &((struct mmsghdr *)w->mm)[j]))
+		return 1;
+	emit_data(cfg, s, w->skid, w->fd, w->dir, w->sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
+		  h.msg_hdr.msg_iovlen, msg_peer(&h.msg_hdr), NULL, h.msg_len, w->snap, 0, NULL,
+		  NULL);
+	return 0;
+}
+
 /* A data syscall that returned `ret`, with its arguments read back from the user registers
  * saved at syscall entry (x86_64: di, si, dx, r10, r8, r9; the kernel leaves them intact).
  * Payload buffers are read now: for receives they hold what arrived, for sends what was sent
@@ -718,18 +748,12 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 		return 0;
 	}
 	if (kind == K_MMSG) {
-		/* ret = number of messages; each has its own length */
-		struct mmsghdr *mm = (struct mmsghdr *)ptr;
-		for (int j = 0; j < MAX_MMSG; j++) {
-			if (j >= ret)
-				break;
-			struct mmsghdr h = {};
-			if (bpf_probe_read_user(&h, sizeof(h), &mm[j]))
-				break;
-			emit_data(cfg, s, skid, fd, dir, sc, K_IOV, (__u64)h.msg_hdr.msg_iov,
-				  h.msg_hdr.msg_iovlen, msg_peer(&h.msg_hdr), NULL, h.msg_len,
-				  snap, 0, known, NULL);
-		}
+		/* ret = number of messages; each has its own length and peer. A bpf_loop, so
+		 * that a batch of any size the kernel allows (UIO_MAXIOV) costs one check of the
+		 * body by the verifier. */
+		struct mmsg_walk w = { .mm = ptr, .n = ret, .skid = skid, .fd = fd, .snap = snap,
+				       .dir = dir, .sc = sc };
+		bpf_loop(MAX_MMSG, mmsg_step, &w, 0);
 		if (ret > MAX_MMSG)
 			stat_add(ST_MMSG_CUT, ret - MAX_MMSG);
 		return 0;

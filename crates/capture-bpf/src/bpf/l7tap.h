@@ -5,12 +5,12 @@
 
 /* Largest payload copied from one syscall (the runtime snaplen is at most this). */
 #define SNAP_MAX 16384
-/* Bounded loops: iovecs per call (the kernel's own limit, UIO_MAXIOV: the walk is a bpf_loop
- * that stops at the call's iovec count or the snaplen, so a high bound costs nothing; gRPC
- * core, for one, sends a connection's first frames as one sendmsg of ~20 iovecs), messages
- * per sendmmsg/recvmmsg. */
+/* Bounded loops: iovecs per call and messages per sendmmsg/recvmmsg, both the kernel's own
+ * limit (UIO_MAXIOV; each walk is a bpf_loop that stops at the call's count, so a high bound
+ * costs nothing; gRPC core, for one, sends a connection's first frames as one sendmsg of ~20
+ * iovecs, and DNS servers such as NSD take up to 100 datagrams per recvmmsg). */
 #define MAX_IOV 1024
-#define MAX_MMSG 8
+#define MAX_MMSG 1024
 
 /* event.kind */
 #define EV_DATA 1
