@@ -885,6 +885,108 @@ fn https_from_wget_through_the_gnutls_probes_both_sides() {
     assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
 }
 
+/// HTTPS between an asyncio server and an asyncio client (tests/live/asyncio_tls.py): Python's
+/// asyncio runs TLS through memory BIOs, so SSL_read/SSL_write never touch the socket and the
+/// kernel cannot tell which connection their plaintext belongs to (before, it was dropped and
+/// counted in `bpf_tls_no_socket`). It is now tied in user space to the connection its thread
+/// moves the ciphertext on: a read to the one it just received on, a write to its next send.
+/// Three connections at once from one thread, three requests each (GET, a 3,000-byte POST
+/// echoed back, a 404): every request on both sides, on its own connection, checked against
+/// what the client and the server printed.
+#[test]
+fn https_over_asyncio_memory_bios_both_sides() {
+    if !programs(&["python3", "openssl"]) {
+        return;
+    }
+    let port = 18990u16;
+    let dir = scratch_dir("asyncio-tls");
+    self_signed_cert(&dir);
+    let mut child = Command::new("python3")
+        .arg(script("asyncio_tls.py"))
+        .args(["server", &port.to_string()])
+        .arg(dir.join("cert.pem"))
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut served, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let server = Proc(child);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/hello", "POST/echo", "/missing"];
+    let (client_pid, out) = run_client(
+        Command::new("python3")
+            .arg(script("asyncio_tls.py"))
+            .args(["client", &port.to_string(), "3"])
+            .args(paths),
+    );
+    let (records, stats) = live.stop();
+    let server_pid = server.0.id();
+    drop(server);
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut served, &mut log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Client: "connection status length"; server: "METHOD PATH CODE LENGTH".
+    let printed: Vec<Vec<u64>> = out
+        .lines()
+        .map(|l| l.split(' ').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(printed.len(), 9, "{out}");
+    assert_eq!(log.lines().count(), 9, "{log}");
+    let want: Vec<(&str, &str, u64)> = paths
+        .iter()
+        .map(|p| match p.strip_prefix("POST") {
+            Some(path) => ("POST", path, 200),
+            None => ("GET", *p, if *p == "/hello" { 200 } else { 404 }),
+        })
+        .collect();
+    for (method, path, code) in &want {
+        let line = format!("{method} {path} {code}");
+        assert_eq!(
+            log.lines().filter(|l| l.starts_with(&line)).count(),
+            3,
+            "{log}"
+        );
+    }
+    for (side, want_pid) in [("client", client_pid), ("server", server_pid)] {
+        let mine = of_pids(&records, &[want_pid]);
+        assert_eq!(mine.len(), 9, "{side}: {records:#?}\n{stats:?}");
+        let mut flows: Vec<l7tap::core::FlowKey> = mine.iter().map(|r| r.flow).collect();
+        flows.sort();
+        flows.dedup();
+        assert_eq!(flows.len(), 3, "{side}: three connections");
+        for flow in flows {
+            let on: Vec<&&L7Record> = mine.iter().filter(|r| r.flow == flow).collect();
+            assert_eq!(on.len(), 3, "{side}: {on:#?}");
+            for (r, (method, path, code)) in on.iter().zip(&want) {
+                let at = format!("{side} {method} {path}");
+                assert_eq!(comm(r), "python3", "{at}");
+                assert_eq!(r.protocol, Protocol::Http1, "{at}");
+                assert_eq!(s(&r.request_type), *method, "{at}");
+                assert_eq!(s(&r.request_resource), *path, "{at}");
+                assert_eq!(r.response_code.map(|c| c as u64), Some(*code), "{at}");
+                let body = printed
+                    .iter()
+                    .find(|p| p[1] == *code && (*method == "POST") == (p[2] == 3000))
+                    .map(|p| p[2]);
+                assert_eq!(r.resp_len, body, "{at}");
+                if *method == "POST" {
+                    assert_eq!(r.req_len, Some(3000), "{at}");
+                }
+                assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+                assert_eq!(r.flow.server.port(), port, "{at}");
+            }
+        }
+    }
+    assert_eq!(stats.get("tls_unbound_dropped"), 0, "{stats:?}");
+    assert!(stats.get("tls_unbound_bound") >= 36, "{stats:?}");
+    assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
+}
+
 /// HTTP/2 over TLS (ALPN h2: nginx and curl, the usual browser-to-server setup): plaintext
 /// records from the OpenSSL probes on both sides; the handshake is counted as ciphertext and
 /// nothing else is parsed or dropped.

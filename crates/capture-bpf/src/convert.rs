@@ -31,11 +31,24 @@ pub struct ConvertStats {
     pub tls_ciphertext_bytes: u64,
     /// Exec events not handed on because [`MAX_PENDING_EXECS`] were waiting already.
     pub execs_dropped: u64,
+    /// TLS plaintext events without their socket (memory BIOs) tied to the connection their
+    /// thread moved the ciphertext on.
+    pub tls_unbound_bound: u64,
+    /// ... and those that could not be: no ciphertext connection of theirs was seen (a port
+    /// the filter left out, a connection older than the capture), or [`MAX_UNBOUND_PENDING`]
+    /// were waiting already, or one waited longer than [`UNBOUND_WAIT_NS`].
+    pub tls_unbound_dropped: u64,
     /// Unix socket connections whose path was not kept: more than
     /// [`l7tap_core::MAX_INTERNED_PATHS`] different paths seen (their records have an
     /// empty path), or more sockets' names pending than connections tracked.
     pub unix_paths_not_kept: u64,
 }
+
+/// TLS plaintext writes without their socket waiting for their thread's next ciphertext send,
+/// at most (all threads together).
+pub const MAX_UNBOUND_PENDING: usize = 4096;
+/// How long such a write waits at most (ns of event time).
+pub const UNBOUND_WAIT_NS: u64 = 1_000_000_000;
 
 /// Exec events held for [`Converter::take_execs`] at most.
 pub const MAX_PENDING_EXECS: usize = 4096;
@@ -86,6 +99,27 @@ pub struct Converter {
     /// Unix sockets' names by socket id, from [`Kind::UnixNames`] events, until the socket
     /// closes (at most `max_conns`).
     unix: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
+    /// Memory-BIO TLS: SSL address -> the ciphertext connection its plaintext belongs to (at
+    /// most `max_conns`; checked against `conns` when used).
+    ssl_conns: HashMap<u64, ConnKey, l7tap_core::FlowBuildHasher>,
+    /// Per thread: the ciphertext connection it last received on (a memory BIO's reads
+    /// follow the ciphertext's arrival on the same thread).
+    rx_cipher: HashMap<u32, ConnKey, l7tap_core::FlowBuildHasher>,
+    /// Per thread: plaintext written into a memory BIO, waiting for the thread's next
+    /// ciphertext send (which says the connection).
+    pending: HashMap<u32, std::collections::VecDeque<Unbound>, l7tap_core::FlowBuildHasher>,
+    pending_len: usize,
+}
+
+/// TLS plaintext reported without its socket.
+#[derive(Debug)]
+struct Unbound {
+    ssl: u64,
+    egress: bool,
+    ts: u64,
+    total: u64,
+    payload: Bytes,
+    process: ProcessInfo,
 }
 
 /// A Unix socket's own name and its peer's, as shown (`@` for an abstract name's NUL).
@@ -149,6 +183,10 @@ impl Converter {
             stats: ConvertStats::default(),
             execs: Vec::new(),
             unix: HashMap::default(),
+            ssl_conns: HashMap::default(),
+            rx_cipher: HashMap::default(),
+            pending: HashMap::default(),
+            pending_len: 0,
         }
     }
 
@@ -190,7 +228,23 @@ impl Converter {
                 // Where the payload sits in the record (the event borrows it until here).
                 let at = (ev.payload.as_ptr() as usize).wrapping_sub(record.as_ptr() as usize);
                 let len = ev.payload.len();
-                if let Some(i) = self.data(&ev, out) {
+                if ev.has(flags::TLS_UNBOUND) {
+                    if at.checked_add(len).is_some_and(|end| end <= record.len()) {
+                        let u = Unbound {
+                            ssl: ev.offset,
+                            egress: ev.egress,
+                            ts: self.epoch(ev.ts_mono_ns),
+                            total: u64::from(ev.total_len).max(len as u64),
+                            payload: record.slice(at..at + len),
+                            process: ProcessInfo {
+                                pid: ev.pid,
+                                tid: ev.tid,
+                                comm: comm_bytes(ev.comm),
+                            },
+                        };
+                        self.unbound(u, out);
+                    }
+                } else if let Some(i) = self.data(&ev, out) {
                     // (The payload is a slice of the record: the check cannot fail.)
                     if at.checked_add(len).is_some_and(|end| end <= record.len()) {
                         record.advance(at);
@@ -414,6 +468,7 @@ impl Converter {
         if c.ciphertext {
             c.next[dir_ix] = c.next[dir_ix].max(end);
             self.stats.tls_ciphertext_bytes = self.stats.tls_ciphertext_bytes.saturating_add(moved);
+            self.ciphertext_moved(key, ev.egress, ev.tid, out);
             return None;
         }
         let (gap, tail) = if udp {
@@ -451,6 +506,154 @@ impl Converter {
             out.push(segment(Bytes::new(), end, unseen));
         }
         carrier
+    }
+}
+
+impl Converter {
+    /// TLS plaintext without its socket (a memory BIO: Python's asyncio, Node.js, ...). Once
+    /// its SSL is tied to a connection it goes there; a read is tied to the ciphertext
+    /// connection its thread last received on (the program reads the ciphertext, then the
+    /// plaintext out of the BIO); a write waits for its thread's next ciphertext send.
+    fn unbound(&mut self, u: Unbound, out: &mut Vec<Segment>) {
+        if let Some(&key) = self.ssl_conns.get(&u.ssl) {
+            if self.conns.contains_key(&key) {
+                return self.emit_plain(key, u, out);
+            }
+            self.ssl_conns.remove(&u.ssl);
+        }
+        if !u.egress {
+            match self.rx_cipher.get(&u.process.tid) {
+                Some(&key) if self.conns.contains_key(&key) => {
+                    self.bind(u.ssl, key);
+                    self.emit_plain(key, u, out);
+                }
+                _ => self.stats.tls_unbound_dropped += 1,
+            }
+            return;
+        }
+        self.expire_pending(u.ts);
+        if self.pending_len >= MAX_UNBOUND_PENDING {
+            self.stats.tls_unbound_dropped += 1;
+            return;
+        }
+        self.pending_len += 1;
+        self.pending.entry(u.process.tid).or_default().push_back(u);
+    }
+
+    /// Drops the waiting writes older than [`UNBOUND_WAIT_NS`] at `now` (counted).
+    fn expire_pending(&mut self, now: u64) {
+        if self.pending_len == 0 {
+            return;
+        }
+        let mut dropped = 0;
+        self.pending.retain(|_, q| {
+            while q
+                .front()
+                .is_some_and(|u| now.saturating_sub(u.ts) > UNBOUND_WAIT_NS)
+            {
+                q.pop_front();
+                dropped += 1;
+            }
+            !q.is_empty()
+        });
+        self.pending_len -= dropped;
+        self.stats.tls_unbound_dropped += dropped as u64;
+    }
+
+    /// A thread moved ciphertext on `key`: what it received is where its next plaintext read
+    /// comes from; what it sends carries the plaintext it wrote just before.
+    fn ciphertext_moved(&mut self, key: ConnKey, egress: bool, tid: u32, out: &mut Vec<Segment>) {
+        if !egress {
+            if self.rx_cipher.len() >= self.max_conns && !self.rx_cipher.contains_key(&tid) {
+                self.rx_cipher.clear();
+            }
+            self.rx_cipher.insert(tid, key);
+            return;
+        }
+        let Some(q) = self.pending.get_mut(&tid) else {
+            return;
+        };
+        let Some(ssl) = q.front().map(|u| u.ssl) else {
+            return;
+        };
+        // This send carries the first waiting SSL's ciphertext: that SSL's writes go here.
+        let mut mine = Vec::new();
+        let mut rest = std::collections::VecDeque::new();
+        for u in q.drain(..) {
+            if u.ssl == ssl {
+                mine.push(u);
+            } else {
+                rest.push_back(u);
+            }
+        }
+        *q = rest;
+        if q.is_empty() {
+            self.pending.remove(&tid);
+        }
+        self.pending_len -= mine.len();
+        self.bind(ssl, key);
+        for u in mine {
+            self.emit_plain(key, u, out);
+        }
+    }
+
+    fn bind(&mut self, ssl: u64, key: ConnKey) {
+        if self.ssl_conns.len() >= self.max_conns && !self.ssl_conns.contains_key(&ssl) {
+            self.ssl_conns.clear();
+        }
+        self.ssl_conns.insert(ssl, key);
+    }
+
+    /// Plaintext of the ciphertext connection `cipher`: into its TLS stream (made from the
+    /// ciphertext connection's flow the first time), at the stream's next offset.
+    fn emit_plain(&mut self, cipher: ConnKey, u: Unbound, out: &mut Vec<Segment>) {
+        let key = ConnKey(tls_id(cipher.0), cipher.1);
+        if !self.conns.contains_key(&key) {
+            let Some(c) = self.conns.get(&cipher) else {
+                self.stats.tls_unbound_dropped += 1;
+                return;
+            };
+            let mut flow = c.flow;
+            flow.socket_id = key.0;
+            let conn = Conn {
+                flow,
+                local_is_client: c.local_is_client,
+                next: [0, 0],
+                process: u.process.clone(),
+                ciphertext: false,
+            };
+            self.conns.insert(key, conn);
+        }
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        self.stats.tls_unbound_bound += 1;
+        let direction = if u.egress == c.local_is_client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let dir_ix = usize::from(!u.egress);
+        let offset = c.next[dir_ix];
+        c.next[dir_ix] = offset.saturating_add(u.total);
+        let tail = u.total - u.payload.len() as u64;
+        let seg = |payload: Bytes, offset: u64, gap_before: u64| Segment {
+            flow: c.flow,
+            direction,
+            ts_ns: u.ts,
+            payload,
+            offset,
+            gap_before,
+            end_of_flow: false,
+            process: Some(u.process.clone()),
+        };
+        let len = u.payload.len() as u64;
+        if len > 0 {
+            out.push(seg(u.payload.clone(), offset, 0));
+        }
+        if tail > 0 {
+            out.push(seg(Bytes::new(), offset + u.total, tail));
+        }
     }
 }
 
@@ -641,6 +844,155 @@ mod tests {
         // A process's exit forgets its sockets' names.
         feed(&mut c, &unix_event(0, 4, 0, 0, b"", (0, 0)), &mut out);
         assert!(c.unix.is_empty());
+    }
+
+    /// An event of thread `tid` on `sock` (a ciphertext connection to 10.0.0.2:443), or with
+    /// `ssl` set, the unbound plaintext of that SSL (memory BIO).
+    fn tls_event(
+        tid: u32,
+        sock: u64,
+        ssl: u64,
+        ts: u64,
+        off: u64,
+        dir: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        EventBuilder {
+            ts_mono_ns: ts,
+            sock_id: if ssl != 0 { 0 } else { sock },
+            offset: if ssl != 0 { ssl } else { off },
+            pid: tid,
+            kind: 1,
+            dir,
+            flags: if ssl != 0 {
+                flags::TLS | flags::TLS_UNBOUND
+            } else {
+                0
+            },
+            sotype: 1,
+            role: if ssl != 0 { 0 } else { 1 },
+            local: ([10, 0, 0, 1], 40000 + sock as u16),
+            remote: ([10, 0, 0, 2], 443),
+            comm: "python3",
+            ..Default::default()
+        }
+        .bytes(payload)
+    }
+
+    const HELLO: &[u8] = &[0x16, 3, 1, 0, 60, 1, 0, 0, 56, 3, 3];
+    const SERVER_HELLO: &[u8] = &[0x16, 3, 3, 0, 60, 2, 0, 0, 56, 3, 3];
+    const RECORD: &[u8] = &[0x17, 3, 3, 0, 30, 9, 9, 9];
+
+    #[test]
+    fn memory_bio_plaintext_follows_its_threads_ciphertext() {
+        let mut c = Converter::new(64, 0);
+        let mut out = Vec::new();
+        // The handshake on socket 0x100 (thread 5): a ciphertext stream.
+        feed(&mut c, &tls_event(5, 0x100, 0, 10, 0, 0, HELLO), &mut out);
+        feed(
+            &mut c,
+            &tls_event(5, 0x100, 0, 20, 0, 1, SERVER_HELLO),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // SSL_write into the BIO: waits for the thread's next send.
+        feed(
+            &mut c,
+            &tls_event(5, 0, 0xA0, 30, 0, 0, b"GET / HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        assert!(out.is_empty(), "not bound yet");
+        feed(&mut c, &tls_event(5, 0x100, 0, 40, 11, 0, RECORD), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].payload[..], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(out[0].flow.socket_id, tls_id(0x100));
+        assert_eq!(out[0].direction, Direction::ClientToServer);
+        assert_eq!((out[0].offset, out[0].gap_before), (0, 0));
+        assert_eq!(out[0].flow.server.port(), 443);
+        // The answer's ciphertext arrives, then SSL_read takes its plaintext out of the BIO.
+        out.clear();
+        feed(&mut c, &tls_event(5, 0x100, 0, 50, 11, 1, RECORD), &mut out);
+        feed(
+            &mut c,
+            &tls_event(5, 0, 0xA0, 60, 0, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].direction, Direction::ServerToClient);
+        assert_eq!(out[0].flow.socket_id, tls_id(0x100));
+        // Bound now: the next write goes straight to its connection, at the next offset.
+        out.clear();
+        feed(
+            &mut c,
+            &tls_event(5, 0, 0xA0, 70, 0, 0, b"GET /2 HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].offset, 18);
+        assert_eq!(c.stats().tls_unbound_bound, 3);
+        assert_eq!(c.stats().tls_unbound_dropped, 0);
+    }
+
+    #[test]
+    fn memory_bio_writes_of_two_connections_on_one_thread_go_to_their_own_sends() {
+        let mut c = Converter::new(64, 0);
+        let mut out = Vec::new();
+        for sock in [0x100, 0x200] {
+            feed(&mut c, &tls_event(5, sock, 0, 10, 0, 0, HELLO), &mut out);
+        }
+        feed(&mut c, &tls_event(5, 0, 0xA0, 30, 0, 0, b"to A"), &mut out);
+        feed(&mut c, &tls_event(5, 0, 0xB0, 31, 0, 0, b"to B"), &mut out);
+        feed(&mut c, &tls_event(5, 0x100, 0, 40, 11, 0, RECORD), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (&out[0].payload[..], out[0].flow.socket_id),
+            (&b"to A"[..], tls_id(0x100))
+        );
+        feed(&mut c, &tls_event(5, 0x200, 0, 41, 11, 0, RECORD), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (&out[1].payload[..], out[1].flow.socket_id),
+            (&b"to B"[..], tls_id(0x200))
+        );
+    }
+
+    #[test]
+    fn memory_bio_plaintext_that_cannot_be_tied_is_counted() {
+        let mut c = Converter::new(64, 0);
+        let mut out = Vec::new();
+        // A read on a thread that received no ciphertext, a write that waits past the limit.
+        feed(
+            &mut c,
+            &tls_event(7, 0, 0xC0, 10, 0, 1, b"HTTP/1.1 200 OK\r\n\r\n"),
+            &mut out,
+        );
+        feed(
+            &mut c,
+            &tls_event(7, 0, 0xC0, 20, 0, 0, b"GET / HTTP/1.1\r\n\r\n"),
+            &mut out,
+        );
+        feed(
+            &mut c,
+            &tls_event(8, 0, 0xD0, 20 + UNBOUND_WAIT_NS + 1, 0, 0, b"x"),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(
+            c.stats().tls_unbound_dropped,
+            2,
+            "the read, and the stale write"
+        );
+        assert_eq!(c.pending_len, 1);
+        // The limit on waiting writes.
+        for i in 0..(MAX_UNBOUND_PENDING as u64 + 5) {
+            feed(
+                &mut c,
+                &tls_event(9, 0, 0xE0, 30 + UNBOUND_WAIT_NS + i, 0, 0, b"y"),
+                &mut out,
+            );
+        }
+        assert_eq!(c.pending_len, MAX_UNBOUND_PENDING);
+        assert_eq!(c.stats().tls_unbound_dropped, 2 + 6);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub mod flags {
     pub const READ_FAULT: u8 = 8;
     /// sendfile, splice: the bytes never were in user memory.
     pub const NOT_COPIED: u8 = 16;
+    /// TLS plaintext whose socket the kernel could not find (a memory BIO: the program moves
+    /// the ciphertext itself): `sock_id` is 0 and `offset` the SSL's address.
+    pub const TLS_UNBOUND: u8 = 32;
 }
 
 /// Roles from `event.role`.

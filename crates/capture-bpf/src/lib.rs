@@ -1098,6 +1098,8 @@ impl Source for BpfSource {
             ("bpf_connections_closed".into(), c.closed),
             ("bpf_tls_ciphertext_bytes".into(), c.tls_ciphertext_bytes),
             ("bpf_execs_dropped".into(), c.execs_dropped),
+            ("tls_unbound_bound".into(), c.tls_unbound_bound),
+            ("tls_unbound_dropped".into(), c.tls_unbound_dropped),
             ("unix_paths_not_kept".into(), c.unix_paths_not_kept),
             (
                 "bpf_go_tls_binaries".into(),

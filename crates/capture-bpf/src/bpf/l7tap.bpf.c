@@ -1273,6 +1273,49 @@ static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 d
 	return 0;
 }
 
+/* An SSL call's plaintext whose socket is not known (F_TLS_UNBOUND): no socket, no
+ * addresses; `offset` carries the SSL's address (the key user space binds it by). Not subject
+ * to the port filter (no port is known); user space drops what it cannot bind. */
+static __always_inline void emit_unbound(struct l7tap_config *cfg, struct scratch *s,
+					 struct ssl_call *c, __u64 n)
+{
+	struct l7tap_event *e = &s->hdr;
+	header_init(e, 0, 0, EV_DATA, NULL);
+	e->dir = c->dir;
+	e->syscall = c->sc;
+	e->total_len = n;
+	e->offset = c->ssl;
+	e->flags = F_TLS | F_TLS_UNBOUND;
+	e->family = 0;
+	e->lport = 0;
+	e->rport = 0;
+	e->sotype = SOCK_STREAM;
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	__u32 snap = cfg->snaplen ? cfg->snaplen : 1;
+	__u64 want = n < snap ? n : snap;
+	if (want > SNAP_MAX)
+		want = SNAP_MAX;
+	__u32 got = 0;
+	__u32 w = want;
+	opaque(w);
+	w &= 2 * SNAP_MAX - 1;
+	if (w && bpf_probe_read_user(s->data, w, (void *)c->buf) == 0)
+		got = w;
+	if (got < want) {
+		e->flags |= F_READ_FAULT;
+		stat_add(ST_READ_FAULT, 1);
+	}
+	e->cap_len = got;
+	if (got < n) {
+		e->flags |= F_TRUNCATED;
+		stat_add(ST_TRUNCATED, 1);
+		stat_add(ST_TRUNCATED_BYTES, n - got);
+	}
+	stat_add(ST_TLS_EVENTS, 1);
+	submit(cfg, s);
+}
+
 /* ex: the _ex variants return 1/0 and write the byte count through out_len. */
 static __always_inline int ssl_exit(long ret, int ex)
 {
@@ -1302,14 +1345,18 @@ static __always_inline int ssl_exit(long ret, int ex)
 		if (known)
 			sk = *known;
 	}
-	if (!sk) {
-		stat_add(ST_TLS_NO_SOCKET, 1);
-		return 0;
-	}
 	struct l7tap_config *cfg = get_config();
 	struct scratch *s = scratch_get();
 	if (!cfg || !s)
 		return 0;
+	if (!sk) {
+		/* No socket I/O inside any call of this SSL: a memory BIO (Python's asyncio,
+		 * Node.js, ...), whose ciphertext the program moves itself. Reported unbound:
+		 * user space ties it to the socket this thread moves the ciphertext on. */
+		stat_add(ST_TLS_NO_SOCKET, 1);
+		emit_unbound(cfg, s, &c, n);
+		return 0;
+	}
 	struct sock *k = (struct sock *)sk;
 	__u32 snap = snaplen_for(cfg, k);
 	if (!snap) {

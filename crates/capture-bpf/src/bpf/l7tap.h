@@ -31,6 +31,8 @@
 #define F_NEW_STATE 4 /* connection state was (re)created: offsets restart at 0 */
 #define F_READ_FAULT 8 /* the payload could not be read from user memory */
 #define F_NOT_COPIED 16 /* sendfile/splice: bytes moved but never in user memory */
+#define F_TLS_UNBOUND 32 /* TLS plaintext whose socket the kernel could not find (a memory
+			  * BIO): sock_id 0, offset = the SSL's address */
 
 /* event.role */
 #define ROLE_UNKNOWN 0
@@ -61,7 +63,7 @@ enum l7tap_stat {
 	ST_NOT_SOCKET,     /* I/O on fds that are not inet sockets */
 	ST_TLS_EVENTS,     /* plaintext events from OpenSSL and Go's crypto/tls */
 	ST_CIPHER_SUPPRESSED, /* ciphertext syscalls of TLS connections, not reported */
-	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found */
+	ST_TLS_NO_SOCKET,  /* SSL calls whose socket could not be found (reported unbound) */
 	ST_MMSG_CUT,       /* messages past MAX_MMSG in one sendmmsg/recvmmsg */
 	ST_IOV_CUT,        /* iovecs past MAX_IOV */
 	ST_PEEKED,         /* receives with MSG_PEEK: the bytes are read again, reported then */
