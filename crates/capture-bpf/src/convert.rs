@@ -75,6 +75,10 @@ struct Conn {
     process: ProcessInfo,
     /// The stream is TLS ciphertext (see [`starts_tls`]): its bytes are counted, not parsed.
     ciphertext: bool,
+    /// A TLS plaintext stream first placed from unbound plaintext (a memory BIO): its offsets
+    /// are counted here; the kernel's, should it later find the socket itself, left out
+    /// the bytes it could not place.
+    own_offsets: bool,
 }
 
 impl Conn {
@@ -409,6 +413,7 @@ impl Converter {
                     comm: comm_bytes(ev.comm),
                 },
                 ciphertext: false,
+                own_offsets: false,
             },
         );
         key
@@ -433,7 +438,7 @@ impl Converter {
         let restart = self
             .conns
             .get(&key)
-            .map(|c| !udp && ev.offset < c.next[dir_ix]);
+            .map(|c| !udp && !c.own_offsets && ev.offset < c.next[dir_ix]);
         if restart == Some(true) {
             // The kernel's state for this socket was recreated (LRU) or the socket reused
             // without a close we saw: a new stream.
@@ -463,8 +468,13 @@ impl Converter {
         if !udp && !tls && !c.ciphertext && ev.offset == 0 && c.next == [0, 0] {
             c.ciphertext = starts_tls(ev.payload);
         }
+        let at = if c.own_offsets {
+            c.next[dir_ix]
+        } else {
+            ev.offset
+        };
         // (Saturating: offsets come from the kernel, but a garbled event must not panic.)
-        let end = ev.offset.saturating_add(moved);
+        let end = at.saturating_add(moved);
         if c.ciphertext {
             c.next[dir_ix] = c.next[dir_ix].max(end);
             self.stats.tls_ciphertext_bytes = self.stats.tls_ciphertext_bytes.saturating_add(moved);
@@ -474,7 +484,7 @@ impl Converter {
         let (gap, tail) = if udp {
             (0, 0)
         } else {
-            let gap = ev.offset.saturating_sub(c.next[dir_ix]);
+            let gap = at.saturating_sub(c.next[dir_ix]);
             c.next[dir_ix] = end;
             (gap, moved - ev.payload.len() as u64)
         };
@@ -494,7 +504,7 @@ impl Converter {
         };
         let mut carrier = None;
         if !ev.payload.is_empty() {
-            let offset = if udp { 0 } else { ev.offset };
+            let offset = if udp { 0 } else { at };
             carrier = Some(out.len());
             out.push(segment(Bytes::new(), offset, gap));
         }
@@ -621,6 +631,7 @@ impl Converter {
                 next: [0, 0],
                 process: u.process.clone(),
                 ciphertext: false,
+                own_offsets: true,
             };
             self.conns.insert(key, conn);
         }
@@ -931,6 +942,33 @@ mod tests {
         assert_eq!(out[0].offset, 18);
         assert_eq!(c.stats().tls_unbound_bound, 3);
         assert_eq!(c.stats().tls_unbound_dropped, 0);
+    }
+
+    #[test]
+    fn a_tls_stream_placed_from_unbound_plaintext_keeps_its_own_offsets() {
+        let mut c = Converter::new(64, 0);
+        let mut out = Vec::new();
+        feed(&mut c, &tls_event(5, 0x100, 0, 10, 0, 0, HELLO), &mut out);
+        feed(
+            &mut c,
+            &tls_event(5, 0x100, 0, 20, 0, 1, SERVER_HELLO),
+            &mut out,
+        );
+        // A first read served from what OpenSSL read ahead: no syscall, so unbound ...
+        feed(
+            &mut c,
+            &tls_event(5, 0, 0xA0, 30, 0, 1, b"0123456789"),
+            &mut out,
+        );
+        // ... then the kernel finds the socket itself (a nested syscall) and counts its
+        // plaintext offsets from 0, without those 10 bytes.
+        let mut bound = tls_event(5, 0x100, 0, 40, 0, 1, b"abc");
+        bound[47] = flags::TLS;
+        feed(&mut c, &bound, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1].flow.socket_id, tls_id(0x100));
+        assert_eq!((out[1].offset, out[1].gap_before), (10, 0));
+        assert_eq!(c.stats().restarted, 0);
     }
 
     #[test]
