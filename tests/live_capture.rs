@@ -987,6 +987,83 @@ fn https_over_asyncio_memory_bios_both_sides() {
     assert_eq!(stats.get("drop_parse_error_bytes"), 0, "{stats:?}");
 }
 
+/// HTTPS from a program with OpenSSL linked in statically (tests/live/static_tls_get.c, built
+/// here against libssl.a): its SSL_write/SSL_read are its own, not the system libssl's, so
+/// before only nginx's side was seen. Started after the capture, the program is looked at at
+/// its exec, found to define SSL_write and SSL_read, and probed itself. Three GETs on one
+/// keep-alive connection, checked against what the client printed and nginx logged.
+#[test]
+fn https_from_a_program_with_openssl_linked_in_both_sides() {
+    if !programs(&["nginx", "openssl", "gcc"]) {
+        return;
+    }
+    let port = 19690u16;
+    let (ngx, dir) = nginx("static-ssl", port, Listen::Https);
+    let bin = dir.join("static_tls_get");
+    let built = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(common::root().join("tests/live/static_tls_get.c"))
+        .args([
+            "-Wl,-Bstatic",
+            "-lssl",
+            "-lcrypto",
+            "-Wl,-Bdynamic",
+            "-lpthread",
+            "-ldl",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        built.success(),
+        "static_tls_get.c builds against libssl.a (libssl-dev)"
+    );
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/api/order", "/missing"];
+    let mut client = Command::new(&bin)
+        .arg(port.to_string())
+        .args(paths)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    sleep(Duration::from_millis(300)); // its exec is handled within a poll
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
+    let log = nginx_log(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(printed.len(), paths.len());
+    assert_eq!(log.len(), paths.len());
+    for (side, pids) in [("client", vec![client_pid]), ("nginx", workers)] {
+        let mine = of_pids(&records, &pids);
+        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
+        for (i, r) in mine.iter().enumerate() {
+            let at = format!("{side} {}", paths[i]);
+            assert_eq!(r.protocol, Protocol::Http1, "{at}");
+            assert_eq!(s(&r.request_type), log[i]["method"], "{at}");
+            assert_eq!(s(&r.request_resource), paths[i], "{at}");
+            assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
+            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
+            assert_eq!(
+                r.response_code.map(i64::from),
+                log[i]["status"].as_i64(),
+                "{at}"
+            );
+            assert_eq!(r.resp_len, Some(printed[i].1), "{at}");
+            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+        }
+    }
+    assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
+}
+
 /// HTTP/2 over TLS (ALPN h2: nginx and curl, the usual browser-to-server setup): plaintext
 /// records from the OpenSSL probes on both sides; the handshake is counted as ciphertext and
 /// nothing else is parsed or dropped.

@@ -878,8 +878,36 @@ impl TlsProber {
         }
         for pid in system::running_pids() {
             p.scan_maps(object, pid, links);
+            p.consider_program(object, pid, links);
         }
         p
+    }
+
+    /// Probes `pid`'s program itself when it has OpenSSL linked in (not yet probed).
+    fn consider_program(
+        &mut self,
+        object: &libbpf_rs::Object,
+        pid: u32,
+        links: &mut Vec<libbpf_rs::Link>,
+    ) {
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Some(id) = file_id(&exe) else {
+            return;
+        };
+        if self.seen.contains(&id) {
+            return;
+        }
+        if !system::defines_openssl(&exe) {
+            if self.seen.len() < MAX_BINARIES_SEEN {
+                self.seen.insert(id);
+            }
+            return;
+        }
+        let shown = || {
+            let name = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
+            format!("{} (OpenSSL linked in, pid {pid})", name.display())
+        };
+        self.consider(object, TlsLibrary::OpenSsl, &exe, shown, links);
     }
 
     /// Probes the TLS libraries `pid` has mapped that are not probed yet.
@@ -912,6 +940,7 @@ impl TlsProber {
                 }
             }
         }
+        self.consider_program(object, pid, links);
         if self.rescans.len() < MAX_PENDING_RESCANS {
             self.rescans.push_back((now + RESCAN_AFTER, pid));
         } else {

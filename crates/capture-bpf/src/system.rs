@@ -221,6 +221,36 @@ pub fn parse_tls_maps(pid: u32, maps: &str) -> Vec<(TlsLibrary, std::path::PathB
     out
 }
 
+/// True when the ELF file at `path` defines OpenSSL's (or BoringSSL's) `SSL_write` and
+/// `SSL_read` itself: a program with the library linked in (Node.js's own builds export them
+/// for native addons; a static build that is not stripped has them in `.symtab`). A program
+/// that imports them from libssl does not count (undefined symbols).
+pub fn defines_openssl(path: &Path) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    let mut found = (false, false);
+    for sym in elf.dynamic_symbols().chain(elf.symbols()) {
+        if !sym.is_definition() {
+            continue;
+        }
+        match sym.name() {
+            Ok("SSL_write") => found.0 = true,
+            Ok("SSL_read") => found.1 = true,
+            _ => {}
+        }
+        if found == (true, true) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The running processes' ids, l7tap's own left out.
 pub fn running_pids() -> Vec<u32> {
     let me = std::process::id();
@@ -252,6 +282,22 @@ pub fn running_executables() -> Vec<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openssl_defined_or_only_imported() {
+        // libssl defines them; a program that links it dynamically only imports them; this
+        // test binary has neither.
+        if let Some(lib) = LIBSSL_CANDIDATES.iter().find(|c| Path::new(c).exists()) {
+            assert!(defines_openssl(Path::new(lib)), "{lib}");
+        }
+        for importer in ["/usr/bin/curl", "/usr/bin/openssl"] {
+            if Path::new(importer).exists() {
+                assert!(!defines_openssl(Path::new(importer)), "{importer}");
+            }
+        }
+        assert!(!defines_openssl(Path::new("/proc/self/exe")));
+        assert!(!defines_openssl(Path::new("/nonexistent")));
+    }
 
     #[test]
     fn tls_libraries_in_a_maps_file() {
