@@ -12,11 +12,11 @@ if [ "${1:-}" = --tests ]; then
     tests=1
     # The real servers and clients of the live-capture tests (nginx, curl, openssl, redis,
     # postgresql, mariadb, mosquitto, dnsmasq, dig, nghttp, python3 with grpcio, liburing for the
-    # io_uring test server, wget for GnuTLS, libssl-dev for a client with OpenSSL linked in);
-    # valgrind and Go for the C ABI consumers' tests.
+    # io_uring test server, wget for GnuTLS, libssl-dev for a client with OpenSSL linked in,
+    # nodejs); valgrind and Go for the C ABI consumers' tests.
     pkgs+=(nginx-light curl openssl redis-server redis-tools postgresql dnsmasq-base iproute2 bind9-dnsutils
            nghttp2-client mosquitto mosquitto-clients mariadb-server mariadb-client python3
-           python3-grpcio valgrind golang-go liburing-dev wget libssl-dev)
+           python3-grpcio valgrind golang-go liburing-dev wget libssl-dev nodejs)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

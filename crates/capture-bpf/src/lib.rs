@@ -334,15 +334,27 @@ impl std::fmt::Debug for BpfSource {
 }
 
 /// A TLS library's functions and the programs that probe them: (symbol, entry program, return
-/// program).
-type TlsProbes = [(&'static str, &'static str, &'static str)];
+/// program, required: without it the library is not probed at all; the others are probed
+/// where the file has them).
+type TlsProbes = [(&'static str, &'static str, &'static str, bool)];
 
-/// OpenSSL's.
+/// OpenSSL's (the `_ex` forms are OpenSSL 1.1.1+; BoringSSL, which programs link in, lacks
+/// them).
 const SSL_PROBES: &TlsProbes = &[
-    ("SSL_write", "ssl_write_enter", "ssl_write_exit"),
-    ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
-    ("SSL_read", "ssl_read_enter", "ssl_read_exit"),
-    ("SSL_read_ex", "ssl_read_ex_enter", "ssl_read_ex_exit"),
+    ("SSL_write", "ssl_write_enter", "ssl_write_exit", true),
+    (
+        "SSL_write_ex",
+        "ssl_write_ex_enter",
+        "ssl_write_ex_exit",
+        false,
+    ),
+    ("SSL_read", "ssl_read_enter", "ssl_read_exit", true),
+    (
+        "SSL_read_ex",
+        "ssl_read_ex_enter",
+        "ssl_read_ex_exit",
+        false,
+    ),
 ];
 
 /// GnuTLS's: `gnutls_record_send`/`recv(session, data, size)` return the bytes moved, as
@@ -352,11 +364,13 @@ const GNUTLS_PROBES: &TlsProbes = &[
         "gnutls_record_send",
         "gnutls_send_enter",
         "gnutls_send_exit",
+        true,
     ),
     (
         "gnutls_record_recv",
         "gnutls_recv_enter",
         "gnutls_recv_exit",
+        true,
     ),
 ];
 
@@ -777,33 +791,74 @@ fn probes_of(lib: TlsLibrary) -> &'static TlsProbes {
     }
 }
 
-/// Attaches `probes` to the library file at `path`: the functions probed.
+/// Attaches `probes` to the library file at `path`: the functions probed. All or nothing for
+/// the required functions (a failure detaches what was attached); an optional function the
+/// file lacks is left out.
+/// `offsets`: the functions' file offsets when the caller found them (else libbpf looks each
+/// name up in the file).
 fn attach_probes(
     object: &libbpf_rs::Object,
     path: &std::path::Path,
     probes: &TlsProbes,
+    offsets: Option<&[(&'static str, u64)]>,
     links: &mut Vec<libbpf_rs::Link>,
 ) -> Result<Vec<&'static str>, String> {
     let mut attached = Vec::new();
-    for &(sym, enter, exit) in probes {
+    let mut mine = Vec::new();
+    for &(sym, enter, exit, required) in probes {
+        let mut pair = Vec::new();
+        let mut failed = None;
+        let at = match offsets {
+            None => Some(0),
+            Some(o) => o
+                .iter()
+                .find(|(n, _)| *n == sym)
+                .and_then(|(_, off)| usize::try_from(*off).ok()),
+        };
+        let Some(at) = at else {
+            if required {
+                return Err(format!("{sym}: not in the file"));
+            }
+            continue;
+        };
         for (prog_name, retprobe) in [(enter, false), (exit, true)] {
-            let prog = object
-                .progs_mut()
-                .find(|p| p.name() == prog_name)
-                .ok_or_else(|| format!("program {prog_name} missing"))?;
+            let Some(prog) = object.progs_mut().find(|p| p.name() == prog_name) else {
+                return Err(format!("program {prog_name} missing"));
+            };
             let opts = UprobeOpts {
                 retprobe,
-                func_name: Some(sym.to_string()),
+                func_name: offsets.is_none().then(|| sym.to_string()),
                 ..Default::default()
             };
-            let link = prog
-                .attach_uprobe_with_opts(-1, path, 0, opts)
-                .map_err(|e| format!("{sym}: {e}"))?;
-            links.push(link);
+            match prog.attach_uprobe_with_opts(-1, path, at, opts) {
+                Ok(link) => pair.push(link),
+                Err(e) => {
+                    failed = Some(format!("{sym}: {e}"));
+                    break;
+                }
+            }
         }
-        attached.push(sym);
+        match failed {
+            None => {
+                mine.extend(pair);
+                attached.push(sym);
+            }
+            Some(e) if required => return Err(e),
+            Some(_) => {} // (dropping `pair` detaches a lone entry probe)
+        }
     }
+    links.extend(mine);
     Ok(attached)
+}
+
+/// The file a `/proc/PID/exe` or `/proc/PID/map_files/...` link points to, by its own path
+/// when that path reaches the same file from here (so that probing it does not depend on
+/// the process still running); else the link itself (another mount namespace).
+fn stable_path(link: &std::path::Path) -> PathBuf {
+    match std::fs::read_link(link) {
+        Ok(target) if target.is_absolute() && file_id(&target) == file_id(link) => target,
+        _ => link.to_path_buf(),
+    }
 }
 
 /// TLS library files probed at most besides the system's own (a container's libssl, a copy
@@ -871,7 +926,7 @@ impl TlsProber {
             if let Some(id) = file_id(&path) {
                 p.seen.insert(id);
             }
-            p.system[i] = match attach_probes(object, &path, probes_of(lib), links) {
+            p.system[i] = match attach_probes(object, &path, probes_of(lib), None, links) {
                 Ok(syms) => format!("attached to {} ({})", path.display(), syms.join(", ")),
                 Err(e) => format!("not attached to {}: {e}", path.display()),
             };
@@ -897,7 +952,8 @@ impl TlsProber {
         if self.seen.contains(&id) {
             return;
         }
-        if !system::defines_openssl(&exe) {
+        let functions = system::openssl_functions(&exe);
+        if functions.is_empty() {
             if self.seen.len() < MAX_BINARIES_SEEN {
                 self.seen.insert(id);
             }
@@ -907,7 +963,14 @@ impl TlsProber {
             let name = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
             format!("{} (OpenSSL linked in, pid {pid})", name.display())
         };
-        self.consider(object, TlsLibrary::OpenSsl, &exe, shown, links);
+        self.consider(
+            object,
+            TlsLibrary::OpenSsl,
+            &exe,
+            Some(&functions),
+            shown,
+            links,
+        );
     }
 
     /// Probes the TLS libraries `pid` has mapped that are not probed yet.
@@ -918,7 +981,14 @@ impl TlsProber {
         links: &mut Vec<libbpf_rs::Link>,
     ) {
         for (lib, file, shown) in system::mapped_tls_libraries(pid) {
-            self.consider(object, lib, &file, || format!("{shown} (pid {pid})"), links);
+            self.consider(
+                object,
+                lib,
+                &file,
+                None,
+                || format!("{shown} (pid {pid})"),
+                links,
+            );
         }
     }
 
@@ -936,7 +1006,7 @@ impl TlsProber {
                 for c in lib.candidates() {
                     let file = PathBuf::from(format!("/proc/{pid}/root{c}"));
                     let shown = || format!("{c} (root of pid {pid})");
-                    self.consider(object, lib, &file, shown, links);
+                    self.consider(object, lib, &file, None, shown, links);
                 }
             }
         }
@@ -964,6 +1034,7 @@ impl TlsProber {
         object: &libbpf_rs::Object,
         lib: TlsLibrary,
         file: &std::path::Path,
+        offsets: Option<&[(&'static str, u64)]>,
         shown: impl FnOnce() -> String,
         links: &mut Vec<libbpf_rs::Link>,
     ) {
@@ -979,7 +1050,7 @@ impl TlsProber {
         }
         self.seen.insert(id);
         let shown = shown();
-        match attach_probes(object, file, probes_of(lib), links) {
+        match attach_probes(object, &stable_path(file), probes_of(lib), offsets, links) {
             Ok(_) => self.probed.push((lib, shown)),
             Err(e) => self.refused.push(format!("{shown}: {e}")),
         }

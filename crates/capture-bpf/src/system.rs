@@ -221,34 +221,56 @@ pub fn parse_tls_maps(pid: u32, maps: &str) -> Vec<(TlsLibrary, std::path::PathB
     out
 }
 
-/// True when the ELF file at `path` defines OpenSSL's (or BoringSSL's) `SSL_write` and
-/// `SSL_read` itself: a program with the library linked in (Node.js's own builds export them
-/// for native addons; a static build that is not stripped has them in `.symtab`). A program
-/// that imports them from libssl does not count (undefined symbols).
-pub fn defines_openssl(path: &Path) -> bool {
-    use object::{Object, ObjectSymbol};
+/// OpenSSL's (or BoringSSL's) functions that the ELF file at `path` defines itself, with
+/// their file offsets (where a uprobe goes): a program with the library linked in (Node.js's
+/// own builds export them for native addons; a static build that is not stripped has them in
+/// `.symtab`). Empty unless it defines both `SSL_write` and `SSL_read`; a program that imports
+/// them from libssl defines neither. One pass over the symbol tables (libbpf, given names,
+/// would read them once per probe: over a second for Node.js's 180,000 symbols).
+pub fn openssl_functions(path: &Path) -> Vec<(&'static str, u64)> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    const NAMES: [&str; 4] = ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
     let Ok(file) = std::fs::File::open(path) else {
-        return false;
+        return Vec::new();
     };
     let cache = object::ReadCache::new(file);
     let Ok(elf) = object::File::parse(&cache) else {
-        return false;
+        return Vec::new();
     };
-    let mut found = (false, false);
+    let mut found: Vec<(&'static str, u64)> = Vec::new();
     for sym in elf.dynamic_symbols().chain(elf.symbols()) {
         if !sym.is_definition() {
             continue;
         }
-        match sym.name() {
-            Ok("SSL_write") => found.0 = true,
-            Ok("SSL_read") => found.1 = true,
-            _ => {}
+        let Some(name) = sym
+            .name()
+            .ok()
+            .and_then(|n| NAMES.iter().find(|m| **m == n))
+        else {
+            continue;
+        };
+        if found.iter().any(|(n, _)| n == name) {
+            continue;
         }
-        if found == (true, true) {
-            return true;
+        let offset = sym
+            .section_index()
+            .and_then(|i| elf.section_by_index(i).ok())
+            .and_then(|sec| {
+                let (file_off, _) = sec.file_range()?;
+                Some(file_off + sym.address().checked_sub(sec.address())?)
+            });
+        if let Some(offset) = offset {
+            found.push((name, offset));
+        }
+        if found.len() == NAMES.len() {
+            break;
         }
     }
-    false
+    let has = |n: &str| found.iter().any(|(m, _)| *m == n);
+    if !(has("SSL_write") && has("SSL_read")) {
+        found.clear();
+    }
+    found
 }
 
 /// The running processes' ids, l7tap's own left out.
@@ -285,18 +307,35 @@ mod tests {
 
     #[test]
     fn openssl_defined_or_only_imported() {
-        // libssl defines them; a program that links it dynamically only imports them; this
-        // test binary has neither.
+        // libssl defines them (its dynamic symbols, as `nm -D` lists them); a program that
+        // links it dynamically only imports them; this test binary has neither.
         if let Some(lib) = LIBSSL_CANDIDATES.iter().find(|c| Path::new(c).exists()) {
-            assert!(defines_openssl(Path::new(lib)), "{lib}");
+            let found = openssl_functions(Path::new(lib));
+            assert_eq!(found.len(), 4, "{lib}: {found:?}");
+            let nm = std::process::Command::new("nm")
+                .args(["-D", "--defined-only"])
+                .arg(lib)
+                .output();
+            if let Ok(nm) = nm {
+                let listed = String::from_utf8_lossy(&nm.stdout).into_owned();
+                for (name, offset) in &found {
+                    // A shared library's text is mapped at file offset = address.
+                    // (Versioned: `SSL_write@@OPENSSL_3.0.0`.)
+                    let line = format!("{offset:016x} T {name}@");
+                    assert!(listed.contains(&line), "{line}");
+                }
+            }
         }
         for importer in ["/usr/bin/curl", "/usr/bin/openssl"] {
             if Path::new(importer).exists() {
-                assert!(!defines_openssl(Path::new(importer)), "{importer}");
+                assert!(
+                    openssl_functions(Path::new(importer)).is_empty(),
+                    "{importer}"
+                );
             }
         }
-        assert!(!defines_openssl(Path::new("/proc/self/exe")));
-        assert!(!defines_openssl(Path::new("/nonexistent")));
+        assert!(openssl_functions(Path::new("/proc/self/exe")).is_empty());
+        assert!(openssl_functions(Path::new("/nonexistent")).is_empty());
     }
 
     #[test]
