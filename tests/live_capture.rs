@@ -1029,7 +1029,9 @@ fn https_from_a_program_with_openssl_linked_in_both_sides() {
         .spawn()
         .unwrap();
     let client_pid = client.id();
-    sleep(Duration::from_millis(300)); // its exec is handled within a poll
+    // Its exec is handled within a poll (20 ms) on an idle machine; CI runs these tests side by
+    // side on two cores, so the capture thread gets a slice of that much later.
+    sleep(Duration::from_secs(2));
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let out = client.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -1088,7 +1090,7 @@ fn https_from_node_both_sides() {
         .spawn()
         .unwrap();
     let client_pid = client.id();
-    sleep(Duration::from_millis(500)); // its exec is handled within a poll
+    sleep(Duration::from_secs(2)); // its exec is handled within a poll (see above)
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let out = client.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -1306,7 +1308,7 @@ fn https_from_a_mount_namespace_with_its_own_libssl_both_sides() {
         return;
     };
     let (b, mut b_go, b_pid) = client("libssl-b.so.3");
-    sleep(Duration::from_millis(300)); // B's second look (50 ms after its exec)
+    sleep(Duration::from_secs(2)); // B is looked at at its exec and 50 ms after (see above)
     let mut printed = Vec::new();
     for (child, go) in [(a, &mut a_go), (b, &mut b_go)] {
         go.write_all(b"go\n").unwrap();
