@@ -826,6 +826,35 @@ fn https_plaintext_through_openssl_uprobes() {
     http_both_sides("https", 18380, true);
 }
 
+/// One side's records of `paths` (in order) checked against nginx's access log and the client's
+/// own report ("status body_length" per request, `printed`): method, path, status, body
+/// length, paired. `log` and `printed` start at this side's first request.
+fn check_https_side(
+    side: &str,
+    mine: &[&L7Record],
+    paths: &[&str],
+    log: &[serde_json::Value],
+    printed: &[(i32, u64)],
+    context: &str,
+) {
+    assert_eq!(mine.len(), paths.len(), "{side}: {context}");
+    for (i, r) in mine.iter().enumerate() {
+        let at = format!("{side} {}", paths[i]);
+        assert_eq!(r.protocol, Protocol::Http1, "{at}");
+        assert_eq!(s(&r.request_type), log[i]["method"], "{at}");
+        assert_eq!(s(&r.request_resource), paths[i], "{at}");
+        assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
+        assert_eq!(r.response_code, Some(printed[i].0), "{at}");
+        assert_eq!(
+            r.response_code.map(i64::from),
+            log[i]["status"].as_i64(),
+            "{at}"
+        );
+        assert_eq!(r.resp_len, Some(printed[i].1), "{at}");
+        assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
+    }
+}
+
 /// HTTPS from wget, which uses GnuTLS, not OpenSSL (Debian's wget, like apt and many other
 /// programs): its side is seen in plaintext through the GnuTLS probes
 /// (`gnutls_record_send`/`recv`), nginx's through the OpenSSL ones. Three GETs on one
@@ -1043,24 +1072,10 @@ fn https_from_a_program_with_openssl_linked_in_both_sides() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(printed.len(), paths.len());
     assert_eq!(log.len(), paths.len());
+    let context = format!("{records:#?}\n{stats:?}");
     for (side, pids) in [("client", vec![client_pid]), ("nginx", workers)] {
         let mine = of_pids(&records, &pids);
-        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
-        for (i, r) in mine.iter().enumerate() {
-            let at = format!("{side} {}", paths[i]);
-            assert_eq!(r.protocol, Protocol::Http1, "{at}");
-            assert_eq!(s(&r.request_type), log[i]["method"], "{at}");
-            assert_eq!(s(&r.request_resource), paths[i], "{at}");
-            assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
-            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
-            assert_eq!(
-                r.response_code.map(i64::from),
-                log[i]["status"].as_i64(),
-                "{at}"
-            );
-            assert_eq!(r.resp_len, Some(printed[i].1), "{at}");
-            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
-        }
+        check_https_side(side, &mine, &paths, &log, &printed, &context);
     }
     assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
 }
@@ -1102,23 +1117,10 @@ fn https_from_node_both_sides() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(printed.len(), paths.len());
     assert_eq!(log.len(), paths.len());
+    let context = format!("{records:#?}\n{stats:?}");
     for (side, pids) in [("node", vec![client_pid]), ("nginx", workers)] {
         let mine = of_pids(&records, &pids);
-        assert_eq!(mine.len(), paths.len(), "{side}: {records:#?}\n{stats:?}");
-        for (i, r) in mine.iter().enumerate() {
-            let at = format!("{side} {}", paths[i]);
-            assert_eq!(r.protocol, Protocol::Http1, "{at}");
-            assert_eq!(s(&r.request_resource), paths[i], "{at}");
-            assert_eq!(s(&r.request_resource), log[i]["uri"], "{at}");
-            assert_eq!(r.response_code, Some(printed[i].0), "{at}");
-            assert_eq!(
-                r.response_code.map(i64::from),
-                log[i]["status"].as_i64(),
-                "{at}"
-            );
-            assert_eq!(r.resp_len, Some(printed[i].1), "{at}");
-            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
-        }
+        check_https_side(side, &mine, &paths, &log, &printed, &context);
     }
 }
 
@@ -1322,29 +1324,20 @@ fn https_from_a_mount_namespace_with_its_own_libssl_both_sides() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(printed.len(), 2 * paths.len());
     assert_eq!(log.len(), 2 * paths.len());
+    let context = format!("{records:#?}\n{stats:?}");
     for (k, pid) in [a_pid, b_pid].into_iter().enumerate() {
         let mine = of_pids(&records, &[pid]);
-        assert_eq!(
-            mine.len(),
-            paths.len(),
-            "client {k}: {records:#?}\n{stats:?}"
+        assert!(mine.iter().all(|r| comm(r) == "python3"), "{mine:?}");
+        let from = k * paths.len();
+        let side = format!("client {k}");
+        check_https_side(
+            &side,
+            &mine,
+            &paths,
+            &log[from..],
+            &printed[from..],
+            &context,
         );
-        for (i, r) in mine.iter().enumerate() {
-            let n = k * paths.len() + i;
-            let at = format!("client {k} {}", paths[i]);
-            assert_eq!(comm(r), "python3", "{at}");
-            assert_eq!(r.protocol, Protocol::Http1, "{at}");
-            assert_eq!(s(&r.request_type), log[n]["method"], "{at}");
-            assert_eq!(s(&r.request_resource), paths[i], "{at}");
-            assert_eq!(s(&r.request_resource), log[n]["uri"], "{at}");
-            assert_eq!(r.response_code, Some(printed[n].0), "{at}");
-            assert_eq!(
-                r.response_code.map(i64::from),
-                log[n]["status"].as_i64(),
-                "{at}"
-            );
-            assert!(!r.unpaired && r.rrt_ns > 0, "{at}: {r:?}");
-        }
     }
     assert!(stats.get("bpf_tls_libraries_extra") >= 2, "{stats:?}");
 }
