@@ -37,7 +37,7 @@ impl L4 {
 ///
 /// Sources orient the key as well as they can (TCP SYN, then port heuristics); inference may
 /// later discover that the roles are the other way round, and the flow table then swaps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Transport protocol.
     pub l4: L4,
@@ -105,6 +105,22 @@ impl FlowKey {
         x ^ (x >> 31)
     }
 }
+
+impl PartialEq for FlowKey {
+    /// Field by field; the path by length first, so that the usual empty path (TCP, UDP) and
+    /// an interned one compared with itself cost no `memcmp` call (a key is compared on every
+    /// flow-table lookup).
+    fn eq(&self, o: &Self) -> bool {
+        self.socket_id == o.socket_id
+            && self.l4 == o.l4
+            && self.client == o.client
+            && self.server == o.server
+            && self.path.len() == o.path.len()
+            && (self.path.is_empty() || std::ptr::eq(self.path, o.path) || self.path == o.path)
+    }
+}
+
+impl Eq for FlowKey {}
 
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
