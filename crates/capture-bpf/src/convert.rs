@@ -333,15 +333,20 @@ impl Converter {
         }
     }
 
-    fn insert(&mut self, ev: &RawEvent<'_>, id: u64, out: &mut Vec<Segment>) -> ConnKey {
+    /// Room for one more connection: at `max_conns`, one is closed (counted).
+    fn make_room(&mut self, ts: u64, out: &mut Vec<Segment>) {
         if self.conns.len() >= self.max_conns {
             if let Some(k) = self.conns.keys().next().copied() {
                 if let Some(c) = self.conns.remove(&k) {
                     self.stats.evicted += 1;
-                    out.extend(c.close(self.epoch(ev.ts_mono_ns)));
+                    out.extend(c.close(ts));
                 }
             }
         }
+    }
+
+    fn insert(&mut self, ev: &RawEvent<'_>, id: u64, out: &mut Vec<Segment>) -> ConnKey {
+        self.make_room(self.epoch(ev.ts_mono_ns), out);
         let flow = if ev.family == AF_UNIX {
             // The server's socket is the one with a name (a listener's accepted sockets share
             // its name); a client's own name, if any, is usually the kernel's autobind one.
@@ -633,6 +638,7 @@ impl Converter {
                 ciphertext: false,
                 own_offsets: true,
             };
+            self.make_room(u.ts, out);
             self.conns.insert(key, conn);
         }
         let Some(c) = self.conns.get_mut(&key) else {
@@ -647,23 +653,29 @@ impl Converter {
         let dir_ix = usize::from(!u.egress);
         let offset = c.next[dir_ix];
         c.next[dir_ix] = offset.saturating_add(u.total);
-        let tail = u.total - u.payload.len() as u64;
+        let Unbound {
+            ts,
+            total,
+            payload,
+            process,
+            ..
+        } = u;
+        let tail = total - payload.len() as u64;
         let seg = |payload: Bytes, offset: u64, gap_before: u64| Segment {
             flow: c.flow,
             direction,
-            ts_ns: u.ts,
+            ts_ns: ts,
             payload,
             offset,
             gap_before,
             end_of_flow: false,
-            process: Some(u.process.clone()),
+            process: Some(process.clone()),
         };
-        let len = u.payload.len() as u64;
-        if len > 0 {
-            out.push(seg(u.payload.clone(), offset, 0));
+        if !payload.is_empty() {
+            out.push(seg(payload, offset, 0));
         }
         if tail > 0 {
-            out.push(seg(Bytes::new(), offset + u.total, tail));
+            out.push(seg(Bytes::new(), offset + total, tail));
         }
     }
 }
@@ -894,17 +906,19 @@ mod tests {
     const SERVER_HELLO: &[u8] = &[0x16, 3, 3, 0, 60, 2, 0, 0, 56, 3, 3];
     const RECORD: &[u8] = &[0x17, 3, 3, 0, 30, 9, 9, 9];
 
+    /// The handshake on `sock` by thread `tid` (ClientHello out, ServerHello in): a ciphertext
+    /// stream.
+    fn handshake(c: &mut Converter, tid: u32, sock: u64, out: &mut Vec<Segment>) {
+        feed(c, &tls_event(tid, sock, 0, 10, 0, 0, HELLO), out);
+        feed(c, &tls_event(tid, sock, 0, 20, 0, 1, SERVER_HELLO), out);
+    }
+
     #[test]
     fn memory_bio_plaintext_follows_its_threads_ciphertext() {
         let mut c = Converter::new(64, 0);
         let mut out = Vec::new();
         // The handshake on socket 0x100 (thread 5): a ciphertext stream.
-        feed(&mut c, &tls_event(5, 0x100, 0, 10, 0, 0, HELLO), &mut out);
-        feed(
-            &mut c,
-            &tls_event(5, 0x100, 0, 20, 0, 1, SERVER_HELLO),
-            &mut out,
-        );
+        handshake(&mut c, 5, 0x100, &mut out);
         assert!(out.is_empty());
         // SSL_write into the BIO: waits for the thread's next send.
         feed(
@@ -948,12 +962,7 @@ mod tests {
     fn a_tls_stream_placed_from_unbound_plaintext_keeps_its_own_offsets() {
         let mut c = Converter::new(64, 0);
         let mut out = Vec::new();
-        feed(&mut c, &tls_event(5, 0x100, 0, 10, 0, 0, HELLO), &mut out);
-        feed(
-            &mut c,
-            &tls_event(5, 0x100, 0, 20, 0, 1, SERVER_HELLO),
-            &mut out,
-        );
+        handshake(&mut c, 5, 0x100, &mut out);
         // A first read served from what OpenSSL read ahead: no syscall, so unbound ...
         feed(
             &mut c,
@@ -976,7 +985,7 @@ mod tests {
         let mut c = Converter::new(64, 0);
         let mut out = Vec::new();
         for sock in [0x100, 0x200] {
-            feed(&mut c, &tls_event(5, sock, 0, 10, 0, 0, HELLO), &mut out);
+            handshake(&mut c, 5, sock, &mut out);
         }
         feed(&mut c, &tls_event(5, 0, 0xA0, 30, 0, 0, b"to A"), &mut out);
         feed(&mut c, &tls_event(5, 0, 0xB0, 31, 0, 0, b"to B"), &mut out);
@@ -992,6 +1001,22 @@ mod tests {
             (&out[1].payload[..], out[1].flow.socket_id),
             (&b"to B"[..], tls_id(0x200))
         );
+    }
+
+    #[test]
+    fn memory_bio_plaintext_streams_count_against_the_connection_limit() {
+        let mut c = Converter::new(2, 0);
+        let mut out = Vec::new();
+        handshake(&mut c, 5, 0x100, &mut out);
+        handshake(&mut c, 6, 0x200, &mut out);
+        feed(&mut c, &tls_event(5, 0, 0xA0, 30, 0, 0, b"GET"), &mut out);
+        feed(&mut c, &tls_event(5, 0x100, 0, 40, 11, 0, RECORD), &mut out);
+        assert_eq!(
+            c.connections(),
+            2,
+            "a plaintext stream made room for itself"
+        );
+        assert_eq!(c.stats().evicted, 1);
     }
 
     #[test]

@@ -523,6 +523,46 @@ static __always_inline __u32 copy_iov(__u64 iov_ptr, __u64 cnt, __u32 want)
 	return w.copied;
 }
 
+/* Copies the payload (kind, ptr, count: up to the snaplen) after the header in `s`, flags and
+ * counts what could not be copied, and submits the event. */
+static __always_inline void payload_submit(struct l7tap_config *cfg, struct scratch *s, __u8 kind,
+					   __u64 ptr, __u64 count, __u64 total, __u32 snaplen,
+					   int tls)
+{
+	struct l7tap_event *e = &s->hdr;
+	__u32 want = total < snaplen ? total : snaplen;
+	if (kind == K_NONE)
+		want = 0;
+	if (want > SNAP_MAX)
+		want = SNAP_MAX;
+	__u32 got = 0;
+	if (kind == K_BUF) {
+		/* want <= SNAP_MAX; the mask is the bound the verifier can see */
+		__u32 n = want;
+		opaque(n);
+		n &= 2 * SNAP_MAX - 1;
+		if (n && bpf_probe_read_user(s->data, n, (void *)ptr) == 0)
+			got = n;
+	} else if (kind == K_IOV) {
+		got = copy_iov(ptr, count, want);
+	} else if (kind == K_NONE) {
+		e->flags |= F_NOT_COPIED;
+	}
+	if (got < want) {
+		e->flags |= F_READ_FAULT;
+		stat_add(ST_READ_FAULT, 1);
+	}
+	e->cap_len = got;
+	if (got < total && kind != K_NONE) {
+		e->flags |= F_TRUNCATED;
+		stat_add(ST_TRUNCATED, 1);
+		stat_add(ST_TRUNCATED_BYTES, total - got);
+	}
+	if (tls)
+		stat_add(ST_TLS_EVENTS, 1);
+	submit(cfg, s);
+}
+
 /* Fills and submits one data event of `total` bytes whose payload is described by
  * (kind, ptr, count). */
 static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *s, __u64 sk,
@@ -562,38 +602,7 @@ static __always_inline void emit_data(struct l7tap_config *cfg, struct scratch *
 	}
 	if (tls)
 		e->flags |= F_TLS;
-
-	__u32 want = total < snaplen ? total : snaplen;
-	if (kind == K_NONE)
-		want = 0;
-	if (want > SNAP_MAX)
-		want = SNAP_MAX;
-	__u32 got = 0;
-	if (kind == K_BUF) {
-		/* want <= SNAP_MAX; the mask is the bound the verifier can see */
-		__u32 n = want;
-		opaque(n);
-		n &= 2 * SNAP_MAX - 1;
-		if (n && bpf_probe_read_user(s->data, n, (void *)ptr) == 0)
-			got = n;
-	} else if (kind == K_IOV) {
-		got = copy_iov(ptr, count, want);
-	} else if (kind == K_NONE) {
-		e->flags |= F_NOT_COPIED;
-	}
-	if (got < want) {
-		e->flags |= F_READ_FAULT;
-		stat_add(ST_READ_FAULT, 1);
-	}
-	e->cap_len = got;
-	if (got < total && kind != K_NONE) {
-		e->flags |= F_TRUNCATED;
-		stat_add(ST_TRUNCATED, 1);
-		stat_add(ST_TRUNCATED_BYTES, total - got);
-	}
-	if (tls)
-		stat_add(ST_TLS_EVENTS, 1);
-	submit(cfg, s);
+	payload_submit(cfg, s, kind, ptr, count, total, snaplen, tls);
 }
 
 /* ---- data syscalls ---------------------------------------------------------------- */
@@ -1292,28 +1301,7 @@ static __always_inline void emit_unbound(struct l7tap_config *cfg, struct scratc
 	e->sotype = SOCK_STREAM;
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-	__u32 snap = cfg->snaplen ? cfg->snaplen : 1;
-	__u64 want = n < snap ? n : snap;
-	if (want > SNAP_MAX)
-		want = SNAP_MAX;
-	__u32 got = 0;
-	__u32 w = want;
-	opaque(w);
-	w &= 2 * SNAP_MAX - 1;
-	if (w && bpf_probe_read_user(s->data, w, (void *)c->buf) == 0)
-		got = w;
-	if (got < want) {
-		e->flags |= F_READ_FAULT;
-		stat_add(ST_READ_FAULT, 1);
-	}
-	e->cap_len = got;
-	if (got < n) {
-		e->flags |= F_TRUNCATED;
-		stat_add(ST_TRUNCATED, 1);
-		stat_add(ST_TRUNCATED_BYTES, n - got);
-	}
-	stat_add(ST_TLS_EVENTS, 1);
-	submit(cfg, s);
+	payload_submit(cfg, s, K_BUF, c->buf, 0, n, cfg->snaplen ? cfg->snaplen : 1, 1);
 }
 
 /* ex: the _ex variants return 1/0 and write the byte count through out_len. */
