@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# What a program start costs with the capture running (issue 5): since the TLS library probes
-# look at every new program (its root's usual libssl/libgnutls paths at its exec, its mapped
-# libraries 50 ms later) and Go TLS probing at its binary, each exec is an event l7tap handles
-# in user space. A shell starts N short programs (/bin/true) with capture off, with the TLS
-# probes off (`--no-tls`: no exec events at all) and with the defaults; the port filter lets
-# nothing else through. Prints the loop's time per program and l7tap's CPU time per program
+# What a program start costs with the capture running (issue 5): the TLS and Go TLS probers
+# look at each program file and TLS library file once (the kernel program reports only the
+# first exec or mapping of a file l7tap has not looked at), and every process exit is an event
+# user space reads (to end the process's connections). A shell starts N short programs
+# (/bin/true) with capture off, with the TLS probes off (`--no-tls`: no exec events at all)
+# and with the defaults; the port filter lets nothing else through. Prints the loop's time per program and l7tap's CPU time per program
 # (utime+stime from /proc/PID/stat over the loop). The runs alternate. Needs root. Not run by CI.
 #     bash scripts/bench-exec.sh [programs per run, default 3000] [rounds, default 3]
 set -euo pipefail

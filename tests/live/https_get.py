@@ -6,15 +6,21 @@ self-signed). Prints "status body_length" per request.
     https_get.py PORT PATH...
 
 With WAIT_FOR_GO=1 in the environment it waits for a line on stdin first (libssl is loaded
-by then: a capture started meanwhile finds it in the process's maps).
+by then: a capture started meanwhile finds it in the process's maps). With LATE_SSL=1 it
+waits for a line before it even loads libssl (the ssl module is imported only then), and
+for another before its requests.
 """
-import http.client
 import os
-import ssl
 import sys
 
 port, paths = int(sys.argv[1]), sys.argv[2:]
-if os.environ.get("WAIT_FOR_GO") == "1":
+late = os.environ.get("LATE_SSL") == "1"
+if late:
+    sys.stdin.readline()
+import http.client  # noqa: E402 (imports ssl, which loads libssl)
+import ssl  # noqa: E402
+
+if late or os.environ.get("WAIT_FOR_GO") == "1":
     sys.stdin.readline()
 conn = http.client.HTTPSConnection(
     "127.0.0.1", port, context=ssl._create_unverified_context(), timeout=10

@@ -2,7 +2,7 @@
 //!
 //! Pure user-space logic, tested without root.
 
-use crate::event::{flags, Kind, RawEvent, Role, AF_UNIX};
+use crate::event::{flags, FileKey, Kind, RawEvent, Role, AF_UNIX};
 use bytes::{Buf, Bytes};
 use l7tap_core::{Direction, FlowKey, ProcessInfo, Segment, L4};
 use std::collections::{HashMap, HashSet};
@@ -29,8 +29,14 @@ pub struct ConvertStats {
     /// handshake before OpenSSL's first read or write, or a TLS library l7tap does not probe):
     /// not parsed, counted here.
     pub tls_ciphertext_bytes: u64,
-    /// Exec events not handed on because [`MAX_PENDING_EXECS`] were waiting already.
+    /// Exec and library-mapping events not handed on because [`MAX_PENDING_EXECS`] were
+    /// waiting already.
     pub execs_dropped: u64,
+    /// Exec events: programs started that l7tap had not looked at (their first start, and
+    /// starts of programs that ended before l7tap could look).
+    pub exec_events: u64,
+    /// Events of TLS library files mapped that l7tap had not looked at.
+    pub mapped_events: u64,
     /// TLS plaintext events without their socket (memory BIOs) tied to the connection their
     /// thread moved the ciphertext on.
     pub tls_unbound_bound: u64,
@@ -44,13 +50,26 @@ pub struct ConvertStats {
     pub unix_paths_not_kept: u64,
 }
 
+/// A file the kernel saw a process start or map that l7tap has not looked at yet: the probers
+/// look at it, then tell the kernel it is known ([`crate::BpfControl`]'s `known_files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The process.
+    pub pid: u32,
+    /// The file, as the kernel names it.
+    pub key: FileKey,
+    /// A program started (with the filename given to execve, possibly empty); `None`: a TLS
+    /// library mapped.
+    pub program: Option<Box<str>>,
+}
+
 /// TLS plaintext writes without their socket waiting for their thread's next ciphertext send,
 /// at most (all threads together).
 pub const MAX_UNBOUND_PENDING: usize = 4096;
 /// How long such a write waits at most (ns of event time).
 pub const UNBOUND_WAIT_NS: u64 = 1_000_000_000;
 
-/// Exec events held for [`Converter::take_execs`] at most.
+/// Exec and library-mapping events held for [`Converter::take_sightings`] at most.
 pub const MAX_PENDING_EXECS: usize = 4096;
 
 /// True when `b`, the first bytes of a stream, are a TLS handshake record carrying a
@@ -98,8 +117,9 @@ pub struct Converter {
     /// Added to CLOCK_MONOTONIC stamps to get Unix-epoch nanoseconds.
     epoch_offset_ns: i128,
     stats: ConvertStats,
-    /// Processes that exec'd a program since the last [`Converter::take_execs`].
-    execs: Vec<u32>,
+    /// Programs started and TLS libraries mapped since the last
+    /// [`Converter::take_sightings`].
+    sightings: Vec<Sighting>,
     /// Unix sockets' names by socket id, from [`Kind::UnixNames`] events, until the socket
     /// closes (at most `max_conns`).
     unix: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
@@ -185,7 +205,7 @@ impl Converter {
             max_conns: max_conns.max(1),
             epoch_offset_ns,
             stats: ConvertStats::default(),
-            execs: Vec::new(),
+            sightings: Vec::new(),
             unix: HashMap::default(),
             ssl_conns: HashMap::default(),
             rx_cipher: HashMap::default(),
@@ -194,10 +214,10 @@ impl Converter {
         }
     }
 
-    /// The processes that exec'd a program since the last call (at most
-    /// [`MAX_PENDING_EXECS`]; more are counted in `execs_dropped`).
-    pub fn take_execs(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.execs)
+    /// The programs started and TLS libraries mapped, not looked at yet, since the last call
+    /// (at most [`MAX_PENDING_EXECS`]; more are counted in `execs_dropped`).
+    pub fn take_sightings(&mut self) -> Vec<Sighting> {
+        std::mem::take(&mut self.sightings)
     }
 
     /// Counters so far.
@@ -292,9 +312,19 @@ impl Converter {
                     },
                 );
             }
-            Kind::Exec => {
-                if self.execs.len() < MAX_PENDING_EXECS {
-                    self.execs.push(ev.pid);
+            Kind::Exec | Kind::Mapped => {
+                let (program, counter) = if ev.kind == Kind::Exec {
+                    (true, &mut self.stats.exec_events)
+                } else {
+                    (false, &mut self.stats.mapped_events)
+                };
+                *counter += 1;
+                if self.sightings.len() < MAX_PENDING_EXECS {
+                    self.sightings.push(Sighting {
+                        pid: ev.pid,
+                        key: ev.file_key(),
+                        program: program.then(|| ev.exec_path().unwrap_or("").into()),
+                    });
                 } else {
                     self.stats.execs_dropped += 1;
                 }
@@ -759,6 +789,77 @@ mod tests {
             ..Default::default()
         }
         .bytes(payload)
+    }
+
+    /// Exec and mapping events become sightings with the kernel's file key (device in
+    /// `offset`, inode in `sock_id`) and, for an exec, the filename given to execve (the
+    /// kernel's copy ends in a NUL); both kinds are counted, and past MAX_PENDING_EXECS
+    /// waiting, dropped and counted.
+    #[test]
+    fn exec_and_mapping_events_become_sightings() {
+        let mut c = Converter::new(16, 0);
+        let mut out = Vec::new();
+        let ev = |kind: u8, pid: u32, payload: &[u8]| {
+            EventBuilder {
+                ts_mono_ns: 5,
+                sock_id: 1234,
+                offset: (8 << 20) | 1,
+                pid,
+                kind,
+                family: 0,
+                comm: "sh",
+                ..Default::default()
+            }
+            .bytes(payload)
+        };
+        feed(&mut c, &ev(5, 10, b"/usr/bin/true\0"), &mut out);
+        feed(&mut c, &ev(7, 11, b""), &mut out);
+        let key = FileKey {
+            dev: (8 << 20) | 1,
+            ino: 1234,
+        };
+        assert_eq!(
+            c.take_sightings(),
+            vec![
+                Sighting {
+                    pid: 10,
+                    key,
+                    program: Some("/usr/bin/true".into()),
+                },
+                Sighting {
+                    pid: 11,
+                    key,
+                    program: None,
+                },
+            ]
+        );
+        assert!(out.is_empty());
+        assert!(c.take_sightings().is_empty());
+        for _ in 0..MAX_PENDING_EXECS + 3 {
+            feed(&mut c, &ev(5, 12, b""), &mut out);
+        }
+        let s = c.take_sightings();
+        assert_eq!(s.len(), MAX_PENDING_EXECS);
+        assert_eq!(s[0].program.as_deref(), Some(""));
+        let st = c.stats();
+        assert_eq!(
+            (st.exec_events, st.mapped_events, st.execs_dropped),
+            (MAX_PENDING_EXECS as u64 + 4, 1, 3)
+        );
+    }
+
+    /// The kernel's dev_t (major << 20 | minor) from stat's st_dev, whose encoding glibc
+    /// defines in <sys/sysmacros.h> (`gnu_dev_makedev`): minor bits 0-7 and 20-31, major bits
+    /// 8-19 and 32-63. The st_dev values are Python's `os.makedev` results.
+    #[test]
+    fn file_keys_use_the_kernels_device_numbers() {
+        // makedev(8, 1) = 0x801: /dev/sda1.
+        assert_eq!(FileKey::of_stat(0x801, 7).dev, (8 << 20) | 1);
+        // makedev(0, 300) = 0x10002c: an anonymous device (overlayfs, tmpfs) past minor 255.
+        assert_eq!(FileKey::of_stat(0x10_002c, 7).dev, 300);
+        // makedev(259, 3) = 0x10303: an NVMe partition (major past 255).
+        assert_eq!(FileKey::of_stat(0x10303, 7).dev, (259 << 20) | 3);
+        assert_eq!(FileKey::of_stat(0x10303, 7).ino, 7);
     }
 
     /// A names event's payload: each name in its 128-byte slot.

@@ -16,13 +16,55 @@ pub enum Kind {
     Close,
     /// A process exited.
     Exit,
-    /// A process exec'd a program.
+    /// A process exec'd a program user space has not looked at: `sock_id` is the file's
+    /// inode, `offset` its device (the kernel's `dev_t`), the payload the filename given to
+    /// execve (see [`RawEvent::file_key`], [`RawEvent::exec_path`]).
     Exec,
     /// The names of a Unix-domain socket first seen (sent before its first open or data
     /// event): the payload is the socket's own name and its peer's, each in
     /// [`UNIX_NAME_SLOT`] bytes, their lengths in `lport` and `rport` (see
     /// [`RawEvent::unix_names`]).
     UnixNames,
+    /// A process mapped the code of a TLS library file user space has not looked at
+    /// (`libssl.so*`, `libgnutls.so*`): `sock_id` and `offset` as for [`Kind::Exec`].
+    Mapped,
+}
+
+/// A file as the kernel names it: (device as the kernel's `dev_t`, inode). The key of the
+/// kernel's `known_files` map (`struct file_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// `s_dev`: major << 20 | minor.
+    pub dev: u64,
+    /// `i_ino`.
+    pub ino: u64,
+}
+
+impl FileKey {
+    /// The key of a file user space has `stat`ed (glibc's `st_dev` encoding turned into the
+    /// kernel's).
+    pub fn of_metadata(m: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey::of_stat(m.dev(), m.ino())
+    }
+
+    /// The key of a file by `stat`'s `st_dev` and `st_ino`.
+    pub fn of_stat(st_dev: u64, ino: u64) -> FileKey {
+        let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+        let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+        FileKey {
+            dev: (major << 20) | (minor & 0xf_ffff),
+            ino,
+        }
+    }
+
+    /// The key's bytes, as the kernel map holds them.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.dev.to_ne_bytes());
+        b[8..].copy_from_slice(&self.ino.to_ne_bytes());
+        b
+    }
 }
 
 /// `sun_path`'s size: the longest name in a [`Kind::UnixNames`] event.
@@ -64,7 +106,7 @@ pub enum Role {
 pub const DIR_EGRESS: u8 = 0;
 
 /// Names of the kernel's per-CPU counters, in `enum l7tap_stat` order.
-pub const STAT_NAMES: [&str; 18] = [
+pub const STAT_NAMES: [&str; 20] = [
     "bpf_events",
     "bpf_payload_bytes",
     "bpf_ring_full_events",
@@ -83,6 +125,8 @@ pub const STAT_NAMES: [&str; 18] = [
     "bpf_peeked_receives",
     "bpf_io_uring_events",
     "bpf_io_uring_not_copied",
+    "bpf_execs_of_known_programs",
+    "bpf_mappings_of_known_libraries",
 ];
 
 /// One decoded event; `payload` borrows the record's bytes (as read from its ring).
@@ -183,6 +227,7 @@ impl<'a> RawEvent<'a> {
             4 => Kind::Exit,
             5 => Kind::Exec,
             6 => Kind::UnixNames,
+            7 => Kind::Mapped,
             _ => return Err(DecodeError::Unknown),
         };
         let family = u16_at(b, 48);
@@ -228,6 +273,27 @@ impl<'a> RawEvent<'a> {
         )
     }
 
+    /// The file of a [`Kind::Exec`] or [`Kind::Mapped`] event.
+    pub fn file_key(&self) -> FileKey {
+        FileKey {
+            dev: self.offset,
+            ino: self.sock_id,
+        }
+    }
+
+    /// The filename an exec'd program was started by (as given to execve: relative to the
+    /// process's directory and root); `None` when not valid UTF-8 or empty.
+    pub fn exec_path(&self) -> Option<&'a str> {
+        let end = self
+            .payload
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.payload.len());
+        std::str::from_utf8(&self.payload[..end])
+            .ok()
+            .filter(|p| !p.is_empty())
+    }
+
     /// True when `flag` (one of [`flags`]) is set.
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
@@ -247,7 +313,7 @@ pub struct EventBuilder {
     pub pid: u32,
     /// See [`RawEvent::total_len`]; 0 means the payload length.
     pub total_len: u32,
-    /// 1 data, 2 open, 3 close, 4 exit, 5 exec, 6 Unix socket names.
+    /// 1 data, 2 open, 3 close, 4 exit, 5 exec, 6 Unix socket names, 7 TLS library mapped.
     pub kind: u8,
     /// 0 egress, 1 ingress.
     pub dir: u8,

@@ -32,7 +32,8 @@ pub mod gotls;
 pub mod reorder;
 mod system;
 
-use convert::Converter;
+use convert::{Converter, Sighting};
+use event::FileKey;
 use l7tap_core::{Segment, Source, SourceError, StatsSnapshot};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, UprobeOpts};
 use parking_lot::Mutex;
@@ -175,6 +176,7 @@ struct ControlMaps {
     ports: MapHandle,
     pids: MapHandle,
     stats: MapHandle,
+    known_files: MapHandle,
 }
 
 /// A handle to change filters and stop a running [`BpfSource`] from another thread.
@@ -275,6 +277,16 @@ impl BpfControl {
             .update(&pid.to_le_bytes(), &2u32.to_le_bytes(), MapFlags::ANY)
             .map_err(libbpf("updating the pid filter"))?;
         self.write_settings(|s| s[5] = 1)
+    }
+
+    /// Tells the kernel program that l7tap has looked at `key`'s file: its execs and mappings
+    /// are not reported any more (until the LRU map pushes it out). A failed update only
+    /// means the file is reported again.
+    fn mark_known(&self, key: FileKey) {
+        let _ = self
+            .maps
+            .known_files
+            .update(&key.to_bytes(), &[1u8], MapFlags::ANY);
     }
 
     /// The kernel's counters, summed over CPUs, by name (see [`event::STAT_NAMES`]).
@@ -429,6 +441,7 @@ impl BpfSource {
                 ports: handle("ports")?,
                 pids: handle("pids")?,
                 stats: handle("stats")?,
+                known_files: handle("known_files")?,
             }),
             stop: Arc::new(AtomicBool::new(false)),
             settings: Arc::new(Mutex::new([0; 9])),
@@ -509,7 +522,8 @@ impl BpfSource {
             let section = prog.section().to_string_lossy().into_owned();
             let tracepoint = section
                 .strip_prefix("tracepoint/")
-                .filter(|tp| config.go_tls || config.tls || *tp != "sched/sched_process_exec");
+                .filter(|tp| config.go_tls || config.tls || *tp != "sched/sched_process_exec")
+                .filter(|tp| config.tls || *tp != "syscalls/sys_exit_mmap");
             let btf_tracepoint = section.strip_prefix("tp_btf/");
             if let Some(tp) = tracepoint.or(btf_tracepoint.filter(|_| prog.autoload())) {
                 let link = prog.attach().map_err(|e| {
@@ -535,6 +549,11 @@ impl BpfSource {
                 prober.consider(&object, &path, false, &mut links);
             }
             go_tls = Some(prober);
+        }
+        // What the probers looked at already: the kernel does not report it again.
+        let go_seen = go_tls.iter().flat_map(|g: &GoProber| g.seen.iter());
+        for &(dev, ino) in tls.iter().flat_map(|t| t.seen.iter()).chain(go_seen) {
+            control.mark_known(FileKey::of_stat(dev, ino));
         }
         let converter = Converter::new(config.max_connections, system::monotonic_to_epoch_offset());
         Ok(BpfSource {
@@ -864,35 +883,25 @@ fn stable_path(link: &std::path::Path) -> PathBuf {
 /// TLS library files probed at most besides the system's own (a container's libssl, a copy
 /// loaded through `LD_LIBRARY_PATH`, ...); each costs two uprobes per function.
 pub const MAX_TLS_LIBRARIES: usize = 64;
-/// Processes waiting for a second look at their libraries after their exec, at most.
-const MAX_PENDING_RESCANS: usize = 4096;
-/// When a new program's mapped libraries are looked at (after its exec, the dynamic loader
-/// maps them within milliseconds; a library looked for in the program's root at the exec
-/// itself is probed at once).
-const RESCAN_AFTER: Duration = Duration::from_millis(50);
 
 /// The TLS libraries probed: the system's (the first of its usual paths, or the one
-/// configured), then every other file of those libraries that a process maps — found in
-/// `/proc/PID/maps` of the processes running at start and of each new program, and under
-/// each new program's root (a container's own filesystem). Probes are per file (inode), so a
-/// library probed once is probed for every process that maps it, now or later.
+/// configured), then every other file of those libraries that a process maps: found in
+/// `/proc/PID/maps` of the processes running at start, and afterwards whenever the kernel
+/// program sees a process map one l7tap has not looked at (an `EV_MAPPED` event: at program
+/// start, or at a dlopen however late, from a container's filesystem or a private copy).
+/// Probes are per file (inode), so a library probed once is probed for every process that
+/// maps it, now or later.
 #[derive(Debug, Default)]
 struct TlsProber {
-    /// Library files looked at (device, inode).
+    /// Library and program files looked at (device, inode).
     seen: std::collections::HashSet<(u64, u64)>,
     /// The system library's status, per [`TlsLibrary::ALL`] entry.
     system: [String; 2],
     /// Other files probed: (library, "path (how found)").
     probed: Vec<(TlsLibrary, String)>,
     refused: Refusals,
-    /// Files not probed past [`MAX_TLS_LIBRARIES`], and exec'd processes not looked at again
-    /// past [`MAX_PENDING_RESCANS`].
+    /// Files not probed past [`MAX_TLS_LIBRARIES`] or [`MAX_BINARIES_SEEN`].
     over: usize,
-    /// (when, pid): processes to look at again.
-    rescans: std::collections::VecDeque<(Instant, u32)>,
-    /// l7tap's own mount namespace (the inode of `/proc/self/ns/mnt`): a program started in it
-    /// sees the system's library files at their usual paths, so only its maps are looked at.
-    own_mount_ns: Option<u64>,
 }
 
 impl TlsProber {
@@ -903,10 +912,7 @@ impl TlsProber {
         config: &BpfConfig,
         links: &mut Vec<libbpf_rs::Link>,
     ) -> TlsProber {
-        let mut p = TlsProber {
-            own_mount_ns: mount_ns("self"),
-            ..Default::default()
-        };
+        let mut p = TlsProber::default();
         for (i, lib) in TlsLibrary::ALL.into_iter().enumerate() {
             let configured = match lib {
                 TlsLibrary::OpenSsl => config.libssl.clone(),
@@ -933,26 +939,32 @@ impl TlsProber {
         }
         for pid in system::running_pids() {
             p.scan_maps(object, pid, links);
-            p.consider_program(object, pid, links);
+            p.consider_program(
+                object,
+                &PathBuf::from(format!("/proc/{pid}/exe")),
+                pid,
+                links,
+            );
         }
         p
     }
 
-    /// Probes `pid`'s program itself when it has OpenSSL linked in (not yet probed).
+    /// Probes a program (`exe`, run by `pid`) itself when it has OpenSSL linked in (not yet
+    /// probed).
     fn consider_program(
         &mut self,
         object: &libbpf_rs::Object,
+        exe: &std::path::Path,
         pid: u32,
         links: &mut Vec<libbpf_rs::Link>,
     ) {
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let Some(id) = file_id(&exe) else {
+        let Some(id) = file_id(exe) else {
             return;
         };
         if self.seen.contains(&id) {
             return;
         }
-        let functions = system::openssl_functions(&exe);
+        let functions = system::openssl_functions(exe);
         if functions.is_empty() {
             if self.seen.len() < MAX_BINARIES_SEEN {
                 self.seen.insert(id);
@@ -960,27 +972,31 @@ impl TlsProber {
             return;
         }
         let shown = || {
-            let name = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
+            let name = std::fs::read_link(exe).unwrap_or_else(|_| exe.to_path_buf());
             format!("{} (OpenSSL linked in, pid {pid})", name.display())
         };
         self.consider(
             object,
             TlsLibrary::OpenSsl,
-            &exe,
+            exe,
             Some(&functions),
             shown,
             links,
         );
     }
 
-    /// Probes the TLS libraries `pid` has mapped that are not probed yet.
+    /// Probes the TLS libraries `pid` has mapped that are not probed yet. False when its maps
+    /// cannot be read (it has ended).
     fn scan_maps(
         &mut self,
         object: &libbpf_rs::Object,
         pid: u32,
         links: &mut Vec<libbpf_rs::Link>,
-    ) {
-        for (lib, file, shown) in system::mapped_tls_libraries(pid) {
+    ) -> bool {
+        let Some(libraries) = system::mapped_tls_libraries(pid) else {
+            return false;
+        };
+        for (lib, file, shown) in libraries {
             self.consider(
                 object,
                 lib,
@@ -990,43 +1006,7 @@ impl TlsProber {
                 links,
             );
         }
-    }
-
-    /// A process exec'd a program: its root's usual library paths now, its maps shortly.
-    fn on_exec(
-        &mut self,
-        object: &libbpf_rs::Object,
-        pid: u32,
-        now: Instant,
-        links: &mut Vec<libbpf_rs::Link>,
-    ) {
-        // (Another mount namespace, a container's: its own files at the usual paths.)
-        if mount_ns(&pid.to_string()) != self.own_mount_ns {
-            for lib in TlsLibrary::ALL {
-                for c in lib.candidates() {
-                    let file = PathBuf::from(format!("/proc/{pid}/root{c}"));
-                    let shown = || format!("{c} (root of pid {pid})");
-                    self.consider(object, lib, &file, None, shown, links);
-                }
-            }
-        }
-        self.consider_program(object, pid, links);
-        if self.rescans.len() < MAX_PENDING_RESCANS {
-            self.rescans.push_back((now + RESCAN_AFTER, pid));
-        } else {
-            self.over += 1;
-        }
-    }
-
-    /// Looks at the processes whose second look is due.
-    fn tick(&mut self, object: &libbpf_rs::Object, now: Instant, links: &mut Vec<libbpf_rs::Link>) {
-        while let Some(&(due, pid)) = self.rescans.front() {
-            if due > now {
-                break;
-            }
-            self.rescans.pop_front();
-            self.scan_maps(object, pid, links);
-        }
+        true
     }
 
     fn consider(
@@ -1073,7 +1053,7 @@ impl TlsProber {
             // (Refusals and limits once, with the first library.)
             if self.over > 0 {
                 status.push_str(&format!(
-                    "; {} TLS libraries or programs not looked at (limits {MAX_TLS_LIBRARIES} libraries, {MAX_PENDING_RESCANS} pending programs)",
+                    "; {} TLS libraries or programs not looked at (limits {MAX_TLS_LIBRARIES} libraries, {MAX_BINARIES_SEEN} files)",
                     self.over
                 ));
             }
@@ -1083,18 +1063,44 @@ impl TlsProber {
     }
 }
 
-/// The inode of a process's mount namespace (`pid`: a number or "self").
-fn mount_ns(pid: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-        .ok()
-        .map(|m| m.ino())
-}
-
 /// A file's (device, inode), following links (`/proc/PID/map_files/...`, `/proc/PID/root/...`).
 fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl BpfSource {
+    /// Probes what a [`Sighting`] shows: a program started (its Go TLS, its linked-in
+    /// OpenSSL) or a TLS library mapped. False when it could not be looked at (the process
+    /// ended first, and its program cannot be found by the filename it was started by).
+    fn look_at(&mut self, s: &Sighting) -> bool {
+        let Some(path) = &s.program else {
+            return self
+                .tls
+                .as_mut()
+                .is_some_and(|t| t.scan_maps(&self.object, s.pid, &mut self.links));
+        };
+        // The running process's program; else the file it was started by when that is
+        // still the same file (a program that ran for a millisecond).
+        let exe = PathBuf::from(format!("/proc/{}/exe", s.pid));
+        let exe = if std::fs::metadata(&exe).is_ok() {
+            exe
+        } else {
+            let p = PathBuf::from(&**path);
+            let same = std::fs::metadata(&p).is_ok_and(|m| FileKey::of_metadata(&m) == s.key);
+            if !(p.is_absolute() && same) {
+                return false;
+            }
+            p
+        };
+        if let Some(prober) = self.go_tls.as_mut() {
+            prober.consider(&self.object, &exe, false, &mut self.links);
+        }
+        if let Some(prober) = self.tls.as_mut() {
+            prober.consider_program(&self.object, &exe, s.pid, &mut self.links);
+        }
+        true
+    }
 }
 
 impl Source for BpfSource {
@@ -1161,21 +1167,12 @@ impl Source for BpfSource {
                     return Err(SourceError::Stopped);
                 }
             }
-            // New programs: probe their Go TLS (before they get far, one poll tick at most).
-            let execs = self.converter.take_execs();
-            if let Some(prober) = self.go_tls.as_mut() {
-                for &pid in &execs {
-                    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-                    prober.consider(&self.object, &exe, false, &mut self.links);
+            // New programs and TLS libraries: probed before they get far (the kernel wakes
+            // the reader for these events), then marked known to the kernel.
+            for s in self.converter.take_sightings() {
+                if self.look_at(&s) {
+                    self.control.mark_known(s.key);
                 }
-            }
-            // ... and their TLS libraries (a container's own libssl, ...).
-            if let Some(prober) = self.tls.as_mut() {
-                let now = Instant::now();
-                for &pid in &execs {
-                    prober.on_exec(&self.object, pid, now, &mut self.links);
-                }
-                prober.tick(&self.object, now, &mut self.links);
             }
             idle();
             if stopping {
@@ -1198,6 +1195,8 @@ impl Source for BpfSource {
             ("bpf_connections_closed".into(), c.closed),
             ("bpf_tls_ciphertext_bytes".into(), c.tls_ciphertext_bytes),
             ("bpf_execs_dropped".into(), c.execs_dropped),
+            ("bpf_exec_events".into(), c.exec_events),
+            ("bpf_mapped_events".into(), c.mapped_events),
             ("tls_unbound_bound".into(), c.tls_unbound_bound),
             ("tls_unbound_dropped".into(), c.tls_unbound_dropped),
             ("unix_paths_not_kept".into(), c.unix_paths_not_kept),

@@ -184,12 +184,10 @@ impl TlsLibrary {
 /// The TLS libraries process `pid` has mapped, each as a `/proc/PID/map_files/START-END` path
 /// (the kernel resolves it to the very file mapped, in whatever mount namespace: a
 /// container's own libssl, or a copy found through `LD_LIBRARY_PATH`) with the path the
-/// process knows it by. Empty when the process is gone or its maps cannot be read.
-pub fn mapped_tls_libraries(pid: u32) -> Vec<(TlsLibrary, std::path::PathBuf, String)> {
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-        return Vec::new();
-    };
-    parse_tls_maps(pid, &maps)
+/// process knows it by. `None` when the process is gone or its maps cannot be read.
+pub fn mapped_tls_libraries(pid: u32) -> Option<Vec<(TlsLibrary, std::path::PathBuf, String)>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    Some(parse_tls_maps(pid, &maps))
 }
 
 /// [`mapped_tls_libraries`] of a `/proc/PID/maps` text: one entry per library file.

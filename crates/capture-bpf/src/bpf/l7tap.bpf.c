@@ -187,6 +187,17 @@ static __always_inline int pid_filtered(struct l7tap_config *cfg, __u32 tgid)
 	return 0;
 }
 
+/* Files user space has looked at: programs (for Go's crypto/tls, OpenSSL linked in) and TLS
+ * libraries. Their execs and mappings are not reported again, so a program started a thousand
+ * times a second costs user space nothing after its first start. LRU: a file pushed out is
+ * reported once more, and put back. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct file_key);
+	__type(value, __u8);
+} known_files SEC(".maps");
+
 /* The socket behind fd in the current task, or NULL when fd is not an inet TCP/UDP socket
  * (or, when `want_unix` is set, a Unix-domain stream socket).
  * This runs on every traced syscall, so it reads through BTF pointers (plain loads the JIT
@@ -216,7 +227,8 @@ static __always_inline struct sock *sock_of_file(struct file *fp, __u32 want_uni
 	return (struct sock *)(unsigned long)sk;
 }
 
-static __always_inline struct sock *sock_of_fd(struct task_struct *task, __u32 fd, __u32 want_unix)
+/* The file behind fd in `task`, NULL when none. */
+static __always_inline struct file *file_of_fd(struct task_struct *task, __u32 fd)
 {
 	struct files_struct *files = task->files;
 	if (!files)
@@ -226,9 +238,14 @@ static __always_inline struct sock *sock_of_fd(struct task_struct *task, __u32 f
 		return NULL;
 	struct file **fds = fdt->fd;
 	struct file *fp = NULL;
-	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]) || !fp)
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &fds[fd]))
 		return NULL;
-	return sock_of_file(fp, want_unix);
+	return fp;
+}
+
+static __always_inline struct sock *sock_of_fd(struct task_struct *task, __u32 fd, __u32 want_unix)
+{
+	return sock_of_file(file_of_fd(task, fd), want_unix);
 }
 
 static __always_inline void sk_ports(struct sock *skp, __u16 *lport, __u16 *rport)
@@ -381,9 +398,12 @@ static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
 	__u64 size = sizeof(struct l7tap_event) + (cap & (2 * SNAP_MAX - 1));
 	__u32 cpu = bpf_get_smp_processor_id();
 	void *ring = bpf_map_lookup_elem(&rings, &cpu);
+	/* The reader is woken when a batch is ready, or at once for a program or TLS library to
+	 * probe (before it gets far); everything else waits for its poll tick (20 ms): a wakeup
+	 * per process exit cost a busy host's l7tap ~10 us of CPU per program started. */
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (ring && (bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + size >= cfg->wakeup_bytes ||
-		     s->hdr.kind != EV_DATA))
+		     s->hdr.kind == EV_EXEC || s->hdr.kind == EV_MAPPED))
 		flags = BPF_RB_FORCE_WAKEUP;
 	/* No ring for this CPU (user space creates one per CPU online when it starts; a CPU
 	 * brought online later has none): lost, and counted. */
@@ -1249,10 +1269,24 @@ int BPF_PROG(uring_complete, struct io_ring_ctx *ring, void *req, struct io_urin
 	return 0;
 }
 
-/* A new program: user space looks at its binary for Go's crypto/tls. Attached only while Go
- * TLS probing is on. */
+/* A file's identity as user space knows it (known_files); 0 when there is no file. */
+static __always_inline int file_key_of(struct file *fp, struct file_key *k)
+{
+	if (!fp)
+		return 0;
+	struct inode *ino = bpf_core_cast(fp, struct file)->f_inode;
+	if (!ino)
+		return 0;
+	struct super_block *sb = ino->i_sb;
+	k->dev = sb ? sb->s_dev : 0;
+	k->ino = ino->i_ino;
+	return 1;
+}
+
+/* A new program: user space looks at its binary (Go's crypto/tls, OpenSSL linked in) unless it
+ * has already. Attached while TLS or Go TLS probing is on. */
 SEC("tracepoint/sched/sched_process_exec")
-int process_exec(void *ctx)
+int process_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct l7tap_config *cfg = get_config();
 	struct scratch *s = scratch_get();
@@ -1261,7 +1295,95 @@ int process_exec(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (pid_filtered(cfg, id >> 32))
 		return 0;
-	header_init(&s->hdr, 0, 0, EV_EXEC, NULL);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	struct file_key k = {};
+	if (!mm || !file_key_of(mm->exe_file, &k))
+		return 0;
+	if (bpf_map_lookup_elem(&known_files, &k)) {
+		stat_add(ST_EXEC_KNOWN, 1);
+		return 0;
+	}
+	header_init(&s->hdr, k.ino, 0, EV_EXEC, NULL);
+	s->hdr.offset = k.dev;
+	s->hdr.family = 0;
+	/* The filename given to execve: user space's way to the file when the process is gone
+	 * before it looks (a program that runs for a millisecond). */
+	__u32 loc = ctx->__data_loc_filename & 0xFFFF;
+	long n = bpf_probe_read_kernel_str(s->data, EXEC_PATH_LEN, (void *)ctx + loc);
+	s->hdr.cap_len = n > 0 ? n : 0;
+	s->hdr.total_len = s->hdr.cap_len;
+	submit(cfg, s);
+	return 0;
+}
+
+/* 1 when a file name (read into `name`) may be a TLS library's: libssl* or libgnutls* (user
+ * space decides, by the path the process sees, which files and versions it probes). */
+static __always_inline int tls_library_name(const char *name)
+{
+	const char ssl[] = "libssl";
+	const char gnutls[] = "libgnutls";
+	int is_ssl = 1, is_gnutls = 1;
+#pragma unroll
+	for (int i = 0; i < sizeof(ssl) - 1; i++)
+		is_ssl &= name[i] == ssl[i];
+#pragma unroll
+	for (int i = 0; i < sizeof(gnutls) - 1; i++)
+		is_gnutls &= name[i] == gnutls[i];
+	return is_ssl | is_gnutls;
+}
+
+#define PROT_EXEC 4
+
+/* A process mapped code from a file (the dynamic loader does so for every library, at start
+ * and at each dlopen): a TLS library not looked at yet is reported, so user space probes it
+ * whenever it is loaded and from wherever (a container's own libssl, a bundled copy found
+ * through LD_LIBRARY_PATH, a dlopen long after the program started). Attached while TLS
+ * probing is on. */
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int exit_mmap(struct trace_event_raw_sys_exit *ctx)
+{
+	/* An address, or -errno. */
+	if ((unsigned long)ctx->ret >= (unsigned long)-4095L)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	/* mmap(addr, length, prot, flags, fd, offset) */
+	if (!(regs->dx & PROT_EXEC) || (long)regs->r8 < 0)
+		return 0;
+	struct l7tap_config *cfg = get_config();
+	if (!cfg)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (pid_filtered(cfg, id >> 32))
+		return 0;
+	struct file *fp = file_of_fd(task, (__u32)regs->r8);
+	struct file_key k = {};
+	if (!file_key_of(fp, &k))
+		return 0;
+	/* The name the process sees: a file bind-mounted over another (a container's libssl
+	 * given as a volume) is the root of its own mount, and its name is the mount point's. */
+	struct file *f = bpf_core_cast(fp, struct file);
+	struct dentry *d = f->f_path.dentry;
+	struct vfsmount *vm = f->f_path.mnt;
+	if (vm && d == vm->mnt_root) {
+		struct mount *m = bpf_core_cast((void *)vm - bpf_core_field_offset(struct mount, mnt),
+						struct mount);
+		d = m->mnt_mountpoint;
+	}
+	char name[16] = {};
+	if (!d || bpf_probe_read_kernel_str(name, sizeof(name), d->d_name.name) <= 0 ||
+	    !tls_library_name(name))
+		return 0;
+	if (bpf_map_lookup_elem(&known_files, &k)) {
+		stat_add(ST_MAPPED_KNOWN, 1);
+		return 0;
+	}
+	struct scratch *s = scratch_get();
+	if (!s)
+		return 0;
+	header_init(&s->hdr, k.ino, 0, EV_MAPPED, NULL);
+	s->hdr.offset = k.dev;
 	s->hdr.family = 0;
 	submit(cfg, s);
 	return 0;

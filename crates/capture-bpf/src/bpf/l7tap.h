@@ -17,9 +17,22 @@
 #define EV_OPEN 2  /* connect/accept finished: role known */
 #define EV_CLOSE 3 /* close() of a socket fd */
 #define EV_EXIT 4  /* a process (thread group leader) exited */
-#define EV_EXEC 5  /* a process exec'd a program (user space may probe its Go TLS) */
+#define EV_EXEC 5  /* a process exec'd a program not looked at yet (user space probes its Go
+		    * TLS or linked-in OpenSSL): sock_id = the file's inode, offset = its device
+		    * (the kernel's dev_t), payload = the filename given to execve */
 #define EV_UNIX_NAMES 6 /* a Unix socket's own name and its peer's: sent before its first
 			 * open or data event (struct l7tap_unix_names) */
+#define EV_MAPPED 7 /* a process mapped a TLS library's code (libssl.so*, libgnutls.so*) from a
+		     * file not looked at yet: sock_id = inode, offset = device, as EV_EXEC */
+
+/* The filename of an exec, at most (the rest is cut; user space then uses /proc/PID/exe). */
+#define EXEC_PATH_LEN 256
+
+/* A file user space has looked at (known_files key): the kernel's (s_dev, i_ino). */
+struct file_key {
+	__u64 dev;
+	__u64 ino;
+};
 
 /* event.dir */
 #define DIR_EGRESS 0
@@ -70,6 +83,8 @@ enum l7tap_stat {
 	ST_URING_EVENTS,   /* data events from io_uring completions */
 	ST_URING_NOT_COPIED, /* io_uring receives into buffers the kernel chose (provided
 			      * buffers, multishot, zero-copy): length reported, bytes not copied */
+	ST_EXEC_KNOWN,     /* execs of programs looked at already: not reported */
+	ST_MAPPED_KNOWN,   /* mappings of TLS libraries looked at already: not reported */
 	ST__COUNT,
 };
 
