@@ -413,7 +413,8 @@ static __always_inline void submit(struct l7tap_config *cfg, struct scratch *s)
 		return;
 	}
 	stat_add(ST_EVENTS, 1);
-	stat_add(ST_BYTES, s->hdr.cap_len);
+	if (s->hdr.kind == EV_DATA)
+		stat_add(ST_BYTES, s->hdr.cap_len);
 }
 
 /* A Unix socket name (sun_path bytes, without the family) into dst; returns its length. */

@@ -65,7 +65,7 @@ enum l7tap_syscall {
 /* Per-CPU counters (stats map index); mirrored in src/event.rs STAT_NAMES. */
 enum l7tap_stat {
 	ST_EVENTS = 0,     /* events written to the ring */
-	ST_BYTES,          /* payload bytes written to the ring */
+	ST_BYTES,          /* socket payload bytes written to the ring */
 	ST_RING_FULL,      /* events lost: ring buffer full */
 	ST_RING_FULL_BYTES,/* payload bytes of those events */
 	ST_READ_FAULT,     /* payload reads from user memory that failed */
