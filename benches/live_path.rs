@@ -165,7 +165,82 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// One short connection's events (connect, a request out, a response in, close), then the
+/// exit of a process that had no connection, as a client program produces them; `n` makes
+/// the socket and the port unique.
+fn short_connection(n: u64) -> [Bytes; 5] {
+    let ev = |kind: u8, dir: u8, offset: u64, pid: u32, payload: &[u8]| {
+        Bytes::from(
+            EventBuilder {
+                ts_mono_ns: 1_000_000_000 + n * 10,
+                sock_id: 0x1_0000_0000 + (n << 4),
+                offset,
+                pid,
+                kind,
+                dir,
+                sotype: 1,
+                role: 1,
+                local: ([127, 0, 0, 1], 20_000 + (n % 40_000) as u16),
+                remote: ([127, 0, 0, 1], 80),
+                comm: "curl",
+                ..Default::default()
+            }
+            .bytes(payload),
+        )
+    };
+    let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    [
+        ev(2, 0, 0, 7, b""),
+        ev(1, 0, 0, 7, req),
+        ev(1, 1, 0, 7, resp),
+        ev(3, 0, 0, 7, b""),
+        ev(4, 0, 0, 9, b""),
+    ]
+}
+
+/// A converter tracking `open` long-lived connections (each has sent one request).
+fn converter_with(open: u64) -> Converter {
+    let mut conv = Converter::new(1 << 20, 0);
+    let mut out = Vec::new();
+    for i in 0..open {
+        let [_, data, ..] = short_connection((1 << 40) + i);
+        conv.push(data, &mut out);
+    }
+    assert_eq!(conv.connections() as u64, open);
+    conv
+}
+
+/// The converter's cost per short connection (its open, two data events, its close, and a
+/// process exit) with 10 and with 10,000 other connections tracked: each is a lookup by
+/// socket and by process, so the two should cost the same.
+fn bench_churn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("converter_churn");
+    for open in [10u64, 10_000] {
+        let mut conv = converter_with(open);
+        let mut out = Vec::new();
+        let mut n = 0u64;
+        g.bench_function(format!("short_connection_with_{open}_open"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    short_connection(n)
+                },
+                |events| {
+                    for e in events {
+                        conv.push(e, &mut out);
+                    }
+                    out.clear();
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        assert_eq!(conv.connections() as u64, open, "each short one closed");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_churn);
 
 /// With `L7TAP_LIVE_PATH_ITERS=N` (and `L7TAP_LIVE_PATH_ROW=segments|ring`), runs that row N
 /// times and nothing else: a fixed amount of work for counting instructions under callgrind
