@@ -5,8 +5,10 @@
 # user space reads (to end the process's connections). A shell starts N short programs
 # (/bin/true) with capture off, with the TLS probes off (`--no-tls`: no exec events at all)
 # and with the defaults; the port filter lets nothing else through. Prints the loop's time per program and l7tap's CPU time per program
-# (utime+stime from /proc/PID/stat over the loop). The runs alternate. Needs root. Not run by CI.
-#     bash scripts/bench-exec.sh [programs per run, default 3000] [rounds, default 3]
+# (utime+stime from /proc/PID/stat over the loop). The runs alternate. With OLD=path to
+# another build's l7tap binary, each round also runs it with the defaults (a before/after
+# comparison in the same sitting). Needs root. Not run by CI.
+#     [OLD=/path/to/l7tap] bash scripts/bench-exec.sh [programs per run, default 3000] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-3000}"
@@ -30,7 +32,7 @@ loop() {
     awk -v t="$((t1 - t0))" -v c="$((c1 - c0))" -v n="$n" -v hz="$ticks" \
         'BEGIN {printf "%.1f %.1f", t / n / 1000, c / hz * 1e6 / n}'
 }
-echo "round  off_us  no_tls_us (l7tap_us)  default_us (l7tap_us)   per program started"
+echo "round  off_us  no_tls_us (l7tap_us)  default_us (l7tap_us)  ${OLD:+old_default_us (l7tap_us)}   per program started"
 for r in $(seq "$rounds"); do
     cap=""
     read -r off _ <<< "$(loop)"
@@ -40,6 +42,16 @@ for r in $(seq "$rounds"); do
     capture --port 1
     read -r dflt dflt_cpu <<< "$(loop)"
     stop
+    old=""
+    if [ -n "${OLD:-}" ]; then
+        new_bin="$bin"
+        bin="$OLD"
+        capture --port 1
+        read -r o o_cpu <<< "$(loop)"
+        stop
+        bin="$new_bin"
+        old="$(printf '%14s (%s)' "$o" "$o_cpu")"
+    fi
     cap=""
-    printf '%5d  %6s  %9s (%s)  %10s (%s)\n' "$r" "$off" "$notls" "$notls_cpu" "$dflt" "$dflt_cpu"
+    printf '%5d  %6s  %9s (%s)  %10s (%s)  %s\n' "$r" "$off" "$notls" "$notls_cpu" "$dflt" "$dflt_cpu" "$old"
 done

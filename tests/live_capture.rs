@@ -855,6 +855,37 @@ fn check_https_side(
     }
 }
 
+/// The end of an HTTPS exchange between a client that prints "status body_length" per request
+/// (its stdin already told to go) and nginx: waits for the client, stops the capture and checks
+/// both sides (the client's as `client_side`) against what the client printed and nginx logged.
+/// Returns the counters.
+fn check_https_client_and_nginx(
+    client: Child,
+    client_side: &str,
+    live: Live,
+    ngx: Proc,
+    dir: &std::path::Path,
+    paths: &[&str],
+) -> StatsSnapshot {
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    let workers = children(ngx.0.id());
+    drop(ngx);
+    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
+    let log = nginx_log(dir);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(printed.len(), paths.len());
+    assert_eq!(log.len(), paths.len());
+    let context = format!("{records:#?}\n{stats:?}");
+    for (side, pids) in [(client_side, vec![client_pid]), ("nginx", workers)] {
+        let mine = of_pids(&records, &pids);
+        check_https_side(side, &mine, paths, &log, &printed, &context);
+    }
+    stats
+}
+
 /// HTTPS from wget, which uses GnuTLS, not OpenSSL (Debian's wget, like apt and many other
 /// programs): its side is seen in plaintext through the GnuTLS probes
 /// (`gnutls_record_send`/`recv`), nginx's through the OpenSSL ones. Three GETs on one
@@ -1057,26 +1088,11 @@ fn https_from_a_program_with_openssl_linked_in_both_sides() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let client_pid = client.id();
     // Its exec is handled within a poll (20 ms) on an idle machine; CI runs these tests side by
     // side on two cores, so the capture thread gets a slice of that much later.
     sleep(Duration::from_secs(2));
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let (records, stats) = live.stop();
-    let workers = children(ngx.0.id());
-    drop(ngx);
-    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
-    let log = nginx_log(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(printed.len(), paths.len());
-    assert_eq!(log.len(), paths.len());
-    let context = format!("{records:#?}\n{stats:?}");
-    for (side, pids) in [("client", vec![client_pid]), ("nginx", workers)] {
-        let mine = of_pids(&records, &pids);
-        check_https_side(side, &mine, &paths, &log, &printed, &context);
-    }
+    let stats = check_https_client_and_nginx(client, "client", live, ngx, &dir, &paths);
     assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
 }
 
@@ -1104,24 +1120,9 @@ fn https_from_node_both_sides() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let client_pid = client.id();
     sleep(Duration::from_secs(2)); // its exec is handled within a poll (see above)
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let (records, stats) = live.stop();
-    let workers = children(ngx.0.id());
-    drop(ngx);
-    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
-    let log = nginx_log(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(printed.len(), paths.len());
-    assert_eq!(log.len(), paths.len());
-    let context = format!("{records:#?}\n{stats:?}");
-    for (side, pids) in [("node", vec![client_pid]), ("nginx", workers)] {
-        let mine = of_pids(&records, &pids);
-        check_https_side(side, &mine, &paths, &log, &printed, &context);
-    }
+    check_https_client_and_nginx(client, "node", live, ngx, &dir, &paths);
 }
 
 /// HTTP/2 over TLS (ALPN h2: nginx and curl, the usual browser-to-server setup): plaintext
@@ -1401,21 +1402,8 @@ fn https_through_a_libssl_copy_loaded_late_both_sides() {
     // Probed within a poll on an idle machine; CI runs tests side by side on two cores.
     sleep(Duration::from_secs(2));
     go.write_all(b"go\n").unwrap();
-    let out = client.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let (records, stats) = live.stop();
-    let workers = children(ngx.0.id());
-    drop(ngx);
-    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
-    let log = nginx_log(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(printed.len(), paths.len());
-    assert_eq!(log.len(), paths.len());
-    let context = format!("{records:#?}\n{stats:?}");
-    for (side, pids) in [("client", vec![pid]), ("nginx", workers)] {
-        let mine = of_pids(&records, &pids);
-        check_https_side(side, &mine, &paths, &log, &printed, &context);
-    }
+    drop(go);
+    let stats = check_https_client_and_nginx(client, "client", live, ngx, &dir, &paths);
     assert!(stats.get("bpf_mapped_events") >= 1, "{stats:?}");
     assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
 }
