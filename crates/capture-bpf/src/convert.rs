@@ -121,8 +121,8 @@ pub struct Converter {
     /// [`Converter::take_sightings`].
     sightings: Vec<Sighting>,
     /// Unix sockets' names by socket id, from [`Kind::UnixNames`] events, until the socket
-    /// closes (at most `max_conns`).
-    unix: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
+    /// closes or its process exits (at most `max_conns`).
+    unix: UnixNameTable,
     /// Memory-BIO TLS: SSL address -> the ciphertext connection its plaintext belongs to (at
     /// most `max_conns`; checked against `conns` when used).
     ssl_conns: HashMap<u64, ConnKey, l7tap_core::FlowBuildHasher>,
@@ -197,18 +197,18 @@ fn tls_id(sock_id: u64) -> u64 {
 
 /// Keys grouped under a value (a socket, a process): one inline, more in a set.
 #[derive(Debug)]
-enum Group {
-    One(ConnKey),
-    Many(HashSet<ConnKey, l7tap_core::FlowBuildHasher>),
+enum Group<K> {
+    One(K),
+    Many(HashSet<K, l7tap_core::FlowBuildHasher>),
 }
 
 /// An index from a value to the keys under it; adding and removing a key is O(1) however many
 /// share the value (a server process's thousands of connections, a DNS socket's peers).
 #[derive(Debug)]
-struct Index<V>(HashMap<V, Group, l7tap_core::FlowBuildHasher>);
+struct Index<V, K>(HashMap<V, Group<K>, l7tap_core::FlowBuildHasher>);
 
-impl<V: std::hash::Hash + Eq + Copy> Index<V> {
-    fn add(&mut self, v: V, key: ConnKey) {
+impl<V: std::hash::Hash + Eq + Copy, K: std::hash::Hash + Eq + Copy> Index<V, K> {
+    fn add(&mut self, v: V, key: K) {
         use std::collections::hash_map::Entry;
         match self.0.entry(v) {
             Entry::Vacant(e) => {
@@ -227,7 +227,7 @@ impl<V: std::hash::Hash + Eq + Copy> Index<V> {
         }
     }
 
-    fn remove(&mut self, v: V, key: ConnKey) {
+    fn remove(&mut self, v: V, key: K) {
         use std::collections::hash_map::Entry;
         if let Entry::Occupied(mut e) = self.0.entry(v) {
             let empty = match e.get_mut() {
@@ -244,7 +244,7 @@ impl<V: std::hash::Hash + Eq + Copy> Index<V> {
     }
 
     /// The keys under `v`.
-    fn keys(&self, v: V) -> Vec<ConnKey> {
+    fn keys(&self, v: V) -> Vec<K> {
         match self.0.get(&v) {
             None => Vec::new(),
             Some(Group::One(k)) => vec![*k],
@@ -253,7 +253,7 @@ impl<V: std::hash::Hash + Eq + Copy> Index<V> {
     }
 }
 
-impl<V> Default for Index<V> {
+impl<V, K> Default for Index<V, K> {
     fn default() -> Self {
         Index(HashMap::default())
     }
@@ -268,8 +268,8 @@ impl<V> Default for Index<V> {
 struct ConnTable {
     map: HashMap<ConnKey, Conn, l7tap_core::FlowBuildHasher>,
     /// Socket id, TLS twin folded in (`id & !1`) -> its keys.
-    by_sock: Index<u64>,
-    by_pid: Index<u32>,
+    by_sock: Index<u64, ConnKey>,
+    by_pid: Index<u32, ConnKey>,
 }
 
 impl ConnTable {
@@ -339,6 +339,58 @@ impl ConnTable {
     }
 }
 
+/// Unix sockets' names by socket id until the socket closes or its process exits, indexed by
+/// process (an exit is a lookup, not a pass over every name).
+#[derive(Debug, Default)]
+struct UnixNameTable {
+    map: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
+    by_pid: Index<u32, u64>,
+}
+
+impl UnixNameTable {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn get(&self, sock: &u64) -> Option<&UnixNames> {
+        self.map.get(sock)
+    }
+
+    fn contains_key(&self, sock: &u64) -> bool {
+        self.map.contains_key(sock)
+    }
+
+    fn any_key(&self) -> Option<u64> {
+        self.map.keys().next().copied()
+    }
+
+    fn insert(&mut self, sock: u64, names: UnixNames) {
+        self.by_pid.add(names.pid, sock);
+        if let Some(old) = self.map.insert(sock, names) {
+            if old.pid != self.map[&sock].pid {
+                self.by_pid.remove(old.pid, sock);
+            }
+        }
+    }
+
+    fn remove(&mut self, sock: &u64) {
+        if let Some(n) = self.map.remove(sock) {
+            self.by_pid.remove(n.pid, *sock);
+        }
+    }
+
+    fn remove_process(&mut self, pid: u32) {
+        for sock in self.by_pid.keys(pid) {
+            self.remove(&sock);
+        }
+    }
+}
+
 impl Converter {
     /// A converter that tracks at most `max_conns` connections; `epoch_offset_ns` maps the
     /// kernel's monotonic stamps to the Unix epoch.
@@ -350,7 +402,7 @@ impl Converter {
             epoch_offset_ns,
             stats: ConvertStats::default(),
             sightings: Vec::new(),
-            unix: HashMap::default(),
+            unix: UnixNameTable::default(),
             ssl_conns: HashMap::default(),
             rx_cipher: HashMap::default(),
             pending: HashMap::default(),
@@ -435,14 +487,12 @@ impl Converter {
                 let pid = ev.pid;
                 let keys = self.conns.of_process(pid);
                 self.close_keys(keys, ts, out);
-                if !self.unix.is_empty() {
-                    self.unix.retain(|_, n| n.pid != pid);
-                }
+                self.unix.remove_process(pid);
             }
             Kind::UnixNames => {
                 if self.unix.len() >= self.max_conns && !self.unix.contains_key(&ev.sock_id) {
                     // (Names are dropped at close; this many pending means closes were lost.)
-                    if let Some(k) = self.unix.keys().next().copied() {
+                    if let Some(k) = self.unix.any_key() {
                         self.unix.remove(&k);
                         self.stats.unix_paths_not_kept += 1;
                     }
@@ -1100,9 +1150,14 @@ mod tests {
         }
         assert_eq!(c.unix.len(), 4);
         assert_eq!(c.stats().unix_paths_not_kept, 6);
-        // A process's exit forgets its sockets' names.
+        // A process's exit forgets its sockets' names, and only its own.
+        let mut other = unix_event(0x900, 6, 0, 0, &p, lens);
+        other[24..28].copy_from_slice(&8u32.to_le_bytes()); // pid 8
+        c.unix.remove(&0x100); // (room for it)
+        feed(&mut c, &other, &mut out);
         feed(&mut c, &unix_event(0, 4, 0, 0, b"", (0, 0)), &mut out);
-        assert!(c.unix.is_empty());
+        assert_eq!(c.unix.len(), 1);
+        assert!(c.unix.contains_key(&0x900));
     }
 
     /// An event of thread `tid` on `sock` (a ciphertext connection to 10.0.0.2:443), or with
