@@ -1253,6 +1253,106 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
     assert_eq!(stats.get("bpf_ring_full_events"), 0, "{stats:?}");
 }
 
+/// HTTPS from an NSS client (libcurl's NSS build, Debian's libcurl3-nss, driven from Python
+/// through ctypes: tests/live/nss_https_get.py) to nginx: NSS's plaintext through the NSPR
+/// probes (`PR_Send`/`PR_Recv`), nginx's through OpenSSL's. Three GETs on one keep-alive
+/// connection (the client checks libcurl's own connection count), both sides checked against
+/// what libcurl reported and nginx logged.
+#[test]
+fn https_from_an_nss_client_through_the_nspr_probes_both_sides() {
+    if !programs(&["nginx", "openssl", "/usr/bin/python3"]) {
+        return;
+    }
+    if !l7tap_capture_bpf::LIBNSPR_CANDIDATES
+        .iter()
+        .any(|c| std::path::Path::new(c).exists())
+        || !std::path::Path::new("/usr/lib/x86_64-linux-gnu/libcurl-nss.so.4").exists()
+    {
+        skip("libcurl3-nss (NSS, NSPR) is not installed");
+        return;
+    }
+    let port = 18892u16;
+    let (ngx, dir) = nginx("https-nss", port, Listen::Https);
+    let paths = ["/index.html", "/api/order", "/missing"];
+    // Started before the capture (NSS loaded and initialised), waiting for a line.
+    let mut client = Command::new("/usr/bin/python3")
+        .arg(script("nss_https_get.py"))
+        .arg(port.to_string())
+        .args(paths)
+        .env("WAIT_FOR_GO", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = client.id();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("libnss3"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the client loads NSS"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let Some(live) = Live::start(config(&[port])) else {
+        let _ = client.kill();
+        let _ = client.wait();
+        return;
+    };
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let stats = check_https_client_and_nginx(client, "python3", live, ngx, &dir, &paths);
+    assert!(
+        stats.get("bpf_tls_events") >= 4 * paths.len() as u64,
+        "{stats:?}"
+    );
+}
+
+/// HTTPS on a port the filter leaves out: the TLS library's plaintext is dropped in the kernel
+/// with its socket (counted as filtered by port), not reported unbound for user space to tie to
+/// whatever connection the thread last used. The capture's pid filter is on the client (a
+/// Python client, OpenSSL's `_ex` calls), so other processes' TLS does not count here.
+#[test]
+fn https_on_an_unlisted_port_is_filtered_in_the_kernel() {
+    if !programs(&["nginx", "openssl", "/usr/bin/python3"]) {
+        return;
+    }
+    let port = 18896u16;
+    let (ngx, dir) = nginx("https-unlisted", port, Listen::Https);
+    let paths = ["/index.html", "/api/order"];
+    let mut client = Command::new("/usr/bin/python3")
+        .arg(script("https_get.py"))
+        .arg(port.to_string())
+        .args(paths)
+        .env("WAIT_FOR_GO", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = client.id();
+    let Some(live) = Live::start(BpfConfig {
+        pids: vec![pid],
+        ..config(&[1])
+    }) else {
+        let _ = client.kill();
+        let _ = client.wait();
+        return;
+    };
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (records, stats) = live.stop();
+    drop(ngx);
+    let printed = status_lines(&String::from_utf8_lossy(&out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(printed.len(), paths.len(), "the client was served");
+    assert!(records.is_empty(), "{records:#?}");
+    assert_eq!(stats.get("bpf_tls_events"), 0, "{stats:?}");
+    assert_eq!(stats.get("bpf_tls_no_socket"), 0, "{stats:?}");
+    assert_eq!(stats.get("tls_unbound_dropped"), 0, "{stats:?}");
+    // Each SSL call on the filtered socket (its syscalls, and its plaintext once more).
+    assert!(stats.get("bpf_filtered_port") >= 4, "{stats:?}");
+}
+
 /// A Python HTTPS client in a mount namespace of its own where another libssl file is bind-
 /// mounted over the system's path, as in a container with its own OpenSSL: the probes on the
 /// system's libssl never fire for it (the probe is on the file, and this is another file).

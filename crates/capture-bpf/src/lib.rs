@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use system::{TlsLibrary, LIBGNUTLS_CANDIDATES, LIBSSL_CANDIDATES};
+pub use system::{TlsLibrary, LIBGNUTLS_CANDIDATES, LIBNSPR_CANDIDATES, LIBSSL_CANDIDATES};
 
 /// The compiled BPF object.
 const BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/l7tap.bpf.o"));
@@ -106,6 +106,8 @@ pub struct BpfConfig {
     pub libssl: Option<PathBuf>,
     /// libgnutls to probe; `None`: the first of [`LIBGNUTLS_CANDIDATES`] that exists.
     pub libgnutls: Option<PathBuf>,
+    /// libnspr4 (NSS's I/O) to probe; `None`: the first of [`LIBNSPR_CANDIDATES`] that exists.
+    pub libnspr: Option<PathBuf>,
     /// Connections tracked in user space at once (beyond: oldest closed, counted).
     pub max_connections: usize,
     /// Stop after this long (`None`: until [`BpfControl::stop`]).
@@ -132,6 +134,7 @@ impl Default for BpfConfig {
             unix_sockets: false,
             libssl: None,
             libgnutls: None,
+            libnspr: None,
             max_connections: 65_536,
             duration: None,
             trace_self: false,
@@ -339,6 +342,7 @@ impl std::fmt::Debug for BpfSource {
             .field("config", &self.config)
             .field("tls", &self.tls_status())
             .field("gnutls", &self.gnutls_status())
+            .field("nss", &self.nss_status())
             .field("go_tls", &self.go_tls_status())
             .field("io_uring", &self.io_uring_status)
             .finish_non_exhaustive()
@@ -367,6 +371,16 @@ const SSL_PROBES: &TlsProbes = &[
         "ssl_read_ex_exit",
         false,
     ),
+];
+
+/// NSS's, through NSPR: `PR_Write`/`PR_Send` and `PR_Read`/`PR_Recv(fd, buf, amount, ...)`
+/// return the bytes moved (libcurl's NSS build uses the `Send`/`Recv` pair, Firefox the
+/// others); the same programs serve both pairs.
+const NSPR_PROBES: &TlsProbes = &[
+    ("PR_Write", "nspr_write_enter", "nspr_write_exit", true),
+    ("PR_Send", "nspr_write_enter", "nspr_write_exit", true),
+    ("PR_Read", "nspr_read_enter", "nspr_read_exit", true),
+    ("PR_Recv", "nspr_read_enter", "nspr_read_exit", true),
 ];
 
 /// GnuTLS's: `gnutls_record_send`/`recv(session, data, size)` return the bytes moved, as
@@ -590,6 +604,13 @@ impl BpfSource {
             .map_or_else(|| "off".to_string(), |t| t.status(TlsLibrary::GnuTls))
     }
 
+    /// The same for NSS (its NSPR library).
+    pub fn nss_status(&self) -> String {
+        self.tls
+            .as_ref()
+            .map_or_else(|| "off".to_string(), |t| t.status(TlsLibrary::Nss))
+    }
+
     /// Which Go binaries' crypto/tls is probed, and which could not be (or "off").
     pub fn go_tls_status(&self) -> String {
         self.go_tls
@@ -807,6 +828,7 @@ fn probes_of(lib: TlsLibrary) -> &'static TlsProbes {
     match lib {
         TlsLibrary::OpenSsl => SSL_PROBES,
         TlsLibrary::GnuTls => GNUTLS_PROBES,
+        TlsLibrary::Nss => NSPR_PROBES,
     }
 }
 
@@ -896,7 +918,7 @@ struct TlsProber {
     /// Library and program files looked at (device, inode).
     seen: std::collections::HashSet<(u64, u64)>,
     /// The system library's status, per [`TlsLibrary::ALL`] entry.
-    system: [String; 2],
+    system: [String; 3],
     /// Other files probed: (library, "path (how found)").
     probed: Vec<(TlsLibrary, String)>,
     refused: Refusals,
@@ -917,6 +939,7 @@ impl TlsProber {
             let configured = match lib {
                 TlsLibrary::OpenSsl => config.libssl.clone(),
                 TlsLibrary::GnuTls => config.libgnutls.clone(),
+                TlsLibrary::Nss => config.libnspr.clone(),
             };
             let candidates = lib.candidates();
             let Some(path) =

@@ -147,6 +147,15 @@ pub const LIBGNUTLS_CANDIDATES: [&str; 4] = [
     "/usr/lib/libgnutls.so.30",
 ];
 
+/// Where Debian, Ubuntu and Fedora keep NSPR, whose PR_Write/PR_Read/PR_Send/PR_Recv carry
+/// NSS's plaintext (Firefox, Thunderbird, libcurl's NSS build, 389 Directory Server).
+pub const LIBNSPR_CANDIDATES: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/libnspr4.so",
+    "/lib/x86_64-linux-gnu/libnspr4.so",
+    "/usr/lib64/libnspr4.so",
+    "/usr/lib/libnspr4.so",
+];
+
 /// The TLS libraries l7tap probes, by the start of their file names (`libssl.so.3` is a
 /// symlink to `libssl.so.3.0.x` on some distributions, and `/proc/PID/maps` shows the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,11 +164,13 @@ pub enum TlsLibrary {
     OpenSsl,
     /// GnuTLS.
     GnuTls,
+    /// Mozilla's NSS, through NSPR's I/O calls (`libnspr4.so`).
+    Nss,
 }
 
 impl TlsLibrary {
-    /// Both, in the order they are reported.
-    pub const ALL: [TlsLibrary; 2] = [TlsLibrary::OpenSsl, TlsLibrary::GnuTls];
+    /// All of them, in the order they are reported.
+    pub const ALL: [TlsLibrary; 3] = [TlsLibrary::OpenSsl, TlsLibrary::GnuTls, TlsLibrary::Nss];
 
     /// The library a mapped file's name says it is.
     pub fn of_file_name(name: &str) -> Option<TlsLibrary> {
@@ -167,6 +178,8 @@ impl TlsLibrary {
             Some(TlsLibrary::OpenSsl)
         } else if name.starts_with("libgnutls.so.30") {
             Some(TlsLibrary::GnuTls)
+        } else if name.starts_with("libnspr4.so") {
+            Some(TlsLibrary::Nss)
         } else {
             None
         }
@@ -177,6 +190,7 @@ impl TlsLibrary {
         match self {
             TlsLibrary::OpenSsl => &LIBSSL_CANDIDATES,
             TlsLibrary::GnuTls => &LIBGNUTLS_CANDIDATES,
+            TlsLibrary::Nss => &LIBNSPR_CANDIDATES,
         }
     }
 }
@@ -346,6 +360,8 @@ mod tests {
 7f1c2c000000-7f1c2c001000 rw-p 00000000 00:00 0     [heap]
 7f1c2d000000-7f1c2d001000 r--p 00000000 08:01 99    /usr/lib/x86_64-linux-gnu/libssl.so.1.1
 7f1c2e000000-7f1c2e001000 r--p 00000000 08:01 98    /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+7f1c2f000000-7f1c2f040000 r-xp 00000000 08:01 97    /usr/lib/x86_64-linux-gnu/libnspr4.so
+7f1c30000000-7f1c30040000 r-xp 00000000 08:01 96    /usr/lib/x86_64-linux-gnu/libssl3.so
 ";
         let libs = parse_tls_maps(42, maps);
         assert_eq!(
@@ -360,6 +376,12 @@ mod tests {
                     TlsLibrary::GnuTls,
                     "/proc/42/map_files/7f1c2b000000-7f1c2b100000".into(),
                     "/opt/my app/lib/libgnutls.so.30.34.3 (deleted)".to_string()
+                ),
+                // (NSS's own libssl3.so is not OpenSSL: NSS is probed through NSPR.)
+                (
+                    TlsLibrary::Nss,
+                    "/proc/42/map_files/7f1c2f000000-7f1c2f040000".into(),
+                    "/usr/lib/x86_64-linux-gnu/libnspr4.so".to_string()
                 ),
             ]
         );

@@ -139,7 +139,7 @@ struct CaptureArgs {
     /// split between the CPUs, at least 512 KiB each.
     #[arg(long, default_value_t = 0, value_name = "KIB")]
     ring_kib: u32,
-    /// Do not probe for TLS plaintext (neither OpenSSL, GnuTLS nor Go's crypto/tls).
+    /// Do not probe for TLS plaintext (neither OpenSSL, GnuTLS, NSS nor Go's crypto/tls).
     #[arg(long)]
     no_tls: bool,
     /// The libssl.so.3 to probe (default: the system's).
@@ -148,6 +148,9 @@ struct CaptureArgs {
     /// The libgnutls.so.30 to probe (default: the system's).
     #[arg(long, value_name = "PATH")]
     libgnutls: Option<PathBuf>,
+    /// The libnspr4.so (NSS's I/O calls) to probe (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    libnspr: Option<PathBuf>,
     /// A Go binary whose crypto/tls to probe even if no process runs it yet (repeatable; the
     /// binaries of the processes running at start are found without it).
     #[arg(long = "go-tls-binary", value_name = "PATH")]
@@ -371,6 +374,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
         unix_sockets: args.unix,
         libssl: args.libssl.clone(),
         libgnutls: args.libgnutls.clone(),
+        libnspr: args.libnspr.clone(),
         duration,
         ..Default::default()
     };
@@ -382,9 +386,10 @@ fn capture(args: CaptureArgs) -> Result<ExitCode, String> {
     }
     if !args.engine.no_stats {
         eprintln!(
-            "l7tap: capturing (TLS: {}; GnuTLS: {}; Go TLS: {}; io_uring: {})",
+            "l7tap: capturing (TLS: {}; GnuTLS: {}; NSS: {}; Go TLS: {}; io_uring: {})",
             source.tls_status(),
             source.gnutls_status(),
+            source.nss_status(),
             source.go_tls_status(),
             source.io_uring_status()
         );

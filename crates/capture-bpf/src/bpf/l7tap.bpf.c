@@ -125,11 +125,15 @@ struct ssl_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
-	__u64 sk;      /* socket of a nested syscall, if one happened */
+	__u64 sk;      /* socket of a nested syscall, if one happened (or SK_FILTERED) */
 	__u8 dir;
 	__u8 sc;
-	__u8 _pad[6];
+	__u8 socket_only; /* NSPR: its calls serve files too; plaintext only with a socket seen */
+	__u8 _pad[5];
 };
+/* ssl_call.sk, ssl_socks value: the call's socket was filtered out by port (a kernel socket
+ * address is never 1). */
+#define SK_FILTERED 1ULL
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -741,6 +745,17 @@ static __always_inline int data_exit(long ret, __u8 kind, __u8 dir, __u8 sc)
 	__u32 snap = snaplen_for_peer(cfg, sk, peer.family ? peer.port : 0);
 	if (!snap) {
 		stat_add(ST_FILTERED_PORT, 1);
+		/* Inside a TLS library's call: its plaintext is filtered out with its socket (not
+		 * reported unbound, where user space could tie it to another connection of the
+		 * thread), and so are the calls served from the library's buffer later. */
+		if (cfg->tls_probes) {
+			struct ssl_call *in_call = bpf_map_lookup_elem(&ssl_active, &id);
+			if (in_call) {
+				__u64 filtered = SK_FILTERED;
+				in_call->sk = SK_FILTERED;
+				bpf_map_update_elem(&ssl_socks, &in_call->ssl, &filtered, BPF_ANY);
+			}
+		}
 		return 0;
 	}
 	/* Inside SSL_read/SSL_write: this is ciphertext; remember the socket for the SSL
@@ -1318,20 +1333,25 @@ int process_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
-/* 1 when a file name (read into `name`) may be a TLS library's: libssl* or libgnutls* (user
- * space decides, by the path the process sees, which files and versions it probes). */
+/* 1 when a file name (read into `name`) may be a TLS library's: libssl*, libgnutls* or
+ * libnspr4* (user space decides, by the path the process sees, which files and versions it
+ * probes). */
 static __always_inline int tls_library_name(const char *name)
 {
 	const char ssl[] = "libssl";
 	const char gnutls[] = "libgnutls";
-	int is_ssl = 1, is_gnutls = 1;
+	const char nspr[] = "libnspr4";
+	int is_ssl = 1, is_gnutls = 1, is_nspr = 1;
 #pragma unroll
 	for (int i = 0; i < sizeof(ssl) - 1; i++)
 		is_ssl &= name[i] == ssl[i];
 #pragma unroll
 	for (int i = 0; i < sizeof(gnutls) - 1; i++)
 		is_gnutls &= name[i] == gnutls[i];
-	return is_ssl | is_gnutls;
+#pragma unroll
+	for (int i = 0; i < sizeof(nspr) - 1; i++)
+		is_nspr &= name[i] == nspr[i];
+	return is_ssl | is_gnutls | is_nspr;
 }
 
 #define PROT_EXEC 4
@@ -1392,7 +1412,8 @@ int exit_mmap(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- OpenSSL ---------------------------------------------------------------------- */
 
-static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 dir, __u8 sc)
+static __always_inline int ssl_enter_ex(__u64 ssl, __u64 buf, __u64 out_len, __u8 dir,
+					__u8 sc, __u8 socket_only)
 {
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
@@ -1400,9 +1421,15 @@ static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 d
 	__u64 id = bpf_get_current_pid_tgid();
 	if (pid_filtered(cfg, id >> 32))
 		return 0;
-	struct ssl_call c = { .ssl = ssl, .buf = buf, .out_len = out_len, .dir = dir, .sc = sc };
+	struct ssl_call c = { .ssl = ssl, .buf = buf, .out_len = out_len, .dir = dir, .sc = sc,
+			      .socket_only = socket_only };
 	bpf_map_update_elem(&ssl_active, &id, &c, BPF_ANY);
 	return 0;
+}
+
+static __always_inline int ssl_enter(__u64 ssl, __u64 buf, __u64 out_len, __u8 dir, __u8 sc)
+{
+	return ssl_enter_ex(ssl, buf, out_len, dir, sc, 0);
 }
 
 /* An SSL call's plaintext whose socket is not known (F_TLS_UNBOUND): no socket, no
@@ -1450,8 +1477,10 @@ static __always_inline int ssl_exit(long ret, int ex)
 	if (!n)
 		return 0;
 	__u64 sk = c.sk;
-	if (!sk) {
-		/* No syscall inside this call (buffered read): the SSL's last socket. */
+	if (!sk && !c.socket_only) {
+		/* No syscall inside this call (buffered read): the SSL's last socket. (Not for
+		 * NSPR, whose PR_Read/PR_Write also serve files: a file descriptor may reuse a
+		 * freed socket's address.) */
 		__u64 *known = bpf_map_lookup_elem(&ssl_socks, &c.ssl);
 		if (known)
 			sk = *known;
@@ -1460,6 +1489,15 @@ static __always_inline int ssl_exit(long ret, int ex)
 	struct scratch *s = scratch_get();
 	if (!cfg || !s)
 		return 0;
+	if (sk == SK_FILTERED) {
+		stat_add(ST_FILTERED_PORT, 1);
+		return 0;
+	}
+	if (!sk && c.socket_only) {
+		/* An NSPR call on a file, or one served from NSS's buffer. */
+		stat_add(ST_NOT_SOCKET, 1);
+		return 0;
+	}
 	if (!sk) {
 		/* No socket I/O inside any call of this SSL: a memory BIO (Python's asyncio,
 		 * Node.js, ...), whose ciphertext the program moves itself. Reported unbound:
@@ -1517,6 +1555,23 @@ int BPF_URETPROBE(gnutls_recv_exit, long ret)
 SEC("uretprobe")
 int BPF_URETPROBE(ssl_read_ex_exit, int ret)
 { return ssl_exit(ret, 1); }
+/* NSS (Mozilla's TLS: Firefox, Thunderbird, libcurl's NSS build): the application's I/O on
+ * an SSL socket goes through NSPR, PR_Write/PR_Send and PR_Read/PR_Recv(fd, buf, amount, ...)
+ * on the top (SSL) layer's descriptor; they return the bytes moved, or -1. The same calls
+ * serve plain sockets (the bytes are then the wire's, as they should be) and files (nothing
+ * is reported: only a call with a socket syscall inside gives plaintext). */
+SEC("uprobe")
+int BPF_UPROBE(nspr_write_enter, void *fd, void *buf, int amount)
+{ return ssl_enter_ex((__u64)fd, (__u64)buf, 0, DIR_EGRESS, SC_SSL_WRITE, 1); }
+SEC("uretprobe")
+int BPF_URETPROBE(nspr_write_exit, int ret)
+{ return ssl_exit(ret, 0); }
+SEC("uprobe")
+int BPF_UPROBE(nspr_read_enter, void *fd, void *buf, int amount)
+{ return ssl_enter_ex((__u64)fd, (__u64)buf, 0, DIR_INGRESS, SC_SSL_READ, 1); }
+SEC("uretprobe")
+int BPF_URETPROBE(nspr_read_exit, int ret)
+{ return ssl_exit(ret, 0); }
 
 /* ---- Go crypto/tls ----------------------------------------------------------------- */
 

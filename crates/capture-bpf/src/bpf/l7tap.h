@@ -22,8 +22,9 @@
 		    * (the kernel's dev_t), payload = the filename given to execve */
 #define EV_UNIX_NAMES 6 /* a Unix socket's own name and its peer's: sent before its first
 			 * open or data event (struct l7tap_unix_names) */
-#define EV_MAPPED 7 /* a process mapped a TLS library's code (libssl.so*, libgnutls.so*) from a
-		     * file not looked at yet: sock_id = inode, offset = device, as EV_EXEC */
+#define EV_MAPPED 7 /* a process mapped a TLS library's code (libssl*, libgnutls*, libnspr4*)
+		     * from a file not looked at yet: sock_id = inode, offset = device, as
+		     * EV_EXEC */
 
 /* The filename of an exec, at most (the rest is cut; user space then uses /proc/PID/exe). */
 #define EXEC_PATH_LEN 256
