@@ -855,6 +855,20 @@ fn check_https_side(
     }
 }
 
+/// A Python HTTPS client (`script`: https_get.py, nss_https_get.py) for `paths` on `port`,
+/// waiting for a line on its stdin (WAIT_FOR_GO=1) before its requests.
+fn waiting_https_client(script_name: &str, port: u16, paths: &[&str]) -> Child {
+    Command::new("/usr/bin/python3")
+        .arg(script(script_name))
+        .arg(port.to_string())
+        .args(paths)
+        .env("WAIT_FOR_GO", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The end of an HTTPS exchange between a client that prints "status body_length" per request
 /// (its stdin already told to go) and nginx: waits for the client, stops the capture and checks
 /// both sides (the client's as `client_side`) against what the client printed and nginx logged.
@@ -1275,15 +1289,7 @@ fn https_from_an_nss_client_through_the_nspr_probes_both_sides() {
     let (ngx, dir) = nginx("https-nss", port, Listen::Https);
     let paths = ["/index.html", "/api/order", "/missing"];
     // Started before the capture (NSS loaded and initialised), waiting for a line.
-    let mut client = Command::new("/usr/bin/python3")
-        .arg(script("nss_https_get.py"))
-        .arg(port.to_string())
-        .args(paths)
-        .env("WAIT_FOR_GO", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client = waiting_https_client("nss_https_get.py", port, &paths);
     let pid = client.id();
     let t0 = Instant::now();
     while !std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("libnss3"))
@@ -1319,15 +1325,7 @@ fn https_on_an_unlisted_port_is_filtered_in_the_kernel() {
     let port = 18896u16;
     let (ngx, dir) = nginx("https-unlisted", port, Listen::Https);
     let paths = ["/index.html", "/api/order"];
-    let mut client = Command::new("/usr/bin/python3")
-        .arg(script("https_get.py"))
-        .arg(port.to_string())
-        .args(paths)
-        .env("WAIT_FOR_GO", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client = waiting_https_client("https_get.py", port, &paths);
     let pid = client.id();
     let Some(live) = Live::start(BpfConfig {
         pids: vec![pid],
