@@ -1506,6 +1506,94 @@ fn https_through_a_libssl_copy_loaded_late_both_sides() {
     assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
 }
 
+/// A Python extension module with its own, renamed copy of libssl, as a wheel repaired by
+/// auditwheel ships it (psycopg2-binary's `psycopg2_binary.libs/libssl-<hash>.so.3`): here
+/// Debian's `_ssl` module made to load `libssl-1a2b3c4d.so.3` (patchelf: its NEEDED entry and
+/// RUNPATH, the copy's SONAME) ahead of the standard one through PYTHONPATH. The client starts
+/// after the capture, so the copy is found when it is mapped. Three GETs on one keep-alive
+/// connection, both sides checked against what the client printed and nginx logged.
+#[test]
+fn https_from_python_with_a_renamed_bundled_libssl_both_sides() {
+    if !programs(&["nginx", "openssl", "/usr/bin/python3", "patchelf"]) {
+        return;
+    }
+    let Some(system) = l7tap_capture_bpf::LIBSSL_CANDIDATES
+        .iter()
+        .find(|c| std::path::Path::new(c).exists())
+    else {
+        skip("no system libssl.so.3");
+        return;
+    };
+    let Ok(module) = Command::new("/usr/bin/python3")
+        .args(["-c", "import _ssl; print(_ssl.__file__)"])
+        .output()
+    else {
+        skip("python3 has no _ssl module");
+        return;
+    };
+    let module = String::from_utf8_lossy(&module.stdout).trim().to_string();
+    let port = 18900u16;
+    let (ngx, dir) = nginx("https-wheel", port, Listen::Https);
+    let (libs, mods) = (dir.join("wheel.libs"), dir.join("wheel"));
+    std::fs::create_dir_all(&libs).unwrap();
+    std::fs::create_dir_all(&mods).unwrap();
+    let copy = libs.join("libssl-1a2b3c4d.so.3");
+    std::fs::copy(system, &copy).unwrap();
+    let ssl_mod = mods.join(std::path::Path::new(&module).file_name().unwrap());
+    std::fs::copy(&module, &ssl_mod).unwrap();
+    // One change per patchelf run (0.14 mixes up its string table when given several).
+    let patch = |args: &[&std::ffi::OsStr]| {
+        let ok = Command::new("patchelf").args(args).status().unwrap();
+        assert!(ok.success(), "patchelf {args:?}");
+    };
+    patch(&[
+        "--set-soname".as_ref(),
+        "libssl-1a2b3c4d.so.3".as_ref(),
+        copy.as_os_str(),
+    ]);
+    patch(&[
+        "--replace-needed".as_ref(),
+        "libssl.so.3".as_ref(),
+        "libssl-1a2b3c4d.so.3".as_ref(),
+        ssl_mod.as_os_str(),
+    ]);
+    patch(&[
+        "--set-rpath".as_ref(),
+        libs.as_os_str(),
+        ssl_mod.as_os_str(),
+    ]);
+    let Some(live) = Live::start(config(&[port])) else {
+        return;
+    };
+    let paths = ["/index.html", "/api/order", "/missing"];
+    let mut client = Command::new("/usr/bin/python3")
+        .arg(script("https_get.py"))
+        .arg(port.to_string())
+        .args(paths)
+        .env("WAIT_FOR_GO", "1")
+        .env("PYTHONPATH", &mods)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = client.id();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .is_ok_and(|m| m.contains("libssl-1a2b3c4d.so.3"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "python loads the copy"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    // Probed within a poll on an idle machine; CI runs tests side by side on two cores.
+    sleep(Duration::from_secs(2));
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let stats = check_https_client_and_nginx(client, "client", live, ngx, &dir, &paths);
+    assert!(stats.get("bpf_tls_libraries_extra") >= 1, "{stats:?}");
+}
+
 /// A program started again and again is looked at once: its first exec is reported, then the
 /// kernel program knows the file and only counts its execs. A process execs a script 41 times
 /// in a row (same pid, the capture's pid filter on it), each time through a copy of sh at a

@@ -172,17 +172,35 @@ impl TlsLibrary {
     /// All of them, in the order they are reported.
     pub const ALL: [TlsLibrary; 3] = [TlsLibrary::OpenSsl, TlsLibrary::GnuTls, TlsLibrary::Nss];
 
-    /// The library a mapped file's name says it is.
+    /// The library a mapped file's name says it is: `libssl.so.3`, `libgnutls.so.30`,
+    /// `libnspr4.so` (and their longer versions), also with a tag after the stem as tools that
+    /// bundle libraries rename them: `libssl-1a2b3c4d.so.3` in a Python wheel repaired by
+    /// auditwheel (psycopg2-binary, for one), whose extension modules load that copy.
     pub fn of_file_name(name: &str) -> Option<TlsLibrary> {
-        if name.starts_with("libssl.so.3") {
-            Some(TlsLibrary::OpenSsl)
-        } else if name.starts_with("libgnutls.so.30") {
-            Some(TlsLibrary::GnuTls)
-        } else if name.starts_with("libnspr4.so") {
-            Some(TlsLibrary::Nss)
-        } else {
-            None
-        }
+        [
+            ("libssl", ".so.3", TlsLibrary::OpenSsl),
+            ("libgnutls", ".so.30", TlsLibrary::GnuTls),
+            ("libnspr4", ".so", TlsLibrary::Nss),
+        ]
+        .into_iter()
+        .find(|(stem, so, _)| {
+            let Some(rest) = name.strip_prefix(stem) else {
+                return false;
+            };
+            // An optional "-tag" (letters and digits), then the .so version.
+            let rest = match rest.strip_prefix('-') {
+                Some(tagged) => {
+                    let tag = tagged.bytes().take_while(u8::is_ascii_alphanumeric).count();
+                    if tag == 0 {
+                        return false;
+                    }
+                    &tagged[tag..]
+                }
+                None => rest,
+            };
+            rest.starts_with(so)
+        })
+        .map(|(_, _, lib)| lib)
     }
 
     /// Where distributions keep it.
@@ -362,6 +380,8 @@ mod tests {
 7f1c2e000000-7f1c2e001000 r--p 00000000 08:01 98    /usr/lib/x86_64-linux-gnu/libcrypto.so.3
 7f1c2f000000-7f1c2f040000 r-xp 00000000 08:01 97    /usr/lib/x86_64-linux-gnu/libnspr4.so
 7f1c30000000-7f1c30040000 r-xp 00000000 08:01 96    /usr/lib/x86_64-linux-gnu/libssl3.so
+7f1c31000000-7f1c31040000 r-xp 00000000 08:01 95    /venv/site-packages/psycopg2_binary.libs/libssl-81ffa89e.so.3
+7f1c32000000-7f1c32040000 r-xp 00000000 08:01 94    /opt/x/libssl-.so.3
 ";
         let libs = parse_tls_maps(42, maps);
         assert_eq!(
@@ -382,6 +402,12 @@ mod tests {
                     TlsLibrary::Nss,
                     "/proc/42/map_files/7f1c2f000000-7f1c2f040000".into(),
                     "/usr/lib/x86_64-linux-gnu/libnspr4.so".to_string()
+                ),
+                // A wheel's bundled copy (auditwheel's name); not an empty tag.
+                (
+                    TlsLibrary::OpenSsl,
+                    "/proc/42/map_files/7f1c31000000-7f1c31040000".into(),
+                    "/venv/site-packages/psycopg2_binary.libs/libssl-81ffa89e.so.3".to_string()
                 ),
             ]
         );
