@@ -9,18 +9,26 @@ independent record of what was served) and "ready" once it listens.
 import http.server
 import socketserver
 import sys
+import threading
+
+LOG = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def answer(self, code, body):
+        # Logged before the answer goes out, as one write: the client sends its next request
+        # only after this answer, so lines come in request order and never interleave (print
+        # with several arguments writes them one by one, and each connection has its thread).
+        with LOG:
+            sys.stdout.write(f"{self.command} {self.path} {code} {len(body)}\n")
+            sys.stdout.flush()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        print(self.command, self.path, code, len(body), flush=True)
 
     def do_GET(self):
         if self.path == "/hello":

@@ -1355,6 +1355,7 @@ static __always_inline int tls_library_name(const char *name)
 }
 
 #define PROT_EXEC 4
+#define MAP_ANONYMOUS 0x20
 
 /* A process mapped code from a file (the dynamic loader does so for every library, at start
  * and at each dlopen): a TLS library not looked at yet is reported, so user space probes it
@@ -1369,8 +1370,9 @@ int exit_mmap(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	/* mmap(addr, length, prot, flags, fd, offset) */
-	if (!(regs->dx & PROT_EXEC) || (long)regs->r8 < 0)
+	/* mmap(addr, length, prot, flags, fd, offset); an anonymous mapping's fd is meant to be
+	 * -1, but the kernel ignores it (JITs pass 0) */
+	if (!(regs->dx & PROT_EXEC) || (regs->r10 & MAP_ANONYMOUS) || (long)regs->r8 < 0)
 		return 0;
 	struct l7tap_config *cfg = get_config();
 	if (!cfg)
