@@ -856,13 +856,20 @@ fn check_https_side(
 }
 
 /// A Python HTTPS client (`script`: https_get.py, nss_https_get.py) for `paths` on `port`,
-/// waiting for a line on its stdin (WAIT_FOR_GO=1) before its requests.
-fn waiting_https_client(script_name: &str, port: u16, paths: &[&str]) -> Child {
+/// waiting for a line on its stdin (WAIT_FOR_GO=1) before its requests; `env`: more of its
+/// environment.
+fn waiting_https_client(
+    script_name: &str,
+    port: u16,
+    paths: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     Command::new("/usr/bin/python3")
         .arg(script(script_name))
         .arg(port.to_string())
         .args(paths)
         .env("WAIT_FOR_GO", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1270,8 +1277,10 @@ fn https_from_python_through_the_openssl_ex_calls_both_sides() {
 /// HTTPS from an NSS client (libcurl's NSS build, Debian's libcurl3-nss, driven from Python
 /// through ctypes: tests/live/nss_https_get.py) to nginx: NSS's plaintext through the NSPR
 /// probes (`PR_Send`/`PR_Recv`), nginx's through OpenSSL's. Three GETs on one keep-alive
-/// connection (the client checks libcurl's own connection count), both sides checked against
-/// what libcurl reported and nginx logged.
+/// connection (the client checks libcurl's own connection count), one of a 210,000-byte file
+/// read through a 1 KiB buffer: NSS hands most of each 16 KiB record over from its own
+/// buffer, with no socket read inside the call, tied to the connection by the descriptor's
+/// last socket. Both sides checked against what libcurl reported and nginx logged.
 #[test]
 fn https_from_an_nss_client_through_the_nspr_probes_both_sides() {
     if !programs(&["nginx", "openssl", "/usr/bin/python3"]) {
@@ -1287,9 +1296,10 @@ fn https_from_an_nss_client_through_the_nspr_probes_both_sides() {
     }
     let port = 18892u16;
     let (ngx, dir) = nginx("https-nss", port, Listen::Https);
-    let paths = ["/index.html", "/api/order", "/missing"];
+    let paths = ["/index.html", "/large.txt", "/api/order"];
     // Started before the capture (NSS loaded and initialised), waiting for a line.
-    let mut client = waiting_https_client("nss_https_get.py", port, &paths);
+    let mut client =
+        waiting_https_client("nss_https_get.py", port, &paths, &[("NSS_BUFFER", "1024")]);
     let pid = client.id();
     let t0 = Instant::now();
     while !std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("libnss3"))
@@ -1325,7 +1335,7 @@ fn https_on_an_unlisted_port_is_filtered_in_the_kernel() {
     let port = 18896u16;
     let (ngx, dir) = nginx("https-unlisted", port, Listen::Https);
     let paths = ["/index.html", "/api/order"];
-    let mut client = waiting_https_client("https_get.py", port, &paths);
+    let mut client = waiting_https_client("https_get.py", port, &paths, &[]);
     let pid = client.id();
     let Some(live) = Live::start(BpfConfig {
         pids: vec![pid],

@@ -7,7 +7,9 @@ with ctypes; the certificate is not verified (the tests' server is self-signed).
     nss_https_get.py PORT PATH...
 
 With WAIT_FOR_GO=1 in the environment it waits for a line on stdin first (NSS is loaded and
-initialised by then).
+initialised by then). NSS_BUFFER=N sets libcurl's receive buffer (CURLOPT_BUFFERSIZE): with a
+buffer smaller than a TLS record, NSS hands most of each record over from its own buffer,
+without a socket read inside the call.
 """
 import ctypes
 import os
@@ -17,6 +19,7 @@ CURLOPT_URL = 10002
 CURLOPT_WRITEFUNCTION = 20011
 CURLOPT_SSL_VERIFYPEER = 64
 CURLOPT_SSL_VERIFYHOST = 81
+CURLOPT_BUFFERSIZE = 98
 CURLINFO_RESPONSE_CODE = 0x200002
 CURLINFO_SIZE_DOWNLOAD_T = 0x600008
 CURLINFO_NUM_CONNECTS = 0x20001A
@@ -38,6 +41,8 @@ discard = WRITE(lambda ptr, size, n, _: size * n)
 curl.curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ctypes.cast(discard, ctypes.c_void_p))
 curl.curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0)
 curl.curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0)
+if os.environ.get("NSS_BUFFER"):
+    curl.curl_easy_setopt(h, CURLOPT_BUFFERSIZE, int(os.environ["NSS_BUFFER"]))
 if os.environ.get("WAIT_FOR_GO") == "1":
     sys.stdin.readline()
 connects = 0

@@ -106,7 +106,7 @@ pub enum Role {
 pub const DIR_EGRESS: u8 = 0;
 
 /// Names of the kernel's per-CPU counters, in `enum l7tap_stat` order.
-pub const STAT_NAMES: [&str; 20] = [
+pub const STAT_NAMES: [&str; 21] = [
     "bpf_events",
     "bpf_payload_bytes",
     "bpf_ring_full_events",
@@ -127,6 +127,7 @@ pub const STAT_NAMES: [&str; 20] = [
     "bpf_io_uring_not_copied",
     "bpf_execs_of_known_programs",
     "bpf_mappings_of_known_libraries",
+    "bpf_nspr_calls_without_socket",
 ];
 
 /// One decoded event; `payload` borrows the record's bytes (as read from its ring).

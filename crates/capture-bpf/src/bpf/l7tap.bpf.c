@@ -128,7 +128,7 @@ struct ssl_call {
 	__u64 sk;      /* socket of a nested syscall, if one happened (or SK_FILTERED) */
 	__u8 dir;
 	__u8 sc;
-	__u8 socket_only; /* NSPR: its calls serve files too; plaintext only with a socket seen */
+	__u8 socket_only; /* NSPR: never reported unbound (NSS has no memory BIOs) */
 	__u8 _pad[5];
 };
 /* ssl_call.sk, ssl_socks value: the call's socket was filtered out by port (a kernel socket
@@ -1479,10 +1479,8 @@ static __always_inline int ssl_exit(long ret, int ex)
 	if (!n)
 		return 0;
 	__u64 sk = c.sk;
-	if (!sk && !c.socket_only) {
-		/* No syscall inside this call (buffered read): the SSL's last socket. (Not for
-		 * NSPR, whose PR_Read/PR_Write also serve files: a file descriptor may reuse a
-		 * freed socket's address.) */
+	if (!sk) {
+		/* No syscall inside this call (buffered read): the SSL's last socket. */
 		__u64 *known = bpf_map_lookup_elem(&ssl_socks, &c.ssl);
 		if (known)
 			sk = *known;
@@ -1496,8 +1494,9 @@ static __always_inline int ssl_exit(long ret, int ex)
 		return 0;
 	}
 	if (!sk && c.socket_only) {
-		/* An NSPR call on a file, or one served from NSS's buffer. */
-		stat_add(ST_NOT_SOCKET, 1);
+		/* An NSPR socket call whose socket is not known yet (NSS has no memory BIOs:
+		 * nothing to report unbound). */
+		stat_add(ST_NSPR_NO_SOCKET, 1);
 		return 0;
 	}
 	if (!sk) {
@@ -1560,17 +1559,35 @@ int BPF_URETPROBE(ssl_read_ex_exit, int ret)
 /* NSS (Mozilla's TLS: Firefox, Thunderbird, libcurl's NSS build): the application's I/O on
  * an SSL socket goes through NSPR, PR_Write/PR_Send and PR_Read/PR_Recv(fd, buf, amount, ...)
  * on the top (SSL) layer's descriptor; they return the bytes moved, or -1. The same calls
- * serve plain sockets (the bytes are then the wire's, as they should be) and files (nothing
- * is reported: only a call with a socket syscall inside gives plaintext). */
+ * serve plain sockets (the bytes are then the wire's, as they should be) and files and pipes,
+ * which are left out by the descriptor's type (prio.h, public: a PRFileDesc starts with its
+ * methods table, which starts with the PRDescType). A socket's descriptor then behaves as an
+ * SSL object: its socket is the one of a syscall inside the call, else its last one (reads
+ * NSS serves from its buffer). */
+#define PR_DESC_FILE 1
+#define PR_DESC_PIPE 5
+static __always_inline int nspr_enter(__u64 fd, __u64 buf, __u8 dir, __u8 sc)
+{
+	__u64 methods = 0;
+	__u32 type = 0;
+	if (bpf_probe_read_user(&methods, sizeof(methods), (void *)fd) ||
+	    bpf_probe_read_user(&type, sizeof(type), (void *)methods))
+		return 0;
+	if (type == PR_DESC_FILE || type == PR_DESC_PIPE) {
+		stat_add(ST_NOT_SOCKET, 1);
+		return 0;
+	}
+	return ssl_enter_ex(fd, buf, 0, dir, sc, 1);
+}
 SEC("uprobe")
 int BPF_UPROBE(nspr_write_enter, void *fd, void *buf, int amount)
-{ return ssl_enter_ex((__u64)fd, (__u64)buf, 0, DIR_EGRESS, SC_SSL_WRITE, 1); }
+{ return nspr_enter((__u64)fd, (__u64)buf, DIR_EGRESS, SC_SSL_WRITE); }
 SEC("uretprobe")
 int BPF_URETPROBE(nspr_write_exit, int ret)
 { return ssl_exit(ret, 0); }
 SEC("uprobe")
 int BPF_UPROBE(nspr_read_enter, void *fd, void *buf, int amount)
-{ return ssl_enter_ex((__u64)fd, (__u64)buf, 0, DIR_INGRESS, SC_SSL_READ, 1); }
+{ return nspr_enter((__u64)fd, (__u64)buf, DIR_INGRESS, SC_SSL_READ); }
 SEC("uretprobe")
 int BPF_URETPROBE(nspr_read_exit, int ret)
 { return ssl_exit(ret, 0); }

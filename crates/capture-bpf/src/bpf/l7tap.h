@@ -86,6 +86,8 @@ enum l7tap_stat {
 			      * buffers, multishot, zero-copy): length reported, bytes not copied */
 	ST_EXEC_KNOWN,     /* execs of programs looked at already: not reported */
 	ST_MAPPED_KNOWN,   /* mappings of TLS libraries looked at already: not reported */
+	ST_NSPR_NO_SOCKET, /* NSPR socket calls whose socket was not seen (no socket syscall
+			    * inside, none before): not reported */
 	ST__COUNT,
 };
 
