@@ -259,95 +259,41 @@ impl<V, K> Default for Index<V, K> {
     }
 }
 
-/// The connections tracked, indexed by socket (a close, or a new connection on a reused
-/// socket, ends every stream under it: its TLS plaintext twin, an unconnected UDP socket's
-/// peers) and by process (an exit ends the process's): each such event costs a lookup, not a
-/// pass over every connection (with 10,000 tracked, a pass made a short connection cost
-/// ~130 us instead of ~1 us).
-#[derive(Debug, Default)]
-struct ConnTable {
-    map: HashMap<ConnKey, Conn, l7tap_core::FlowBuildHasher>,
-    /// Socket id, TLS twin folded in (`id & !1`) -> its keys.
-    by_sock: Index<u64, ConnKey>,
-    by_pid: Index<u32, ConnKey>,
+/// A value owned by a process: the one that last moved its bytes.
+trait Owned {
+    fn pid(&self) -> u32;
 }
 
-impl ConnTable {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn get(&self, key: &ConnKey) -> Option<&Conn> {
-        self.map.get(key)
-    }
-
-    /// (The process of a connection changes through [`ConnTable::set_process`] only.)
-    fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
-        self.map.get_mut(key)
-    }
-
-    fn contains_key(&self, key: &ConnKey) -> bool {
-        self.map.contains_key(key)
-    }
-
-    fn any_key(&self) -> Option<ConnKey> {
-        self.map.keys().next().copied()
-    }
-
-    fn insert(&mut self, key: ConnKey, conn: Conn) {
-        self.by_sock.add(key.0 & !1, key);
-        self.by_pid.add(conn.process.pid, key);
-        if let Some(old) = self.map.insert(key, conn) {
-            if old.process.pid != self.map[&key].process.pid {
-                self.by_pid.remove(old.process.pid, key);
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &ConnKey) -> Option<Conn> {
-        let c = self.map.remove(key)?;
-        self.by_sock.remove(key.0 & !1, *key);
-        self.by_pid.remove(c.process.pid, *key);
-        Some(c)
-    }
-
-    /// The thread (and process) that last moved the connection's bytes.
-    fn set_process(&mut self, key: &ConnKey, pid: u32, tid: u32, comm: &[u8]) {
-        let Some(c) = self.map.get_mut(key) else {
-            return;
-        };
-        if c.process.pid == pid && c.process.tid == tid {
-            return;
-        }
-        let old = c.process.pid;
-        if old != pid {
-            c.process.comm = comm_bytes(comm);
-            c.process.pid = pid;
-            self.by_pid.remove(old, *key);
-            self.by_pid.add(pid, *key);
-        }
-        c.process.tid = tid;
-    }
-
-    /// The keys of socket `id`: its own streams and its TLS twin's.
-    fn of_socket(&self, id: u64) -> Vec<ConnKey> {
-        self.by_sock.keys(id & !1)
-    }
-
-    fn of_process(&self, pid: u32) -> Vec<ConnKey> {
-        self.by_pid.keys(pid)
+impl Owned for Conn {
+    fn pid(&self) -> u32 {
+        self.process.pid
     }
 }
 
-/// Unix sockets' names by socket id until the socket closes or its process exits, indexed by
-/// process (an exit is a lookup, not a pass over every name).
-#[derive(Debug, Default)]
-struct UnixNameTable {
-    map: HashMap<u64, UnixNames, l7tap_core::FlowBuildHasher>,
-    by_pid: Index<u32, u64>,
+impl Owned for UnixNames {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
-impl UnixNameTable {
+/// A table indexed by owning process too, so that a process exit is a lookup, not a pass over
+/// every entry.
+#[derive(Debug)]
+struct ByProcess<K, V> {
+    map: HashMap<K, V, l7tap_core::FlowBuildHasher>,
+    by_pid: Index<u32, K>,
+}
+
+impl<K, V> Default for ByProcess<K, V> {
+    fn default() -> Self {
+        ByProcess {
+            map: HashMap::default(),
+            by_pid: Index::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Owned> ByProcess<K, V> {
     fn len(&self) -> usize {
         self.map.len()
     }
@@ -357,39 +303,117 @@ impl UnixNameTable {
         self.map.is_empty()
     }
 
-    fn get(&self, sock: &u64) -> Option<&UnixNames> {
-        self.map.get(sock)
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
     }
 
-    fn contains_key(&self, sock: &u64) -> bool {
-        self.map.contains_key(sock)
+    /// (The owner changes through [`ByProcess::set_pid`] only.)
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
     }
 
-    fn any_key(&self) -> Option<u64> {
+    fn contains_key(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn any_key(&self) -> Option<K> {
         self.map.keys().next().copied()
     }
 
-    fn insert(&mut self, sock: u64, names: UnixNames) {
-        self.by_pid.add(names.pid, sock);
-        if let Some(old) = self.map.insert(sock, names) {
-            if old.pid != self.map[&sock].pid {
-                self.by_pid.remove(old.pid, sock);
+    fn insert(&mut self, key: K, value: V) {
+        let pid = value.pid();
+        self.by_pid.add(pid, key);
+        if let Some(old) = self.map.insert(key, value) {
+            if old.pid() != pid {
+                self.by_pid.remove(old.pid(), key);
             }
         }
     }
 
-    fn remove(&mut self, sock: &u64) {
-        if let Some(n) = self.map.remove(sock) {
-            self.by_pid.remove(n.pid, *sock);
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let v = self.map.remove(key)?;
+        self.by_pid.remove(v.pid(), *key);
+        Some(v)
+    }
+
+    /// Moves `key` to process `pid`; `set` changes the value itself. Returns the value.
+    fn set_pid(&mut self, key: &K, pid: u32, set: impl FnOnce(&mut V)) -> Option<&mut V> {
+        let v = self.map.get_mut(key)?;
+        let old = v.pid();
+        set(v);
+        if old != pid {
+            self.by_pid.remove(old, *key);
+            self.by_pid.add(pid, *key);
         }
+        self.map.get_mut(key)
+    }
+
+    fn of_process(&self, pid: u32) -> Vec<K> {
+        self.by_pid.keys(pid)
     }
 
     fn remove_process(&mut self, pid: u32) {
-        for sock in self.by_pid.keys(pid) {
-            self.remove(&sock);
+        for k in self.of_process(pid) {
+            self.remove(&k);
         }
     }
 }
+
+/// The connections tracked, indexed by socket (a close, or a new connection on a reused
+/// socket, ends every stream under it: its TLS plaintext twin, an unconnected UDP socket's
+/// peers) and by process (an exit ends the process's): each such event costs a lookup, not a
+/// pass over every connection (with 10,000 tracked, a pass made a short connection cost
+/// ~130 us instead of ~1 us).
+#[derive(Debug, Default)]
+struct ConnTable {
+    conns: ByProcess<ConnKey, Conn>,
+    /// Socket id, TLS twin folded in (`id & !1`) -> its keys.
+    by_sock: Index<u64, ConnKey>,
+}
+
+impl std::ops::Deref for ConnTable {
+    type Target = ByProcess<ConnKey, Conn>;
+    fn deref(&self) -> &Self::Target {
+        &self.conns
+    }
+}
+
+impl ConnTable {
+    /// (The process of a connection changes through [`ConnTable::set_process`] only.)
+    fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
+        self.conns.get_mut(key)
+    }
+
+    fn insert(&mut self, key: ConnKey, conn: Conn) {
+        self.by_sock.add(key.0 & !1, key);
+        self.conns.insert(key, conn);
+    }
+
+    fn remove(&mut self, key: &ConnKey) -> Option<Conn> {
+        let c = self.conns.remove(key)?;
+        self.by_sock.remove(key.0 & !1, *key);
+        Some(c)
+    }
+
+    /// Another process moved the connection's bytes (its thread and name with it).
+    fn set_process(&mut self, key: &ConnKey, pid: u32, tid: u32, comm: &[u8]) -> Option<&mut Conn> {
+        self.conns.set_pid(key, pid, |c| {
+            if c.process.pid != pid {
+                c.process.comm = comm_bytes(comm);
+                c.process.pid = pid;
+            }
+            c.process.tid = tid;
+        })
+    }
+
+    /// The keys of socket `id`: its own streams and its TLS twin's.
+    fn of_socket(&self, id: u64) -> Vec<ConnKey> {
+        self.by_sock.keys(id & !1)
+    }
+}
+
+/// Unix sockets' names by socket id until the socket closes or its process exits.
+type UnixNameTable = ByProcess<u64, UnixNames>;
 
 impl Converter {
     /// A converter that tracks at most `max_conns` connections; `epoch_offset_ns` maps the
@@ -673,9 +697,8 @@ impl Converter {
         }
         let mut c = self.conns.get_mut(&key)?;
         if c.process.pid != ev.pid {
-            // (Another process: its index entry moves too; rare, so a second lookup.)
-            self.conns.set_process(&key, ev.pid, ev.tid, ev.comm);
-            c = self.conns.get_mut(&key)?;
+            // (Another process: its index entry moves too; rare, so more lookups.)
+            c = self.conns.set_process(&key, ev.pid, ev.tid, ev.comm)?;
         }
         c.process.tid = ev.tid;
         let direction = if ev.egress == c.local_is_client {

@@ -566,8 +566,8 @@ impl BpfSource {
         }
         // What the probers looked at already: the kernel does not report it again.
         let go_seen = go_tls.iter().flat_map(|g: &GoProber| g.seen.iter());
-        for &(dev, ino) in tls.iter().flat_map(|t| t.seen.iter()).chain(go_seen) {
-            control.mark_known(FileKey::of_stat(dev, ino));
+        for &key in tls.iter().flat_map(|t| t.seen.iter()).chain(go_seen) {
+            control.mark_known(key);
         }
         let converter = Converter::new(config.max_connections, system::monotonic_to_epoch_offset());
         Ok(BpfSource {
@@ -692,7 +692,7 @@ const MAX_REFUSALS_NAMED: usize = 16;
 /// start, then the program of every exec (each binary once, whatever its path).
 #[derive(Debug, Default)]
 struct GoProber {
-    seen: std::collections::HashSet<(u64, u64)>,
+    seen: std::collections::HashSet<FileKey>,
     probed: Vec<String>,
     refused: Refusals,
     /// Go binaries past MAX_GO_BINARIES, and binaries past MAX_BINARIES_SEEN.
@@ -709,21 +709,20 @@ impl GoProber {
         asked: bool,
         links: &mut Vec<libbpf_rs::Link>,
     ) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Some(key) = file_id(path) else {
             if asked {
                 self.refuse(format!("{}: not found", path.display()));
             }
             return;
         };
-        if self.seen.contains(&(meta.dev(), meta.ino())) {
+        if self.seen.contains(&key) {
             return;
         }
         if self.seen.len() >= MAX_BINARIES_SEEN {
             self.over += 1;
             return;
         }
-        self.seen.insert((meta.dev(), meta.ino()));
+        self.seen.insert(key);
         let targets = match gotls::targets_of_file(path) {
             Ok(t) => t,
             Err(e @ gotls::NotProbed::Unsupported(_)) => {
@@ -916,7 +915,7 @@ pub const MAX_TLS_LIBRARIES: usize = 64;
 #[derive(Debug, Default)]
 struct TlsProber {
     /// Library and program files looked at (device, inode).
-    seen: std::collections::HashSet<(u64, u64)>,
+    seen: std::collections::HashSet<FileKey>,
     /// The system library's status, per [`TlsLibrary::ALL`] entry.
     system: [String; 3],
     /// Other files probed: (library, "path (how found)").
@@ -1086,10 +1085,12 @@ impl TlsProber {
     }
 }
 
-/// A file's (device, inode), following links (`/proc/PID/map_files/...`, `/proc/PID/root/...`).
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+/// A file's (device, inode) as the kernel names it, following links
+/// (`/proc/PID/map_files/...`, `/proc/PID/exe`).
+fn file_id(path: &std::path::Path) -> Option<FileKey> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| FileKey::of_metadata(&m))
 }
 
 impl BpfSource {
@@ -1110,7 +1111,7 @@ impl BpfSource {
             exe
         } else {
             let p = PathBuf::from(&**path);
-            let same = std::fs::metadata(&p).is_ok_and(|m| FileKey::of_metadata(&m) == s.key);
+            let same = file_id(&p) == Some(s.key);
             if !(p.is_absolute() && same) {
                 return false;
             }

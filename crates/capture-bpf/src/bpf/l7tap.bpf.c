@@ -1333,25 +1333,24 @@ int process_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
+/* 1 when `name` starts with the n bytes of `prefix`. */
+static __always_inline int has_prefix(const char *name, const char *prefix, int n)
+{
+	int same = 1;
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		same &= name[i] == prefix[i];
+	return same;
+}
+#define HAS_PREFIX(name, lit) has_prefix(name, lit, sizeof(lit) - 1)
+
 /* 1 when a file name (read into `name`) may be a TLS library's: libssl*, libgnutls* or
  * libnspr4* (user space decides, by the path the process sees, which files and versions it
  * probes). */
 static __always_inline int tls_library_name(const char *name)
 {
-	const char ssl[] = "libssl";
-	const char gnutls[] = "libgnutls";
-	const char nspr[] = "libnspr4";
-	int is_ssl = 1, is_gnutls = 1, is_nspr = 1;
-#pragma unroll
-	for (int i = 0; i < sizeof(ssl) - 1; i++)
-		is_ssl &= name[i] == ssl[i];
-#pragma unroll
-	for (int i = 0; i < sizeof(gnutls) - 1; i++)
-		is_gnutls &= name[i] == gnutls[i];
-#pragma unroll
-	for (int i = 0; i < sizeof(nspr) - 1; i++)
-		is_nspr &= name[i] == nspr[i];
-	return is_ssl | is_gnutls | is_nspr;
+	return HAS_PREFIX(name, "libssl") | HAS_PREFIX(name, "libgnutls") |
+	       HAS_PREFIX(name, "libnspr4");
 }
 
 #define PROT_EXEC 4
